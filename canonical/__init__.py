@@ -1,0 +1,1 @@
+"""canonical layer of Integration Hub."""

@@ -1,0 +1,1 @@
+"""Integration Hub: the engine and the Dagster code location."""
