@@ -1,0 +1,92 @@
+"""`make demo`: the sandbox up, the nightly job on the embedded warehouse, a summary, the sandbox down.
+
+The run goes through the Dagster instance in `$DAGSTER_HOME`, so `make dev` shows it
+afterwards in the UI with its assets, checks and metadata.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.table import Table
+
+from integration_hub import settings
+from integration_hub.instance import ensure_dagster_home
+
+MAIN_JOB = "nightly"
+LAYER_SCHEMAS = ("raw_", "staging", "canonical", "quarantine", "recon", "sync", "audit")
+
+
+def run_demo(scale: float, seed: int, keep_running: bool = False) -> int:
+    from integration_hub.sandbox import runner
+
+    console = Console()
+    home = settings.hub_home()
+    console.rule("[bold]Integration Hub demo")
+    console.print(f"HUB_HOME={home}")
+    t0 = time.monotonic()
+    with console.status(f"Starting the sandbox world (TPC-H scale {scale:g}, seed {seed})…"):
+        runner.start(home, settings.port_base(), scale=scale, seed=seed)
+    console.print(f"[green]sandbox up[/] in {time.monotonic() - t0:.1f}s: " + ", ".join(
+        f"{s} {settings.system_url(s)}" for s in settings.SANDBOX_PORT_OFFSETS))  # fmt: skip
+    try:
+        ok, run_id, elapsed = _run_main_job(console)
+        _summary(console)
+        status = "[green]succeeded" if ok else "[red]failed"
+        console.print(f"Run {run_id} {status}[/] in {elapsed:.1f}s. `make dev` opens it in the Dagster UI.")
+        return 0 if ok else 1
+    finally:
+        if not keep_running:
+            runner.stop(home)
+            console.print("sandbox stopped (use `hub demo --keep-running` to leave it up)")
+
+
+def _run_main_job(console: Console) -> tuple[bool, str, float]:
+    import dagster as dg
+
+    from integration_hub.definitions import defs
+
+    ensure_dagster_home()
+    job = defs.resolve_job_def(MAIN_JOB)
+    partition_key = None
+    if job.partitions_def is not None:
+        keys = job.partitions_def.get_partition_keys()
+        partition_key = keys[-1] if keys else None
+    t0 = time.monotonic()
+    with console.status(f"Running job '{MAIN_JOB}'" + (f" for partition {partition_key}" if partition_key else "") + "…"):
+        with dg.DagsterInstance.get() as instance:
+            result = job.execute_in_process(instance=instance, partition_key=partition_key, raise_on_error=False)
+    elapsed = time.monotonic() - t0
+    for event in result.all_events:
+        if event.is_step_failure:
+            console.print(f"[red]step failed:[/] {event.step_key}: {event.event_specific_data.error.message.strip()}")
+    return result.success, result.run_id, elapsed
+
+
+def _summary(console: Console) -> None:
+    from resources.warehouse import warehouse_from_env
+
+    warehouse = warehouse_from_env()
+    with warehouse.connect() as con:
+        tables = con.rows(
+            "SELECT table_schema, table_name FROM information_schema.tables "
+            "WHERE table_name NOT LIKE '\\_dlt%' ESCAPE '\\' ORDER BY 1, 2"
+        )
+        table = Table(title=f"Warehouse {warehouse.display_name}")
+        table.add_column("table")
+        table.add_column("rows", justify="right")
+        for schema, name in tables:
+            if schema.startswith(LAYER_SCHEMAS):
+                rows = con.scalar(f'SELECT count(*) FROM "{schema}"."{name}"')
+                table.add_row(f"{schema}.{name}", f"{rows:,}")
+        console.print(table)
+        if ("recon", "summary") in tables:
+            findings = con.rows("SELECT flow, matched, findings, match_rate FROM recon.summary "
+                                "WHERE run_at = (SELECT max(run_at) FROM recon.summary) ORDER BY flow")  # fmt: skip
+            recon = Table(title="Reconciliation (latest run)")
+            for col in ("flow", "matched", "findings by kind", "match rate"):
+                recon.add_column(col)
+            for flow, matched, by_kind, rate in findings:
+                recon.add_row(flow, f"{matched:,}", str(by_kind), f"{rate:.2%}")
+            console.print(recon)
