@@ -54,9 +54,9 @@ def _run_main_job(console: Console) -> tuple[bool, str, float]:
         keys = job.partitions_def.get_partition_keys()
         partition_key = keys[-1] if keys else None
     t0 = time.monotonic()
-    with console.status(f"Running job '{MAIN_JOB}'" + (f" for partition {partition_key}" if partition_key else "") + "…"):
-        with dg.DagsterInstance.get() as instance:
-            result = job.execute_in_process(instance=instance, partition_key=partition_key, raise_on_error=False)
+    label = f"Running job '{MAIN_JOB}'" + (f" for partition {partition_key}" if partition_key else "")
+    with console.status(label + "…"), dg.DagsterInstance.get() as instance:
+        result = job.execute_in_process(instance=instance, partition_key=partition_key, raise_on_error=False)
     elapsed = time.monotonic() - t0
     for event in result.all_events:
         if event.is_step_failure:
