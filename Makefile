@@ -25,7 +25,8 @@ dev: install
 	$(BIN)/hub dagster-home
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-test: install
+# Under CI the browser tests must run, so Chromium is installed first; elsewhere they skip without it.
+test: install $(if $(filter true,$(CI)),browser)
 	$(BIN)/python -m pytest
 
 lint: install
