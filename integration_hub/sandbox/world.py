@@ -113,6 +113,7 @@ def build_world(scale: float, seed: int, cache: Path, anchor: dt.datetime | None
     src = tpch_dir(cache, scale)
     db = duckdb.connect()
     db.execute("SET threads TO 2")
+    db.execute("SET enable_progress_bar = false")
     shift_days = (anchor.date() - TPCH_LAST_ORDER_DATE).days
     db.execute(f"""
         CREATE MACRO u(kind, k) AS (md5_number('{int(seed)}:' || kind || ':' || k::VARCHAR) % 1000000) / 1000000.0;
@@ -122,8 +123,14 @@ def build_world(scale: float, seed: int, cache: Path, anchor: dt.datetime | None
         CREATE MACRO touched(kind, k) AS TIMESTAMP '{anchor:%Y-%m-%d %H:%M:%S}'
             - to_microseconds((u(kind, k) * {UPDATED_SPREAD_DAYS} * 86400e6)::BIGINT) - INTERVAL 1 SECOND;
     """)
-    db.execute("CREATE TABLE first_names AS SELECT unnest(?) AS n, generate_subscripts(?, 1) - 1 AS i", [FIRST_NAMES, FIRST_NAMES])
-    db.execute("CREATE TABLE last_names AS SELECT unnest(?) AS n, generate_subscripts(?, 1) - 1 AS i", [LAST_NAMES, LAST_NAMES])
+    db.execute(
+        "CREATE TABLE first_names AS SELECT unnest(?) AS n, generate_subscripts(?, 1) - 1 AS i",
+        [FIRST_NAMES, FIRST_NAMES],
+    )
+    db.execute(
+        "CREATE TABLE last_names AS SELECT unnest(?) AS n, generate_subscripts(?, 1) - 1 AS i",
+        [LAST_NAMES, LAST_NAMES],
+    )
     db.execute("CREATE TABLE nation_iso AS SELECT unnest(map_keys(m)) AS n_name, unnest(map_values(m)) AS iso FROM (SELECT MAP(?, ?) AS m)",
                [list(NATION_ISO), list(NATION_ISO.values())])  # fmt: skip
 
@@ -177,10 +184,11 @@ def build_world(scale: float, seed: int, cache: Path, anchor: dt.datetime | None
         FROM o;
     """)
     db.execute("ALTER TABLE erp_lines ADD COLUMN updated_at TIMESTAMP")
-    db.execute("UPDATE erp_lines SET updated_at = o.updated_at FROM erp_orders o WHERE o.order_id = erp_lines.order_id")
+    db.execute(
+        "UPDATE erp_lines SET updated_at = o.updated_at FROM erp_orders o WHERE o.order_id = erp_lines.order_id"
+    )
 
     # ---- Picks: each planted kind takes its own keys, never shared with another kind -------
-    truth: dict[str, list[dict]] = {}
     db.execute("CREATE TABLE taken (family VARCHAR, k BIGINT)")
 
     def pick(kind: str, family: str, population_sql: str, n_override: int | None = None) -> list[int]:
@@ -269,17 +277,17 @@ def build_world(scale: float, seed: int, cache: Path, anchor: dt.datetime | None
         FROM erp_orders o WHERE o.order_id IN (SELECT k FROM pick_shop_order_missing_in_erp);
     """)
     # ERP orders whose shop record is absent keep their external_ref (the ERP thinks they came from the web).
-    shop_orders = db.sql(f"""
+    shop_orders = db.sql("""
         SELECT s.id, '#' || (s.id - 4500000000 + 1000) AS name,
                sc.email, ts(s.created_at) || 'Z' AS created_at, ts(s.updated_at) || 'Z' AS updated_at,
                'USD' AS currency, printf('%.2f', s.total) AS total_price,
                CASE WHEN s.fulfillment_status = 'fulfilled' THEN 'paid' ELSE 'pending' END AS financial_status,
                s.fulfillment_status,
-               {{'id': sc.id, 'email': sc.email, 'first_name': sc.first_name, 'last_name': sc.last_name, 'phone': sc.phone}} AS customer,
-               list({{'id': s.id * 100 + l.line_number, 'sku': 'SKU-' || lpad(l.product_id::VARCHAR, 8, '0'),
+               {'id': sc.id, 'email': sc.email, 'first_name': sc.first_name, 'last_name': sc.last_name, 'phone': sc.phone} AS customer,
+               list({'id': s.id * 100 + l.line_number, 'sku': 'SKU-' || lpad(l.product_id::VARCHAR, 8, '0'),
                       'quantity': l.quantity, 'price': printf('%.2f', l.unit_price),
                       'total_discount': printf('%.2f', round(l.unit_price * l.quantity * l.discount, 2)),
-                      'line_total': printf('%.2f', l.line_amount)}} ORDER BY l.line_number) AS line_items
+                      'line_total': printf('%.2f', l.line_amount)} ORDER BY l.line_number) AS line_items
         FROM shop_orders_flat s
         JOIN shop_customers sc ON sc.id = 7000000000 + s.customer_id
         JOIN erp_lines l ON l.order_id = s.template_order_id
@@ -383,12 +391,17 @@ def build_world(scale: float, seed: int, cache: Path, anchor: dt.datetime | None
             "sales_orders": erp_table("erp_orders"),
             "sales_order_lines": erp_table("erp_lines"),
         },
-        "shop": {"orders": shop_orders, "customers": db.sql("""
+        "shop": {
+            "orders": shop_orders,
+            "customers": db.sql("""
             SELECT id, email, first_name, last_name, phone, country_code,
                    ts(created_at) || 'Z' AS created_at, ts(updated_at) || 'Z' AS updated_at
-            FROM shop_customers ORDER BY id""").to_arrow_table()},
-        "crm": {"accounts": db.sql("SELECT * FROM crm_accounts ORDER BY Id").to_arrow_table(),
-                "contacts": db.sql("SELECT * FROM crm_contacts ORDER BY Id").to_arrow_table()},
+            FROM shop_customers ORDER BY id""").to_arrow_table(),
+        },
+        "crm": {
+            "accounts": db.sql("SELECT * FROM crm_accounts ORDER BY Id").to_arrow_table(),
+            "contacts": db.sql("SELECT * FROM crm_contacts ORDER BY Id").to_arrow_table(),
+        },
         "billing": {"invoices": invoices, "payments": payments},
         "payments": {"settlement": settlement},
     }
@@ -407,7 +420,9 @@ def _truth(db: duckdb.DuckDBPyConnection, world: World) -> dict:
         return [r[0] for r in db.execute(sql).fetchall()]
 
     discrepancies = {
-        "shop_order_missing_in_erp": [{"shop_order_id": 4600000000 + k} for k in keys("shop_order_missing_in_erp")],
+        "shop_order_missing_in_erp": [
+            {"shop_order_id": 4600000000 + k} for k in keys("shop_order_missing_in_erp")
+        ],
         "erp_order_missing_in_shop": [{"order_id": k} for k in keys("erp_order_missing_in_shop")],
         "shop_amount_mismatch": [{"order_id": k} for k in keys("shop_amount_mismatch")],
         "shop_status_mismatch": [{"order_id": k} for k in keys("shop_status_mismatch")],
@@ -419,30 +434,43 @@ def _truth(db: duckdb.DuckDBPyConnection, world: World) -> dict:
         "invoice_overpaid": [{"invoice_id": f"in_{k:010d}"} for k in keys("invoice_overpaid")],
         "payment_not_settled": [{"payment_id": f"py_{k:010d}"} for k in keys("payment_not_settled")],
         "crm_account_missing": [{"customer_id": k} for k in keys("crm_account_missing")],
-        "crm_duplicate_account": [{"customer_id": k, "crm_account_id": f"001D{k:014d}"}
-                                  for k in keys("crm_duplicate_account")],
-        "shop_customer_unmatched": [{"shop_customer_id": 7900000000 + k} for k in keys("shop_customer_unmatched")],
+        "crm_duplicate_account": [
+            {"customer_id": k, "crm_account_id": f"001D{k:014d}"} for k in keys("crm_duplicate_account")
+        ],
+        "shop_customer_unmatched": [
+            {"shop_customer_id": 7900000000 + k} for k in keys("shop_customer_unmatched")
+        ],
     }
     # Dependent invoices: a duplicated invoice is paid in full, so it adds no payment finding.
     non_findings = {
         "shop_amount_rounding": [{"order_id": k} for k in keys("shop_amount_rounding")],
         "invoice_amount_rounding": [{"order_id": k} for k in keys("invoice_amount_rounding")],
         "invoice_in_eur": [{"order_id": k} for k in keys("invoice_in_eur")],
-        "crm_account_number_missing": [{"customer_id": k, "crm_account_id": f"001{k:015d}"}
-                                       for k in keys("crm_account_number_missing")],
-        "shop_customer_email_differs": [{"customer_id": k, "shop_customer_id": 7000000000 + k}
-                                        for k in keys("shop_customer_email_differs")],
-        "shared_phone_distinct_customers": [{"customer_id": r[0], "twin_customer_id": r[1]}
-                                            for r in db.execute("SELECT * FROM phone_pairs ORDER BY 1").fetchall()],
+        "crm_account_number_missing": [
+            {"customer_id": k, "crm_account_id": f"001{k:015d}"} for k in keys("crm_account_number_missing")
+        ],
+        "shop_customer_email_differs": [
+            {"customer_id": k, "shop_customer_id": 7000000000 + k}
+            for k in keys("shop_customer_email_differs")
+        ],
+        "shared_phone_distinct_customers": [
+            {"customer_id": r[0], "twin_customer_id": r[1]}
+            for r in db.execute("SELECT * FROM phone_pairs ORDER BY 1").fetchall()
+        ],
     }
     t = world.tables
-    counts = {f"{system}.{res}": tbl.num_rows for system, resources in t.items() for res, tbl in resources.items()}
-    counts["shop.order_line_items"] = sum(len(x) for x in t["shop"]["orders"].column("line_items").to_pylist())
+    counts = {
+        f"{system}.{res}": tbl.num_rows for system, resources in t.items() for res, tbl in resources.items()
+    }
+    counts["shop.order_line_items"] = sum(
+        len(x) for x in t["shop"]["orders"].column("line_items").to_pylist()
+    )
     expected = {
         # ERP customers plus shop-only strangers: one canonical customer each.
         "canonical.customer": t["erp"]["customers"].num_rows + len(discrepancies["shop_customer_unmatched"]),
         # ERP orders plus shop orders the ERP never received.
-        "canonical.sales_order": t["erp"]["sales_orders"].num_rows + len(discrepancies["shop_order_missing_in_erp"]),
+        "canonical.sales_order": t["erp"]["sales_orders"].num_rows
+        + len(discrepancies["shop_order_missing_in_erp"]),
         "canonical.product": t["erp"]["products"].num_rows,
         "canonical.invoice": t["billing"]["invoices"].num_rows,
         "canonical.payment": t["billing"]["payments"].num_rows,

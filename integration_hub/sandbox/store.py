@@ -1,0 +1,137 @@
+"""The generic record store behind every REST system: one SQLite file per system.
+
+Each record is a JSON body under (resource, id), with the timestamp the API filters and
+orders on and an optional match key (the field upserts match on). Lists are ordered by
+(updated_at, id), so keyset and offset paging are stable while the business ticks on.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    resource TEXT NOT NULL, id NOT NULL, match_key TEXT, updated_at TEXT NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (resource, id));
+CREATE INDEX IF NOT EXISTS records_by_updated ON records (resource, updated_at, id);
+CREATE INDEX IF NOT EXISTS records_by_key ON records (resource, match_key);
+CREATE TABLE IF NOT EXISTS idempotency (key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, record_id NOT NULL);
+"""
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection in WAL mode: the servers read while `seed`/`tick` write from another process."""
+    con = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=NORMAL")
+    con.execute("PRAGMA busy_timeout=30000")
+    return con
+
+
+class Store:
+    """Reads and writes of one system's records; every method is one short transaction."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.con = connect(path)
+        self.con.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def _where(self, resource: str, since: str | None, before: str | None) -> tuple[str, list]:
+        sql, args = "resource = ?", [resource]
+        if since:
+            sql, args = sql + " AND updated_at >= ?", [*args, since]
+        if before:
+            sql, args = sql + " AND updated_at < ?", [*args, before]
+        return sql, args
+
+    def count(self, resource: str, since: str | None = None, before: str | None = None) -> int:
+        where, args = self._where(resource, since, before)
+        return self.con.execute(f"SELECT count(*) FROM records WHERE {where}", args).fetchone()[0]
+
+    def page_after(
+        self,
+        resource: str,
+        after: tuple | None,
+        limit: int,
+        since: str | None = None,
+        before: str | None = None,
+    ) -> list[tuple]:
+        """Up to `limit` (updated_at, id, body) rows after the keyset position `after`."""
+        where, args = self._where(resource, since, before)
+        if after:
+            where, args = where + " AND (updated_at, id) > (?, ?)", [*args, *after]
+        return self.con.execute(
+            f"SELECT updated_at, id, body FROM records WHERE {where} ORDER BY updated_at, id LIMIT ?",
+            [*args, limit],
+        ).fetchall()
+
+    def page_offset(
+        self, resource: str, offset: int, limit: int, since: str | None = None, before: str | None = None
+    ) -> list[tuple]:
+        where, args = self._where(resource, since, before)
+        return self.con.execute(
+            f"SELECT updated_at, id, body FROM records WHERE {where} ORDER BY updated_at, id LIMIT ? OFFSET ?",
+            [*args, limit, offset],
+        ).fetchall()
+
+    def latest(self, resource: str) -> str | None:
+        return self.con.execute(
+            "SELECT max(updated_at) FROM records WHERE resource = ?", [resource]
+        ).fetchone()[0]
+
+    def get(self, resource: str, record_id) -> dict | None:
+        row = self.con.execute(
+            "SELECT body FROM records WHERE resource = ? AND id = ?", [resource, record_id]
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def find(self, resource: str, match_key: str) -> dict | None:
+        row = self.con.execute(
+            "SELECT body FROM records WHERE resource = ? AND match_key = ? ORDER BY id LIMIT 1",
+            [resource, match_key],
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put(self, resource: str, rows: Iterable[tuple]) -> None:
+        """Insert or replace (id, match_key, updated_at, body dict) rows in one transaction."""
+        with self.transaction():
+            self.con.executemany(
+                "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?)",
+                ((resource, i, k, u, json.dumps(b, separators=(",", ":"))) for i, k, u, b in rows),
+            )
+
+    def counts(self) -> dict[str, int]:
+        return dict(
+            self.con.execute("SELECT resource, count(*) FROM records GROUP BY 1 ORDER BY 1").fetchall()
+        )
+
+    def transaction(self) -> _Transaction:
+        return _Transaction(self.con)
+
+    def idempotent(self, key: str) -> tuple[str, object] | None:
+        return self.con.execute(
+            "SELECT request_hash, record_id FROM idempotency WHERE key = ?", [key]
+        ).fetchone()
+
+    def remember(self, key: str, request_hash: str, record_id) -> None:
+        self.con.execute("INSERT INTO idempotency VALUES (?, ?, ?)", [key, request_hash, record_id])
+
+
+class _Transaction:
+    """`BEGIN IMMEDIATE` … `COMMIT`, rolled back on error (the connection runs in autocommit)."""
+
+    def __init__(self, con: sqlite3.Connection):
+        self.con = con
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.con.execute("BEGIN IMMEDIATE")
+        return self.con
+
+    def __exit__(self, exc_type, *_) -> None:
+        self.con.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -1,0 +1,165 @@
+"""Shared fixtures: the sandbox world over real HTTP, and the Postgres service.
+
+The world (scale 0.01, seed 42) is generated once per session into a template home;
+`sandbox` serves a pristine copy of it for the whole session, and `make_sandbox` gives a
+test its own running copy to mutate (ticks, writes). Every home is a tmp folder and
+every sandbox gets free ports, so parallel runs never collide.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from integration_hub.sandbox import runner
+from integration_hub.sandbox.seed import read_world_info, write_world
+from integration_hub.sandbox.world import World, build_world
+from integration_hub.settings import SANDBOX_PORT_OFFSETS
+
+SCALE, SEED = 0.01, 42
+POSTGRES_URL = os.environ.get("HUB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@dataclass
+class Sandbox:
+    """A running sandbox: where it lives, where its systems answer, and its admin knobs."""
+
+    home: Path
+    port_base: int
+    truth: dict
+
+    def url(self, system: str) -> str:
+        return f"http://127.0.0.1:{self.port_base + SANDBOX_PORT_OFFSETS[system]}"
+
+    def env(self) -> dict[str, str]:
+        """The variables that point the hub at this sandbox."""
+        return {"HUB_HOME": str(self.home), "HUB_SANDBOX_PORT_BASE": str(self.port_base)}
+
+    def set_fault(self, system: str, profile: str, **params) -> dict:
+        answer = httpx.post(f"{self.url(system)}/_admin/faults", json={"profile": profile, **params})
+        answer.raise_for_status()
+        return answer.json()["faults"]
+
+    def clear_faults(self, system: str | None = None) -> None:
+        for name in [system] if system else SANDBOX_PORT_OFFSETS:
+            httpx.delete(f"{self.url(name)}/_admin/faults").raise_for_status()
+
+    def stats(self, system: str) -> dict:
+        return httpx.get(f"{self.url(system)}/_admin/stats").json()
+
+    def reset_stats(self, system: str | None = None) -> None:
+        for name in [system] if system else SANDBOX_PORT_OFFSETS:
+            httpx.delete(f"{self.url(name)}/_admin/stats").raise_for_status()
+
+    def tick(self, fraction: float = 0.01) -> dict:
+        from integration_hub.sandbox.tick import run_tick
+
+        return run_tick(self.home, fraction)
+
+
+def free_port_base() -> int:
+    """A base whose five system ports (base+1 … base+5) are free right now."""
+    for _ in range(200):
+        base = random.randrange(20000, 60000, 10)
+        try:
+            for off in SANDBOX_PORT_OFFSETS.values():
+                runner.bind(base + off).close()
+        except runner.SandboxError:
+            continue
+        return base
+    raise RuntimeError("no free block of ports found for the sandbox")
+
+
+def copy_home(template: Path, home: Path) -> None:
+    """A copy of a seeded home (SQLite stores through the backup API, so they are consistent)."""
+    (home / "sandbox").mkdir(parents=True)
+    for path in (template / "sandbox").iterdir():
+        if path.suffix == ".sqlite":
+            with sqlite3.connect(path) as src, sqlite3.connect(home / "sandbox" / path.name) as dst:
+                src.backup(dst)
+        elif path.suffix == ".json":
+            shutil.copy(path, home / "sandbox" / path.name)
+    shutil.copytree(template / "landing", home / "landing")
+
+
+def start_copy(template: Path, home: Path) -> Sandbox:
+    copy_home(template, home)
+    info = read_world_info(home)
+    base = free_port_base()
+    runner.start(home, base, info["scale"], info["seed"])
+    return Sandbox(home, base, json.loads((home / "sandbox" / "truth.json").read_text()))
+
+
+@pytest.fixture(scope="session")
+def sandbox_world(tmp_path_factory) -> World:
+    """The generated world (Arrow tables per system + truth) the sandboxes serve."""
+    cache = tmp_path_factory.mktemp("tpch")
+    return build_world(SCALE, SEED, cache)
+
+
+@pytest.fixture(scope="session")
+def sandbox_template(tmp_path_factory, sandbox_world) -> Path:
+    """A seeded, never-served home that every sandbox copies."""
+    home = tmp_path_factory.mktemp("sandbox_template")
+    write_world(home, sandbox_world)
+    return home
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory, sandbox_template) -> Sandbox:
+    """The session's pristine sandbox, exported as HUB_HOME / HUB_SANDBOX_PORT_BASE. Do not mutate it."""
+    box = start_copy(sandbox_template, tmp_path_factory.mktemp("hub_home"))
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in box.env().items():
+            mp.setenv(key, value)
+        yield box
+    runner.stop(box.home)
+
+
+@pytest.fixture
+def make_sandbox(tmp_path_factory, sandbox_template, monkeypatch):
+    """A factory of private running sandboxes for tests that tick or write; all stopped afterwards.
+
+    `make_sandbox(export=True)` also points HUB_HOME / HUB_SANDBOX_PORT_BASE at it for the test.
+    """
+    started: list[Sandbox] = []
+
+    def make(export: bool = False) -> Sandbox:
+        box = start_copy(sandbox_template, tmp_path_factory.mktemp("hub_home"))
+        started.append(box)
+        if export:
+            for key, value in box.env().items():
+                monkeypatch.setenv(key, value)
+        return box
+
+    yield make
+    for box in started:
+        runner.stop(box.home)
+
+
+def postgres_reachable(url: str) -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(url, connect_timeout=3):
+            return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The test Postgres; skips (outside CI=true) when it is not reachable."""
+    if not postgres_reachable(POSTGRES_URL):
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but Postgres is unreachable at {POSTGRES_URL.split('@')[-1]}")
+        pytest.skip(f"Postgres is not reachable at {POSTGRES_URL.split('@')[-1]}")
+    return POSTGRES_URL

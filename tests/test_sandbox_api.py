@@ -1,0 +1,178 @@
+"""The sandbox systems over real HTTP: auth, paging, filters and counts against the world's tables."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from integration_hub.settings import SANDBOX_CREDENTIALS as CREDS
+
+SHOP = "/admin/api/2025-01"
+CRM = "/services/data/v1"
+
+
+def crm_token(sandbox) -> str:
+    answer = httpx.post(
+        f"{sandbox.url('crm')}/oauth/token",
+        data={"grant_type": "client_credentials", "client_id": CREDS["HUB_CRM_CLIENT_ID"],
+              "client_secret": CREDS["HUB_CRM_CLIENT_SECRET"]},
+    )  # fmt: skip
+    answer.raise_for_status()
+    return answer.json()["access_token"]
+
+
+def crm_pages(sandbox, resource: str, **params) -> list[dict]:
+    headers = {"Authorization": f"Bearer {crm_token(sandbox)}"}
+    rows, cursor = [], None
+    while True:
+        query = {"cursor": cursor} if cursor else {"limit": 500, **params}
+        body = httpx.get(f"{sandbox.url('crm')}{CRM}/{resource}", params=query, headers=headers).json()
+        rows += body["records"]
+        cursor = body["next_cursor"]
+        if not cursor:
+            return rows
+
+
+def shop_pages(sandbox, resource: str, **params) -> list[dict]:
+    headers = {"X-Shopify-Access-Token": CREDS["HUB_SHOP_API_KEY"]}
+    rows, url, query = [], f"{sandbox.url('shop')}{SHOP}/{resource}.json", {"limit": 250, **params}
+    while url:
+        answer = httpx.get(url, params=query, headers=headers)
+        answer.raise_for_status()
+        rows += answer.json()[resource]
+        url, query = answer.links.get("next", {}).get("url"), None
+    return rows
+
+
+def billing_pages(sandbox, resource: str, **params) -> list[dict]:
+    headers = {"Authorization": f"Bearer {CREDS['HUB_BILLING_API_KEY']}"}
+    rows, offset = [], 0
+    while True:
+        query = {"offset": offset, "limit": 1000, **params}
+        body = httpx.get(f"{sandbox.url('billing')}/v1/{resource}", params=query, headers=headers).json()
+        rows += body["data"]
+        offset += len(body["data"])
+        if not body["has_more"]:
+            assert offset == body["total"]
+            return rows
+
+
+PROTECTED = [
+    ("crm", "GET", f"{CRM}/accounts", {}),
+    ("crm", "GET", f"{CRM}/changes", {}),
+    ("crm", "POST", f"{CRM}/accounts/upsert", {}),
+    ("shop", "GET", f"{SHOP}/orders.json", {"X-Shopify-Access-Token": "shpat_wrong"}),
+    ("shop", "GET", f"{SHOP}/customers/count.json", {"X-Shopify-Access-Token": "shpat_wrong"}),
+    ("billing", "GET", "/v1/invoices", {"Authorization": "Bearer sk_wrong"}),
+    ("billing", "POST", "/v1/invoices", {"Authorization": "Bearer sk_wrong"}),
+    ("support", "GET", "/api/v2/orders", {"Authorization": "Bearer zd_wrong"}),
+    ("support", "POST", "/api/v2/orders/create_or_update_many", {"Authorization": "Bearer zd_wrong"}),
+    ("marketing", "GET", "/crm/v3/objects/contacts", {"Authorization": "Bearer hs_wrong"}),
+    ("marketing", "POST", "/crm/v3/objects/contacts/batch/upsert", {"Authorization": "Bearer hs_wrong"}),
+]
+
+
+@pytest.mark.parametrize(("system", "method", "path", "wrong"), PROTECTED)
+def test_every_api_refuses_missing_and_wrong_credentials(sandbox, system, method, path, wrong):
+    for headers in [{}, wrong or {"Authorization": "Bearer not-a-token"}]:
+        answer = httpx.request(method, f"{sandbox.url(system)}{path}", headers=headers, json={})
+        assert answer.status_code == 401
+        assert "error" in answer.json()
+        assert not any(secret in answer.text for secret in CREDS.values())
+
+
+def test_crm_token_needs_the_right_client_secret(sandbox):
+    url = f"{sandbox.url('crm')}/oauth/token"
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": CREDS["HUB_CRM_CLIENT_ID"],
+        "client_secret": "guess",
+    }
+    answer = httpx.post(url, data=form)
+    assert answer.status_code == 401
+    assert answer.json()["error"] == "invalid_client"
+    assert "guess" not in answer.text
+    assert httpx.post(url, data={**form, "grant_type": "password"}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("system", "resource", "id_field", "pages"),
+    [
+        ("crm", "accounts", "Id", crm_pages),
+        ("crm", "contacts", "Id", crm_pages),
+        ("shop", "orders", "id", shop_pages),
+        ("shop", "customers", "id", shop_pages),
+        ("billing", "invoices", "id", billing_pages),
+        ("billing", "payments", "id", billing_pages),
+    ],
+)
+def test_paging_returns_every_record_exactly_once(sandbox, sandbox_world, system, resource, id_field, pages):
+    rows = pages(sandbox, resource)
+    served = [r[id_field] for r in rows]
+    expected = sandbox_world.tables[system][resource].column(id_field).to_pylist()
+    assert len(served) == len(set(served)) == len(expected)
+    assert set(served) == set(expected)
+
+
+def test_served_records_equal_the_world_rows(sandbox, sandbox_world):
+    orders = {o["id"]: o for o in shop_pages(sandbox, "orders")}
+    for row in sandbox_world.tables["shop"]["orders"].slice(0, 50).to_pylist():
+        assert orders[row["id"]] == row
+    invoices = {i["id"]: i for i in billing_pages(sandbox, "invoices")}
+    for row in sandbox_world.tables["billing"]["invoices"].slice(0, 50).to_pylist():
+        assert invoices[row["id"]] == row
+
+
+def test_time_filters_are_inclusive_lower_and_exclusive_upper_bounds(sandbox, sandbox_world):
+    table = sandbox_world.tables["shop"]["orders"]
+    stamps = sorted(table.column("updated_at").to_pylist())
+    low, high = stamps[len(stamps) // 4], stamps[len(stamps) // 2]
+    want = {r["id"] for r in table.to_pylist() if low <= r["updated_at"] < high}
+    got = shop_pages(sandbox, "orders", updated_at_min=low, updated_at_max=high)
+    assert {r["id"] for r in got} == want
+    headers = {"X-Shopify-Access-Token": CREDS["HUB_SHOP_API_KEY"]}
+    count = httpx.get(f"{sandbox.url('shop')}{SHOP}/orders/count.json",
+                      params={"updated_at_min": low, "updated_at_max": high}, headers=headers).json()  # fmt: skip
+    assert count == {"count": len(want)}
+
+    accounts = sandbox_world.tables["crm"]["accounts"].to_pylist()
+    want = {a["Id"] for a in accounts if a["LastModifiedDate"] >= low}
+    assert {a["Id"] for a in crm_pages(sandbox, "accounts", modified_since=low)} == want
+    invoices = sandbox_world.tables["billing"]["invoices"].to_pylist()
+    want = {i["id"] for i in invoices if i["updated_at"] < high}
+    assert {i["id"] for i in billing_pages(sandbox, "invoices", updated_before=high)} == want
+
+
+def test_bad_filter_values_get_a_clear_400(sandbox):
+    headers = {"X-Shopify-Access-Token": CREDS["HUB_SHOP_API_KEY"]}
+    answer = httpx.get(f"{sandbox.url('shop')}{SHOP}/orders.json", params={"updated_at_min": "yesterday"},
+                       headers=headers)  # fmt: skip
+    assert answer.status_code == 400
+    assert "updated_at_min" in answer.json()["message"]
+    answer = httpx.get(
+        f"{sandbox.url('shop')}{SHOP}/orders.json", params={"page_info": "garbage!"}, headers=headers
+    )
+    assert answer.status_code == 400
+    answer = httpx.get(f"{sandbox.url('shop')}{SHOP}/orders.json", params={"limit": 251}, headers=headers)
+    assert answer.status_code == 422
+
+
+def test_crm_changes_and_total_size(sandbox, sandbox_world):
+    headers = {"Authorization": f"Bearer {crm_token(sandbox)}"}
+    accounts = sandbox_world.tables["crm"]["accounts"].column("LastModifiedDate").to_pylist()
+    contacts = sandbox_world.tables["crm"]["contacts"].column("LastModifiedDate").to_pylist()
+    latest = max(accounts + contacts)
+    body = httpx.get(f"{sandbox.url('crm')}{CRM}/changes", params={"since": latest}, headers=headers).json()
+    assert body == {"changed": True, "count": (accounts + contacts).count(latest), "latest": latest}
+    body = httpx.get(f"{sandbox.url('crm')}{CRM}/changes", params={"since": "2100-01-01T00:00:00Z"},
+                     headers=headers).json()  # fmt: skip
+    assert body["changed"] is False and body["count"] == 0
+    page = httpx.get(f"{sandbox.url('crm')}{CRM}/accounts", params={"limit": 10}, headers=headers).json()
+    assert page["total_size"] == len(accounts) and len(page["records"]) == 10
+
+
+def test_health_counts_records(sandbox, sandbox_world):
+    health = httpx.get(f"{sandbox.url('shop')}/_admin/health").json()
+    assert health == {"system": "shop", "status": "ok",
+                      "records": {"customers": sandbox_world.tables["shop"]["customers"].num_rows,
+                                  "orders": sandbox_world.tables["shop"]["orders"].num_rows}}  # fmt: skip
