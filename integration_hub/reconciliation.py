@@ -1,0 +1,316 @@
+"""The reconciliation engine: a flow is declared once as data and compiled to set-based SQL.
+
+A `Flow` names two models (a table or a SELECT), the columns that join them, the columns
+it compares (each with its tolerance) and the finding kind for every way the two sides
+can disagree. `run_flow` compiles that into one FULL OUTER JOIN plus window functions for
+duplicates, runs it inside the warehouse (DuckDB or Postgres, the same SQL) and appends the
+findings to `recon.<flow>__results` and one row to `recon.summary`. No row leaves the
+warehouse except the counts and a small sample, so it scales with the database, not Python.
+
+Each model must expose `id` (the record's own key, reported as `left_key`/`right_key`), the
+join columns and the compared columns. Within a group of rows sharing the join key, the
+first by `id` is the original and every later one a duplicate.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from resources.warehouse import Warehouse
+
+SCHEMA = "recon"
+SUMMARY = "summary"
+SAMPLE_SIZE = 5
+
+RESULT_COLUMNS = (
+    "run_id VARCHAR, run_at TIMESTAMP, flow VARCHAR, kind VARCHAR, entity VARCHAR, left_key VARCHAR, "
+    "right_key VARCHAR, left_value VARCHAR, right_value VARCHAR, difference DOUBLE PRECISION"
+)
+SUMMARY_COLUMNS = (
+    "run_id VARCHAR, run_at TIMESTAMP, flow VARCHAR, entity VARCHAR, left_rows BIGINT, right_rows BIGINT, "
+    "matched BIGINT, findings VARCHAR, match_rate DOUBLE PRECISION, amounts VARCHAR"
+)
+
+
+@dataclass(frozen=True)
+class Compare:
+    """One compared column and the finding it raises when the sides differ beyond tolerance.
+
+    `as_` picks the comparison: `money` (|r - l| <= abs_tol + rel_tol * |l|, exact decimals,
+    so a difference equal to the tolerance matches), `date` (within `days`), `text` (case and
+    whitespace-insensitive) or `exact`. `kind_over`, when set, is raised instead of `kind`
+    when the right side is the larger (e.g. overpaid rather than partially paid).
+    """
+
+    column: str
+    kind: str
+    as_: str = "exact"
+    abs_tol: float = 0.0
+    rel_tol: float = 0.0
+    days: int = 0
+    right_column: str | None = None
+    kind_over: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.as_ not in ("money", "date", "text", "exact"):
+            raise ValueError(
+                f"Compare {self.column!r}: as_ must be money, date, text or exact, not {self.as_!r}"
+            )
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return (self.kind, self.kind_over) if self.kind_over else (self.kind,)
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """An asset-check rule: findings of `kind` may be at most `max_share` of the left rows.
+
+    A kind without a declared threshold gets the default: warn on any finding.
+    """
+
+    kind: str
+    max_share: float = 0.0
+    severity: str = "WARN"  # or "ERROR"
+
+
+@dataclass(frozen=True)
+class Flow:
+    """A reconciliation between two models, declared as data (see the module docstring)."""
+
+    name: str
+    entity: str
+    left: str
+    right: str
+    on: tuple[str, ...]
+    compares: tuple[Compare, ...] = ()
+    missing_right: str | None = None  # a left row with no right row
+    missing_left: str | None = None  # a right row with no left row
+    duplicate_right: str | None = None
+    duplicate_left: str | None = None
+    # Sums over the right model reported in the summary (e.g. fees), never findings.
+    amounts: dict[str, str] = field(default_factory=dict)
+    thresholds: tuple[Threshold, ...] = ()
+    reads: tuple[tuple[str, ...], ...] = ()  # asset keys of the tables the models read
+    description: str = ""
+
+    @property
+    def kinds(self) -> list[str]:
+        found = [self.missing_right, self.missing_left, self.duplicate_right, self.duplicate_left]
+        found += [k for c in self.compares for k in c.kinds]
+        return [k for k in found if k]
+
+    def threshold(self, kind: str) -> Threshold:
+        return next((t for t in self.thresholds if t.kind == kind), Threshold(kind))
+
+    @property
+    def results_table(self) -> str:
+        return f"{self.name}__results"
+
+
+@dataclass
+class FlowResult:
+    flow: str
+    run_id: str
+    run_at: dt.datetime
+    left_rows: int
+    right_rows: int
+    matched: int
+    findings: dict[str, int]
+    amounts: dict[str, float]
+    samples: dict[str, list[dict]]
+    keys_seen: int  # distinct join keys expected to match: pairs plus one-sided keys that are findings
+
+    @property
+    def match_rate(self) -> float:
+        """Matched pairs over the keys expected to match (1.0 when there are none)."""
+        return self.matched / self.keys_seen if self.keys_seen else 1.0
+
+    @property
+    def total_findings(self) -> int:
+        return sum(self.findings.values())
+
+
+def _model(sql_or_table: str) -> str:
+    text = sql_or_table.strip()
+    return f"({text})" if text.lower().startswith(("select", "with")) else text
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _ranked(flow: Flow, side: str) -> str:
+    """A side's rows, renamed `<side>_<column>`, with `<side>_rn` = position within its join key."""
+    model = flow.left if side == "l" else flow.right
+    cols = {"id": "id", **{k: k for k in flow.on}}
+    for c in flow.compares:
+        cols[c.column if side == "l" else (c.right_column or c.column)] = None
+    select = ", ".join(f"m.{c} AS {side}_{c}" for c in cols)
+    keys = ", ".join(f"m.{k}" for k in flow.on)
+    return (
+        f"SELECT {select}, TRUE AS {side}_hit, "
+        f"row_number() OVER (PARTITION BY {keys} ORDER BY m.id) AS {side}_rn FROM {_model(model)} m"
+    )
+
+
+def _differs(c: Compare) -> tuple[str, str, str]:
+    """(SQL that is true when the pair mismatches, SQL of the difference, SQL 'right is larger')."""
+    lc, rc = f"l_{c.column}", f"r_{c.right_column or c.column}"
+    one_null = f"(({lc} IS NULL) <> ({rc} IS NULL))"
+    if c.as_ == "money":
+        dec = "DECIMAL(18, 4)"
+        lv, rv = f"CAST({lc} AS {dec})", f"CAST({rc} AS {dec})"
+        tol = f"CAST({Decimal(str(c.abs_tol))} AS {dec}) + CAST({Decimal(str(c.rel_tol))} AS DECIMAL(18, 8)) * abs({lv})"
+        return (
+            f"({one_null} OR coalesce(abs({rv} - {lv}) > {tol}, FALSE))",
+            f"CAST({rv} - {lv} AS DOUBLE PRECISION)",
+            f"{rv} > {lv}",
+        )
+    if c.as_ == "date":
+        lv, rv = f"CAST({lc} AS DATE)", f"CAST({rc} AS DATE)"
+        return (
+            f"({one_null} OR coalesce(abs({rv} - {lv}) > {int(c.days)}, FALSE))",
+            f"CAST({rv} - {lv} AS DOUBLE PRECISION)",
+            f"{rv} > {lv}",
+        )
+    if c.as_ == "text":
+
+        def norm(x: str) -> str:
+            return rf"regexp_replace(lower(trim(CAST({x} AS VARCHAR))), '\s+', ' ', 'g')"
+
+        return f"({norm(lc)} IS DISTINCT FROM {norm(rc)})", "CAST(NULL AS DOUBLE PRECISION)", "FALSE"
+    return f"({lc} IS DISTINCT FROM {rc})", "CAST(NULL AS DOUBLE PRECISION)", "FALSE"
+
+
+def compile_flow(flow: Flow) -> dict[str, str]:
+    """The flow's SQL: `findings` (kind, left/right key and value, difference) and `stats`."""
+    join = " AND ".join(f"l.l_{k} = r.r_{k}" for k in flow.on)
+    base = (
+        f"WITH l0 AS ({_ranked(flow, 'l')}), r0 AS ({_ranked(flow, 'r')}), "
+        f"j AS (SELECT * FROM (SELECT * FROM l0 WHERE l_rn = 1) l FULL OUTER JOIN "
+        f"(SELECT * FROM r0 WHERE r_rn = 1) r ON {join})"
+    )
+    null = "CAST(NULL AS VARCHAR)"
+    nodiff = "CAST(NULL AS DOUBLE PRECISION)"
+    parts = []
+    if flow.missing_right:
+        parts.append(
+            f"SELECT {_literal(flow.missing_right)} AS kind, CAST(l_id AS VARCHAR) AS left_key, {null} AS right_key, "
+            f"{null} AS left_value, {null} AS right_value, {nodiff} AS difference FROM j WHERE r_hit IS NULL"
+        )
+    if flow.missing_left:
+        parts.append(
+            f"SELECT {_literal(flow.missing_left)}, {null}, CAST(r_id AS VARCHAR), {null}, {null}, {nodiff} "
+            "FROM j WHERE l_hit IS NULL"
+        )
+    for side, kind in (("r", flow.duplicate_right), ("l", flow.duplicate_left)):
+        if not kind:
+            continue
+        other = "l" if side == "r" else "r"
+        on = " AND ".join(f"d.{side}_{k} = o.{other}_{k}" for k in flow.on)
+        left_key, right_key = ("o.l_id", "d.r_id") if side == "r" else ("d.l_id", "o.r_id")
+        parts.append(
+            f"SELECT {_literal(kind)}, CAST({left_key} AS VARCHAR), CAST({right_key} AS VARCHAR), {null}, {null}, "
+            f"{nodiff} FROM {side}0 d LEFT JOIN (SELECT * FROM {other}0 WHERE {other}_rn = 1) o ON {on} "
+            f"WHERE d.{side}_rn > 1"
+        )
+    mismatches = []
+    for c in flow.compares:
+        differs, diff, over = _differs(c)
+        mismatches.append(differs)
+        kind = _literal(c.kind)
+        if c.kind_over:
+            kind = f"CASE WHEN {over} THEN {_literal(c.kind_over)} ELSE {kind} END"
+        parts.append(
+            f"SELECT {kind}, CAST(l_id AS VARCHAR), CAST(r_id AS VARCHAR), CAST(l_{c.column} AS VARCHAR), "
+            f"CAST(r_{c.right_column or c.column} AS VARCHAR), {diff} FROM j "
+            f"WHERE l_hit AND r_hit AND {differs}"
+        )
+    if not parts:
+        raise ValueError(f"flow {flow.name!r} declares no finding kind: nothing to reconcile")
+    any_mismatch = " OR ".join(mismatches) or "FALSE"
+    amounts = "".join(
+        f", (SELECT sum({expr}) FROM {_model(flow.right)} a) AS {name}" for name, expr in flow.amounts.items()
+    )
+    # A one-sided key counts against the match rate only when the flow calls it a finding.
+    expected = " OR ".join(
+        ["(l_hit AND r_hit)"]
+        + (["r_hit IS NULL"] if flow.missing_right else [])
+        + (["l_hit IS NULL"] if flow.missing_left else [])
+    )
+    stats = (
+        f"{base} SELECT (SELECT count(*) FROM l0) AS left_rows, (SELECT count(*) FROM r0) AS right_rows, "
+        f"(SELECT count(*) FROM j WHERE l_hit AND r_hit AND NOT ({any_mismatch})) AS matched, "
+        f"(SELECT count(*) FROM j WHERE {expected}) AS keys_seen{amounts}"
+    )
+    return {"findings": f"{base} " + " UNION ALL ".join(parts), "stats": stats}
+
+
+def _sql_for(warehouse: Warehouse, sql: str) -> str:
+    """Flows are written once in DuckDB's dialect; Postgres gets a sqlglot transpilation."""
+    if warehouse.dialect == "duckdb":
+        return sql
+    import sqlglot
+
+    return sqlglot.transpile(sql, read="duckdb", write="postgres")[0]
+
+
+def run_flow(warehouse: Warehouse, flow: Flow, run_id: str, run_at: dt.datetime | None = None) -> FlowResult:
+    """Reconcile one flow and append its findings and summary (a re-run of `run_id` replaces them)."""
+    run_at = run_at or dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    sql = compile_flow(flow)
+    results = f'"{SCHEMA}"."{flow.results_table}"'
+    summary = f'"{SCHEMA}"."{SUMMARY}"'
+    head = (
+        f"{_literal(run_id)}, CAST({_literal(run_at.isoformat(sep=' '))} AS TIMESTAMP), {_literal(flow.name)}"
+    )
+    warehouse.ensure_schema(SCHEMA)
+    with warehouse.connect() as con:
+        con.execute(f"CREATE TABLE IF NOT EXISTS {results} ({RESULT_COLUMNS})")
+        con.execute(f"CREATE TABLE IF NOT EXISTS {summary} ({SUMMARY_COLUMNS})")
+        con.execute(f"DELETE FROM {results} WHERE run_id = {_literal(run_id)}")
+        con.execute(
+            f"DELETE FROM {summary} WHERE run_id = {_literal(run_id)} AND flow = {_literal(flow.name)}"
+        )
+        con.execute(
+            _sql_for(
+                warehouse,
+                f"INSERT INTO {results} SELECT {head}, f.kind, {_literal(flow.entity)}, f.left_key, f.right_key, "
+                f"f.left_value, f.right_value, f.difference FROM ({sql['findings']}) f",
+            )
+        )
+        stats = con.rows(_sql_for(warehouse, sql["stats"]))[0]
+        counts = dict(
+            con.rows(f"SELECT kind, count(*) FROM {results} WHERE run_id = {_literal(run_id)} GROUP BY kind")
+        )
+        samples = _samples(con, results, run_id)
+        findings = {k: int(counts.get(k, 0)) for k in dict.fromkeys(flow.kinds)}
+        amounts = {name: float(v or 0) for name, v in zip(flow.amounts, stats[4:], strict=True)}
+        result = FlowResult(
+            flow=flow.name, run_id=run_id, run_at=run_at, left_rows=int(stats[0]), right_rows=int(stats[1]),
+            matched=int(stats[2]), keys_seen=int(stats[3]), findings=findings, amounts=amounts, samples=samples,
+        )  # fmt: skip
+        con.execute(
+            f"INSERT INTO {summary} VALUES ({head}, {_literal(flow.entity)}, {result.left_rows}, {result.right_rows}, "
+            f"{result.matched}, {_literal(json.dumps(findings, sort_keys=True))}, {result.match_rate!r}, "
+            f"{_literal(json.dumps(amounts, sort_keys=True))})"
+        )
+    return result
+
+
+def _samples(con, results: str, run_id: str) -> dict[str, list[dict]]:
+    """The first few findings of each kind, ordered by key, for metadata and reports."""
+    rows = con.rows(
+        "SELECT kind, left_key, right_key, left_value, right_value, difference FROM ("
+        "SELECT *, row_number() OVER (PARTITION BY kind ORDER BY left_key, right_key) AS n "
+        f"FROM {results} WHERE run_id = {_literal(run_id)}) s WHERE n <= {SAMPLE_SIZE} ORDER BY kind, n"
+    )
+    out: dict[str, list[dict]] = {}
+    for kind, *values in rows:
+        names = ("left_key", "right_key", "left_value", "right_value", "difference")
+        out.setdefault(kind, []).append(dict(zip(names, values, strict=True)))
+    return out
