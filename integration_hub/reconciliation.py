@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from resources.warehouse import Warehouse
+from resources.warehouse import Warehouse, WarehouseLockedError
 
 SCHEMA = "recon"
 SUMMARY = "summary"
@@ -196,28 +196,27 @@ def compile_flow(flow: Flow) -> dict[str, str]:
     )
     null = "CAST(NULL AS VARCHAR)"
     nodiff = "CAST(NULL AS DOUBLE PRECISION)"
+
+    def part(kind: str, left_key: str, right_key: str, rest: str, values=(null, null, nodiff)) -> str:
+        lv, rv, diff = values
+        return (
+            f"SELECT {kind} AS kind, CAST({left_key} AS VARCHAR) AS left_key, CAST({right_key} AS VARCHAR) AS "
+            f"right_key, {lv} AS left_value, {rv} AS right_value, {diff} AS difference {rest}"
+        )
+
     parts = []
     if flow.missing_right:
-        parts.append(
-            f"SELECT {_literal(flow.missing_right)} AS kind, CAST(l_id AS VARCHAR) AS left_key, {null} AS right_key, "
-            f"{null} AS left_value, {null} AS right_value, {nodiff} AS difference FROM j WHERE r_hit IS NULL"
-        )
+        parts.append(part(_literal(flow.missing_right), "l_id", "NULL", "FROM j WHERE r_hit IS NULL"))
     if flow.missing_left:
-        parts.append(
-            f"SELECT {_literal(flow.missing_left)}, {null}, CAST(r_id AS VARCHAR), {null}, {null}, {nodiff} "
-            "FROM j WHERE l_hit IS NULL"
-        )
+        parts.append(part(_literal(flow.missing_left), "NULL", "r_id", "FROM j WHERE l_hit IS NULL"))
     for side, kind in (("r", flow.duplicate_right), ("l", flow.duplicate_left)):
         if not kind:
             continue
         other = "l" if side == "r" else "r"
         on = " AND ".join(f"d.{side}_{k} = o.{other}_{k}" for k in flow.on)
         left_key, right_key = ("o.l_id", "d.r_id") if side == "r" else ("d.l_id", "o.r_id")
-        parts.append(
-            f"SELECT {_literal(kind)}, CAST({left_key} AS VARCHAR), CAST({right_key} AS VARCHAR), {null}, {null}, "
-            f"{nodiff} FROM {side}0 d LEFT JOIN (SELECT * FROM {other}0 WHERE {other}_rn = 1) o ON {on} "
-            f"WHERE d.{side}_rn > 1"
-        )
+        rest = f"FROM {side}0 d LEFT JOIN (SELECT * FROM {other}0 WHERE {other}_rn = 1) o ON {on} WHERE d.{side}_rn > 1"
+        parts.append(part(_literal(kind), left_key, right_key, rest))
     mismatches = []
     for c in flow.compares:
         differs, diff, over = _differs(c)
@@ -225,11 +224,8 @@ def compile_flow(flow: Flow) -> dict[str, str]:
         kind = _literal(c.kind)
         if c.kind_over:
             kind = f"CASE WHEN {over} THEN {_literal(c.kind_over)} ELSE {kind} END"
-        parts.append(
-            f"SELECT {kind}, CAST(l_id AS VARCHAR), CAST(r_id AS VARCHAR), CAST(l_{c.column} AS VARCHAR), "
-            f"CAST(r_{c.right_column or c.column} AS VARCHAR), {diff} FROM j "
-            f"WHERE l_hit AND r_hit AND {differs}"
-        )
+        values = (f"CAST(l_{c.column} AS VARCHAR)", f"CAST(r_{c.right_column or c.column} AS VARCHAR)", diff)
+        parts.append(part(kind, "l_id", "r_id", f"FROM j WHERE l_hit AND r_hit AND {differs}", values))
     if not parts:
         raise ValueError(f"flow {flow.name!r} declares no finding kind: nothing to reconcile")
     any_mismatch = " OR ".join(mismatches) or "FALSE"
@@ -272,6 +268,24 @@ def run_flow(warehouse: Warehouse, flow: Flow, run_id: str, run_at: dt.datetime 
     with warehouse.connect() as con:
         con.execute(f"CREATE TABLE IF NOT EXISTS {results} ({RESULT_COLUMNS})")
         con.execute(f"CREATE TABLE IF NOT EXISTS {summary} ({SUMMARY_COLUMNS})")
+    try:
+        result = _reconcile(warehouse, flow, sql, results, summary, head, run_id, run_at)
+    except WarehouseLockedError:
+        raise
+    except Exception as exc:
+        models = ", ".join(".".join(k) for k in flow.reads) or f"{flow.left}, {flow.right}"
+        raise RuntimeError(
+            f"flow {flow.name!r} could not run: {str(exc).splitlines()[0]}. "
+            f"It reads {models}: materialize those first. Earlier results are untouched."
+        ) from exc
+    return result
+
+
+def _reconcile(warehouse, flow, sql, results, summary, head, run_id, run_at) -> FlowResult:
+    """Replace this run's rows in one transaction, so a failure leaves the history as it was."""
+    with warehouse.connect() as con:
+        if con.dialect == "duckdb":
+            con.execute("BEGIN TRANSACTION")
         con.execute(f"DELETE FROM {results} WHERE run_id = {_literal(run_id)}")
         con.execute(
             f"DELETE FROM {summary} WHERE run_id = {_literal(run_id)} AND flow = {_literal(flow.name)}"
@@ -299,6 +313,8 @@ def run_flow(warehouse: Warehouse, flow: Flow, run_id: str, run_at: dt.datetime 
             f"{result.matched}, {_literal(json.dumps(findings, sort_keys=True))}, {result.match_rate!r}, "
             f"{_literal(json.dumps(amounts, sort_keys=True))})"
         )
+        if con.dialect == "duckdb":
+            con.execute("COMMIT")
     return result
 
 
