@@ -1,34 +1,88 @@
-"""The Dagster instance under `$HUB_HOME/dagster`: config the hub relies on, written once."""
+"""The Dagster instance under `$DAGSTER_HOME` (default `$HUB_HOME/dagster`): its `dagster.yaml`.
+
+Two profiles, chosen by the environment:
+
+- embedded (default): SQLite storage in `$DAGSTER_HOME`, the queued run coordinator, and
+  one slot in the `warehouse` pool, because DuckDB lets one process write at a time.
+- scale-out (`HUB_DAGSTER_STORAGE_URL=postgresql://…`): runs, event log and schedules
+  on Postgres via dagster-postgres, so the webserver, the daemon and Celery workers on
+  other machines share one instance; the warehouse pool is widened to
+  `HUB_WAREHOUSE_POOL_LIMIT` (default 4), since Postgres takes concurrent writers.
+
+Both retry crashed runs (run retries) and watch running ones (run monitoring). Asset
+failures are not retried as whole runs: assets carry their own retry policies, and a
+contract violation would only fail again.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import dagster as dg
 
 from integration_hub import settings
 
-# Run retries and run monitoring let a crashed run be retried; the warehouse pool
-# serialises steps that write the embedded DuckDB file (one writer at a time).
-DAGSTER_YAML = """\
+STORAGE_URL_VAR = "HUB_DAGSTER_STORAGE_URL"
+WAREHOUSE_POOL = "warehouse"
+
+_COMMON = """\
 telemetry:
   enabled: false
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
 run_retries:
   enabled: true
   max_retries: 2
+  retry_on_asset_or_op_failure: false
 run_monitoring:
   enabled: true
   start_timeout_seconds: 180
   max_resume_run_attempts: 0
+  max_runtime_seconds: 21600
   poll_interval_seconds: 30
 concurrency:
+  runs:
+    max_concurrent_runs: {max_runs}
   pools:
-    default_limit: 1
+    default_limit: {pool_limit}
+"""
+
+# The URL stays in the environment: dagster.yaml names the variable, never the password.
+_POSTGRES = """\
+storage:
+  postgres:
+    postgres_url:
+      env: {var}
 """
 
 
+def profile() -> str:
+    """`scale-out` when the instance storage URL is set, else `embedded`."""
+    return "scale-out" if os.environ.get(STORAGE_URL_VAR) else "embedded"
+
+
+def dagster_yaml() -> str:
+    if profile() == "embedded":
+        return _COMMON.format(max_runs=4, pool_limit=1)
+    pool_limit = int(os.environ.get("HUB_WAREHOUSE_POOL_LIMIT", "4"))
+    return _COMMON.format(max_runs=8, pool_limit=pool_limit) + _POSTGRES.format(var=STORAGE_URL_VAR)
+
+
 def ensure_dagster_home() -> Path:
+    """Write `dagster.yaml` for the current profile (rewritten when the profile changes)."""
     home = settings.dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     cfg = home / "dagster.yaml"
-    if not cfg.exists():
-        cfg.write_text(DAGSTER_YAML)
+    wanted = dagster_yaml()
+    if not cfg.exists() or cfg.read_text() != wanted:
+        cfg.write_text(wanted)
     return home
+
+
+def get_instance() -> dg.DagsterInstance:
+    """The hub's instance (config written first), for the CLI: close it when done."""
+    home = ensure_dagster_home()
+    os.environ.setdefault("DAGSTER_HOME", str(home))
+    return dg.DagsterInstance.from_config(str(home))

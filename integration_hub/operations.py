@@ -1,8 +1,12 @@
-"""Layer module (filled in by its issue): exports ASSETS, CHECKS, JOBS, SCHEDULES, SENSORS, RESOURCES."""
+"""The operations layer: alerting sensors, the retention asset and its schedule, the alert sink."""
 
-ASSETS: list = []
+from integration_hub import alerts, retention
+from resources.alerts import alert_sink_from_env
+from resources.warehouse import warehouse_from_env
+
+ASSETS: list = [retention.retention]
 CHECKS: list = []
-JOBS: list = []
-SCHEDULES: list = []
-SENSORS: list = []
-RESOURCES: dict = {}
+JOBS: list = [retention.retention_job]
+SCHEDULES: list = [retention.retention_schedule]
+SENSORS: list = alerts.SENSORS
+RESOURCES: dict = {"alerts": alert_sink_from_env(), "warehouse": warehouse_from_env()}

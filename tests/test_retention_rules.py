@@ -1,0 +1,150 @@
+"""Retention deletes exactly what expired (by table timestamp, or by dlt load), and audits it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+
+import dagster as dg
+import dlt
+import pyarrow as pa
+import pytest
+
+from integration_hub import audit, quarantine, retention
+from resources.warehouse import Warehouse
+
+NOW = audit.now()
+OLD, RECENT = NOW - dt.timedelta(days=45), NOW - dt.timedelta(days=2)
+
+
+@pytest.fixture
+def pg_warehouse(postgres_url):
+    """A fresh Postgres database as the warehouse, dropped afterwards."""
+    import psycopg
+
+    name = f"hub_retention_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_url, autocommit=True) as con:
+        con.execute(f"CREATE DATABASE {name}")
+    # dlt insists on a password; trust auth ignores it.
+    url = postgres_url.rsplit("/", 1)[0].replace("postgres@", "postgres:trust@", 1) + f"/{name}"
+    yield Warehouse(url=url)
+    with psycopg.connect(postgres_url, autocommit=True) as con:
+        con.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def warehouse(request, tmp_path, monkeypatch):
+    monkeypatch.setenv("HUB_HOME", str(tmp_path))
+    if request.param == "duckdb":
+        return Warehouse()
+    return request.getfixturevalue("pg_warehouse")
+
+
+def _load_shop_orders(warehouse: Warehouse, first_id: int) -> str:
+    """One real dlt load of two shop orders (with nested line items) into raw_shop."""
+    orders = [
+        {
+            "id": first_id + i,
+            "total_price": "10.00",
+            "line_items": [{"sku": "A", "quantity": 1}, {"sku": "B", "quantity": 2}],
+        }
+        for i in range(2)
+    ]
+    pipeline = dlt.pipeline(
+        pipeline_name=f"retention_test_{uuid.uuid4().hex[:6]}",
+        destination=warehouse.dlt_destination(),
+        dataset_name="raw_shop",
+        pipelines_dir=str(warehouse.duckdb_path.parent / "dlt"),
+    )
+    info = pipeline.run(orders, table_name="orders")
+    return info.loads_ids[0]
+
+
+def _seed(warehouse: Warehouse) -> None:
+    old_load = _load_shop_orders(warehouse, 1)
+    _load_shop_orders(warehouse, 100)
+    with warehouse.connect() as con:
+        con.execute(
+            "UPDATE raw_shop._dlt_loads SET inserted_at = ? WHERE load_id = ?",
+            [OLD.replace(tzinfo=dt.UTC), old_load],
+        )
+    audit.record(
+        warehouse,
+        audit.Movement(
+            "r-ancient", "raw/shop/orders", "shop", "extract", finished_at=NOW - dt.timedelta(days=8 * 365)
+        ),
+        audit.Movement("r-old", "raw/shop/orders", "shop", "extract", finished_at=OLD),
+    )
+    quarantine.quarantine(
+        warehouse, "shop__orders", "r-old", [("1", "total_price is not a number", {"id": 1})]
+    )
+    with warehouse.connect() as con:
+        con.execute("UPDATE quarantine.shop__orders SET quarantined_at = ?", [OLD])
+    quarantine.quarantine(warehouse, "shop__orders", "r-new", [("2", "missing id", {})])
+    changelog = pa.table(
+        {"run_id": ["a", "b", "c"], "sync": ["support_orders"] * 3, "key": ["SO-1", "SO-2", "SO-3"],
+         "status": ["delivered"] * 3, "changed_at": [NOW - dt.timedelta(days=120), OLD, RECENT]}
+    )  # fmt: skip
+    warehouse.write_arrow("sync", "changelog", changelog)
+    letters = pa.table(
+        {"sync": ["support_orders"] * 3, "key": ["SO-7", "SO-8", "SO-9"], "status": ["open", "discarded", "replayed"],
+         "first_failure_at": [NOW - dt.timedelta(days=200)] * 3,
+         "resolved_at": pa.array([None, NOW - dt.timedelta(days=100), RECENT], pa.timestamp("us"))}
+    )  # fmt: skip
+    warehouse.write_arrow("sync", "dead_letter", letters)
+
+
+def test_retention_asset_deletes_expired_rows_and_audits_them(warehouse):
+    _seed(warehouse)
+    result = dg.materialize([retention.retention], resources={"warehouse": warehouse})
+    assert result.success
+
+    with warehouse.connect() as con:
+        assert sorted(r[0] for r in con.rows("SELECT id FROM raw_shop.orders")) == [100, 101]
+        # child rows of the expired load went with their parents
+        assert con.scalar("SELECT count(*) FROM raw_shop.orders__line_items") == 4
+        assert sorted(r[0] for r in con.rows("SELECT key FROM sync.changelog")) == ["SO-2", "SO-3"]
+        assert sorted(r[0] for r in con.rows("SELECT key FROM sync.dead_letter")) == ["SO-7", "SO-9"]
+        assert [r[0] for r in con.rows("SELECT source_key FROM quarantine.shop__orders")] == ["2"]
+        trail = con.rows(
+            "SELECT resource, rows_in, rows_out, details FROM audit.data_movement "
+            "WHERE direction = 'retention' AND run_id = ? ORDER BY resource",
+            [result.run_id],
+        )
+        assert con.scalar("SELECT count(*) FROM audit.data_movement WHERE run_id = 'r-ancient'") == 0
+        assert con.scalar("SELECT count(*) FROM audit.data_movement WHERE run_id = 'r-old'") == 1
+
+    assert [(r[0], r[1], r[2]) for r in trail] == [
+        ("audit.data_movement", 2, 1),
+        ("quarantine.shop__orders", 2, 1),
+        ("raw_shop.orders", 4, 2),
+        ("raw_shop.orders__line_items", 8, 4),
+        ("sync.changelog", 3, 1),
+        ("sync.dead_letter", 3, 1),
+    ]
+    assert json.loads(trail[0][3])["days"] == 7 * 365
+    mat = result.asset_materializations_for_node("audit__retention")[0]
+    assert mat.metadata["rows_deleted"].value == 10
+
+    # Idempotent: a second pass finds nothing more to delete (and audits nothing).
+    assert sum(d.rows_deleted for d in retention.apply_retention(warehouse)) == 0
+
+
+def test_every_declared_table_contract_has_a_rule():
+    expected = {
+        ("raw_shop", "orders"): 30, ("raw_erp", "sales_orders"): 30, ("sync", "changelog"): 90,
+        ("audit", "data_movement"): 7 * 365, ("quarantine", "canonical_invoice"): 30,
+        ("recon", "order_to_invoice__results"): 400, ("recon", "summary"): 400,
+    }  # fmt: skip
+    assert {k: retention.rule_for(*k).days for k in expected} == expected
+    assert retention.rule_for("canonical", "sales_order") is None
+
+
+def test_a_rule_naming_a_missing_column_says_how_to_fix_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("HUB_HOME", str(tmp_path))
+    warehouse = Warehouse()
+    warehouse.write_arrow("recon", "summary", pa.table({"flow": ["x"]}))
+    with pytest.raises(ValueError, match="names column 'run_at'.*fix the rule"):
+        retention.apply_retention(warehouse)
+    assert warehouse.row_count("recon", "summary") == 1
