@@ -1,0 +1,637 @@
+"""Reverse sync: push canonical changes to destination systems, only what changed, safely.
+
+A `Sync` is declared once as data (source, destination, mode, key, mapping, allow-list,
+batching). `plan` diffs the current source rows against `sync.<sync>__state` (key + hash of
+the mapped, allow-listed payload, the last version the destination confirmed) and sends
+nothing. `apply` sends the plan through the destination's bulk endpoint with bounded
+concurrency, retries transient errors with backoff, writes every record's outcome to
+`sync.changelog`, keeps permanent rejections in `sync.dead_letter`, and advances the state
+only for records the destination confirmed: a killed run re-sends exactly what was not
+confirmed, and idempotent writes (upsert by key, `Idempotency-Key`) make that harmless.
+
+Echo suppression comes from the hash: it covers only the values the hub sends, never
+timestamps or `LastModifiedById`, so when the CRM adapter reads back the hub's own write,
+the recomputed payload equals the pushed one and the plan stays at 0 updates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from decimal import Decimal
+from itertools import count
+
+import httpx
+import pyarrow as pa
+
+from integration_hub import audit
+from integration_hub.destinations import (
+    BatchRejected,
+    Destination,
+    Outcome,
+    Record,
+    TransientError,
+    destination,
+)
+from resources.warehouse import Connection, Warehouse
+
+SCHEMA = "sync"
+MODES = ("upsert", "update", "insert", "mirror")
+MAX_ATTEMPTS = 6  # per batch, for transient errors
+BACKOFF_BASE, BACKOFF_CAP = 0.5, 30.0  # seconds
+FLUSH_SECONDS, FLUSH_RECORDS = 1.0, 5_000  # confirmations lost to a kill are at most this much
+
+DELIVERED, REJECTED, FAILED = "delivered", "rejected", "failed"
+
+
+@dataclass(frozen=True)
+class Sync:
+    """One reverse sync, declared once.
+
+    `mapping` is destination field → source column. Only fields in `allow` ever leave the
+    hub; a mapped field outside it is withheld (and shown in the plan). `pii` flags allowed
+    fields that carry personal data. `existing` (SQL returning one column of keys the
+    destination already holds) is required by `update` mode, which touches nothing else.
+    """
+
+    name: str
+    source: str
+    destination: str
+    object: str
+    mode: str
+    key: str
+    mapping: dict[str, str]
+    allow: frozenset[str]
+    pii: frozenset[str] = frozenset()
+    existing: str | None = None
+    batch_size: int = 100
+    concurrency: int = 4
+    rate_limit: float | None = None  # requests per second, across all workers
+    deps: tuple[tuple[str, ...], ...] = ()
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        writer = destination(self.destination, self.object)
+        problems = []
+        if self.mode not in MODES:
+            problems.append(f"mode must be one of {MODES}, got {self.mode!r}")
+        if writer.key_field not in self.mapping or writer.key_field not in self.allow:
+            problems.append(f"the destination's match field {writer.key_field!r} must be mapped and allowed")
+        if not 1 <= self.batch_size <= writer.max_batch:
+            problems.append(f"batch_size must be 1..{writer.max_batch} for {self.destination}.{self.object}")
+        if self.mode == "mirror" and not writer.can_delete:
+            problems.append(f"{self.destination}.{self.object} cannot delete, so mode 'mirror' is impossible")
+        if self.mode == "update" and not self.existing:
+            problems.append("mode 'update' needs `existing`: SQL returning the keys the destination holds")
+        if self.concurrency < 1:
+            problems.append("concurrency must be at least 1")
+        if problems:
+            raise ValueError(f"sync {self.name!r}: " + "; ".join(problems))
+
+    @property
+    def state_table(self) -> str:
+        return f'{SCHEMA}."{self.name}__state"'
+
+    @property
+    def withheld(self) -> list[str]:
+        """Mapped fields the allow-list keeps in the hub."""
+        return sorted(set(self.mapping) - self.allow)
+
+    def payload(self, row: dict) -> dict:
+        return {dest: _json_value(row[src]) for dest, src in self.mapping.items() if dest in self.allow}
+
+    def idempotency_key(self, key: str, content_hash: str) -> str:
+        # An insert happens once per key whatever its content: a changed body under the same
+        # key is then refused (409) instead of creating a second record.
+        parts = [self.name, key] if self.mode == "insert" else [self.name, key, content_hash]
+        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:40]
+
+
+@dataclass(frozen=True)
+class Change:
+    key: str
+    operation: str  # insert | update | delete
+    hash: str
+    payload: dict
+
+
+@dataclass
+class Plan:
+    sync: str
+    changes: list[Change]
+    counts: dict[str, int]
+    filtered: dict[str, int]
+    withheld: list[str]
+    pii: list[str]
+
+    def to_dict(self, sample: int = 5) -> dict:
+        return {
+            "sync": self.sync,
+            "counts": self.counts,
+            "filtered": self.filtered,
+            "withheld_fields": self.withheld,
+            "pii_fields": self.pii,
+            "sample": [vars(c) for c in self.changes[:sample]],
+        }
+
+    def markdown(self, sample: int = 10) -> str:
+        """A table of the first changes, for the asset's metadata and the CLI."""
+        if not self.changes:
+            return "_nothing to send_"
+        fields = sorted({f for c in self.changes[:sample] for f in c.payload})
+        lines = ["| operation | key | " + " | ".join(fields) + " |", "|---" * (len(fields) + 2) + "|"]
+        for c in self.changes[:sample]:
+            values = " | ".join(str(c.payload.get(f, "")) for f in fields)
+            lines.append(f"| {c.operation} | {c.key} | {values} |")
+        return "\n".join(lines)
+
+
+@dataclass
+class SyncResult:
+    run_id: str
+    sync: str
+    counts: dict[str, int]  # the plan's
+    delivered: int = 0
+    rejected: int = 0
+    failed: int = 0
+    requests: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)  # a few of the failures, for the operator
+
+    def to_dict(self) -> dict:
+        return vars(self)
+
+
+def _json_value(value):
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def content_hash(payload: dict) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+# ---- tables ---------------------------------------------------------------------------------
+
+_DDL = [
+    f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
+    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.changelog (
+        run_id VARCHAR, sync VARCHAR, key VARCHAR, operation VARCHAR, status VARCHAR, error VARCHAR, changed_at TIMESTAMP)""",
+    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.dead_letter (
+        id VARCHAR PRIMARY KEY, sync VARCHAR NOT NULL, key VARCHAR NOT NULL, operation VARCHAR, hash VARCHAR,
+        payload VARCHAR, error VARCHAR, attempts INTEGER, first_failure_at TIMESTAMP, last_failure_at TIMESTAMP,
+        status VARCHAR NOT NULL, discard_reason VARCHAR, resolved_at TIMESTAMP)""",
+]
+
+
+def ensure_tables(warehouse: Warehouse, sync: Sync | None = None) -> None:
+    with warehouse.connect() as con:
+        for ddl in _DDL:
+            con.execute(ddl)
+        if sync:
+            con.execute(
+                f"CREATE TABLE IF NOT EXISTS {sync.state_table} (key VARCHAR PRIMARY KEY, hash VARCHAR NOT NULL, "
+                "remote_id VARCHAR, run_id VARCHAR, pushed_at TIMESTAMP)"
+            )
+
+
+@contextlib.contextmanager
+def _atomic(warehouse: Warehouse) -> Iterator[Connection]:
+    """One transaction on both dialects (DuckDB's Python connection autocommits otherwise)."""
+    with warehouse.connect() as con:
+        if con.dialect == "postgres":
+            yield con
+            return
+        con.execute("BEGIN TRANSACTION")
+        try:
+            yield con
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+
+
+# ---- plan -----------------------------------------------------------------------------------
+
+
+def plan(sync: Sync, warehouse: Warehouse) -> Plan:
+    """What `apply` would send now; reads the warehouse, sends nothing."""
+    ensure_tables(warehouse, sync)
+    source = sync.source if " " in sync.source.strip() else f"SELECT * FROM {sync.source}"
+    with warehouse.connect() as con:
+        rows = con.arrow(source).to_pylist()
+        state = dict(con.rows(f"SELECT key, hash FROM {sync.state_table}"))
+        discarded = set(
+            con.rows(
+                f"SELECT key, hash FROM {SCHEMA}.dead_letter WHERE sync = ? AND status = 'discarded'",
+                [sync.name],
+            )
+        )
+        open_letters = con.scalar(
+            f"SELECT count(*) FROM {SCHEMA}.dead_letter WHERE sync = ? AND status = 'open'", [sync.name]
+        )
+        existing = {str(r[0]) for r in con.rows(sync.existing)} if sync.existing else None
+
+    changes: list[Change] = []
+    counts = Counter({op: 0 for op in ("insert", "update", "delete", "unchanged", "filtered", "discarded")})
+    filtered: Counter = Counter()
+    seen: set[str] = set()
+    for row in rows:
+        raw_key = row.get(sync.key)
+        key = None if raw_key is None else str(raw_key).strip()
+        if not key:
+            filtered[f"no {sync.key}"] += 1
+            continue
+        if key in seen:
+            filtered[f"duplicate {sync.key}"] += 1
+            continue
+        seen.add(key)
+        if existing is not None and key not in existing:
+            filtered["not in destination (update mode)"] += 1
+            continue
+        payload = sync.payload(row)
+        digest = content_hash(payload)
+        pushed = state.get(key)
+        if pushed == digest or (pushed is not None and sync.mode == "insert"):
+            counts["unchanged"] += 1
+        elif (key, digest) in discarded:
+            counts["discarded"] += 1
+        else:
+            op = "insert" if pushed is None else "update"
+            counts[op] += 1
+            changes.append(Change(key, op, digest, payload))
+    if sync.mode == "mirror":
+        key_field = destination(sync.destination, sync.object).key_field
+        for key in sorted(set(state) - seen):
+            counts["delete"] += 1
+            changes.append(Change(key, "delete", state[key], {key_field: key}))
+    counts["filtered"] = sum(filtered.values())
+    counts["dead_letters_open"] = int(open_letters or 0)
+    return Plan(
+        sync.name, changes, dict(counts), dict(filtered), sync.withheld, sorted(sync.pii & sync.allow)
+    )
+
+
+# ---- apply ----------------------------------------------------------------------------------
+
+
+class _Pace:
+    """A shared request-rate limit: callers wait for their slot."""
+
+    def __init__(self, per_second: float | None):
+        self.interval = 1.0 / per_second if per_second else 0.0
+        self.next_at = time.monotonic()
+        self.lock = threading.Lock()
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        with self.lock:
+            now = time.monotonic()
+            slot = max(self.next_at, now)
+            self.next_at = slot + self.interval
+        time.sleep(max(0.0, slot - now))
+
+
+def _backoff(attempt: int, retry_after: float | None) -> float:
+    jittered = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)) * (0.5 + random.random())
+    return max(jittered, retry_after) if retry_after is not None else jittered
+
+
+class _Sender:
+    """Sends batches with retries; splits a refused batch to find the records it refused."""
+
+    def __init__(self, sync: Sync, writer: Destination, http: httpx.Client):
+        self.sync, self.writer, self.http = sync, writer, http
+        self.pace = _Pace(sync.rate_limit)
+
+    def send(self, batch: list[Change]) -> list[tuple[Change, Outcome, str]]:
+        """(change, outcome, status) for every change: delivered, rejected (a verdict), failed (none)."""
+        records = [Record(c.key, c.payload, self.sync.idempotency_key(c.key, c.hash)) for c in batch]
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            self.pace.wait()
+            try:
+                outcomes = {o.key: o for o in self.writer.write(self.http, records)}
+            except TransientError as exc:
+                if attempt == MAX_ATTEMPTS:
+                    gave_up = f"gave up after {attempt} attempts: {exc}"
+                    return [(c, Outcome(c.key, False, gave_up), FAILED) for c in batch]
+                time.sleep(_backoff(attempt, exc.retry_after))
+                continue
+            except BatchRejected as exc:
+                if len(batch) == 1:
+                    return [(batch[0], Outcome(batch[0].key, False, str(exc)), REJECTED)]
+                half = len(batch) // 2
+                return self.send(batch[:half]) + self.send(batch[half:])
+            # A record the response does not mention was not confirmed: the next run sends it again.
+            unconfirmed = Outcome("", False, "the destination did not confirm it")
+            return [
+                (c, o, DELIVERED if o.ok else REJECTED)
+                if (o := outcomes.get(c.key))
+                else (c, unconfirmed, FAILED)
+                for c in batch
+            ]
+        raise AssertionError("unreachable")
+
+
+def _letter_id(sync: str, key: str, digest: str) -> str:
+    return hashlib.sha256(f"{sync}\x1f{key}\x1f{digest}".encode()).hexdigest()[:16]
+
+
+_OUTCOME_SCHEMA = pa.schema(
+    [
+        (n, pa.string())
+        for n in ("key", "operation", "hash", "payload", "status", "error", "remote_id", "letter_id")
+    ]
+)
+
+
+def _stage(con: Connection, rows: list[dict]) -> None:
+    """Make the batch's outcomes queryable as `_outcomes` inside the current transaction."""
+    table = pa.Table.from_pylist(rows, schema=_OUTCOME_SCHEMA)
+    if con.dialect == "duckdb":
+        con.raw.register("_outcomes", table)
+        return
+    cols = ", ".join(f"{n} TEXT" for n in _OUTCOME_SCHEMA.names)
+    with con.raw.cursor() as cur:
+        cur.execute(f"CREATE TEMP TABLE _outcomes ({cols}) ON COMMIT DROP")
+        with cur.copy("COPY _outcomes FROM STDIN") as cp:
+            for row in table.to_pylist():
+                cp.write_row([row[n] for n in _OUTCOME_SCHEMA.names])
+
+
+def _record(warehouse: Warehouse, sync: Sync, run_id: str, done: list[tuple[Change, Outcome, str]]) -> None:
+    """Write outcomes atomically: changelog rows, state for delivered, dead letters for rejected."""
+    if not done:
+        return
+    rows = [
+        {
+            "key": c.key, "operation": c.operation, "hash": c.hash,
+            "payload": json.dumps(c.payload, sort_keys=True, default=str),
+            "status": status, "error": o.error, "remote_id": o.remote_id,
+            "letter_id": _letter_id(sync.name, c.key, c.hash),
+        }
+        for c, o, status in done
+    ]  # fmt: skip
+    at = audit.now()
+    dl = f"{SCHEMA}.dead_letter"
+    with _atomic(warehouse) as con:
+        _stage(con, rows)
+        delivered = "SELECT key FROM _outcomes WHERE status = 'delivered'"
+        con.execute(f"DELETE FROM {sync.state_table} WHERE key IN ({delivered})")
+        con.execute(
+            f"INSERT INTO {sync.state_table} SELECT key, hash, remote_id, ?, ? FROM _outcomes "
+            "WHERE status = 'delivered' AND operation <> 'delete'",
+            [run_id, at],
+        )
+        con.execute(
+            f"INSERT INTO {SCHEMA}.changelog SELECT ?, ?, key, operation, status, error, ? FROM _outcomes",
+            [run_id, sync.name, at],
+        )
+        con.execute(
+            f"UPDATE {dl} SET status = 'delivered', resolved_at = ? WHERE sync = ? AND status = 'open' "
+            f"AND key IN ({delivered})",
+            [at, sync.name],
+        )
+        rejected = "SELECT letter_id FROM _outcomes WHERE status = 'rejected'"
+        con.execute(
+            f"UPDATE {dl} SET status = 'discarded', discard_reason = 'superseded by a newer version', "
+            f"resolved_at = ? WHERE sync = ? AND status = 'open' AND id NOT IN ({rejected}) "
+            "AND key IN (SELECT key FROM _outcomes WHERE status = 'rejected')",
+            [at, sync.name],
+        )
+        con.execute(
+            f"UPDATE {dl} SET attempts = {dl}.attempts + 1, error = o.error, last_failure_at = ?, status = 'open' "
+            f"FROM _outcomes o WHERE {dl}.id = o.letter_id AND o.status = 'rejected' AND {dl}.status <> 'discarded'",
+            [at],
+        )
+        con.execute(
+            f"INSERT INTO {dl} SELECT letter_id, ?, key, operation, hash, payload, error, 1, ?, ?, 'open', NULL, NULL "
+            f"FROM _outcomes WHERE status = 'rejected' AND letter_id NOT IN (SELECT id FROM {dl})",
+            [sync.name, at, at],
+        )
+
+
+def push(
+    sync: Sync,
+    warehouse: Warehouse,
+    changes: list[Change],
+    run_id: str | None = None,
+    counts: dict | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> SyncResult:
+    """Send `changes` and record every outcome; returns what happened (never raises on rejections)."""
+    ensure_tables(warehouse, sync)
+    run_id = run_id or uuid.uuid4().hex
+    result = SyncResult(run_id, sync.name, dict(counts or {}))
+    started, started_at = time.monotonic(), audit.now()
+    batches = [changes[i : i + sync.batch_size] for i in range(0, len(changes), sync.batch_size)]
+    requests = count()
+    hooks = {"request": [lambda _request: next(requests)]}
+    limits = httpx.Limits(max_connections=sync.concurrency, max_keepalive_connections=sync.concurrency)
+    pending_outcomes: list[tuple[Change, Outcome, str]] = []
+    last_flush = time.monotonic()
+
+    def flush() -> None:
+        nonlocal last_flush
+        _record(warehouse, sync, run_id, pending_outcomes)
+        pending_outcomes.clear()
+        last_flush = time.monotonic()
+
+    with (
+        httpx.Client(timeout=httpx.Timeout(60, connect=5), limits=limits, event_hooks=hooks) as http,
+        ThreadPoolExecutor(sync.concurrency, thread_name_prefix=f"sync-{sync.name}") as pool,
+    ):
+        sender = _Sender(sync, destination(sync.destination, sync.object), http)
+        queue, in_flight = iter(batches), set()
+        while True:
+            # A small window of batches in flight keeps memory flat and a kill's loss small.
+            while len(in_flight) < sync.concurrency * 2 and (batch := next(queue, None)) is not None:
+                in_flight.add(pool.submit(sender.send, batch))
+            if not in_flight:
+                break
+            finished, in_flight = wait(in_flight, timeout=FLUSH_SECONDS, return_when=FIRST_COMPLETED)
+            for future in finished:
+                for change, outcome, status in future.result():
+                    result.delivered += status == DELIVERED
+                    result.rejected += status == REJECTED
+                    result.failed += status == FAILED
+                    if status != DELIVERED and len(result.errors) < 5:
+                        result.errors.append(f"{change.key}: {outcome.error}")
+                    pending_outcomes.append((change, outcome, status))
+            if len(pending_outcomes) >= FLUSH_RECORDS or time.monotonic() - last_flush >= FLUSH_SECONDS:
+                flush()
+                if progress:
+                    progress(result.delivered + result.rejected + result.failed, len(changes))
+    flush()
+    result.requests = next(requests)
+    result.seconds = round(time.monotonic() - started, 3)
+    writer = destination(sync.destination, sync.object)
+    audit.record(
+        warehouse,
+        audit.Movement(
+            run_id=run_id, asset=f"sync/{sync.name}", system=sync.destination, direction="push",
+            resource=writer.object, rows_in=len(changes), rows_out=result.delivered,
+            rows_rejected=result.rejected, started_at=started_at,
+            details={"plan": result.counts, "failed": result.failed, "requests": result.requests},
+        ),
+    )  # fmt: skip
+    return result
+
+
+def apply(
+    sync: Sync, warehouse: Warehouse, run_id: str | None = None, current: Plan | None = None
+) -> SyncResult:
+    """Plan (unless given) and push the changes; open dead letters are in the plan again."""
+    current = current or plan(sync, warehouse)
+    return push(sync, warehouse, current.changes, run_id, current.counts)
+
+
+# ---- dead letters ---------------------------------------------------------------------------
+
+
+def dead_letters(warehouse: Warehouse, sync: str | None = None, status: str | None = "open") -> list[dict]:
+    ensure_tables(warehouse)
+    where, params = ["1 = 1"], []
+    if sync:
+        where, params = [*where, "sync = ?"], [*params, sync]
+    if status:
+        where, params = [*where, "status = ?"], [*params, status]
+    with warehouse.connect() as con:
+        table = con.arrow(
+            f"SELECT * FROM {SCHEMA}.dead_letter WHERE {' AND '.join(where)} ORDER BY sync, key, first_failure_at",
+            params,
+        )
+    return table.to_pylist()
+
+
+def replay(
+    warehouse: Warehouse,
+    sync: str | None = None,
+    run_id: str | None = None,
+    syncs: dict[str, Sync] | None = None,
+) -> list[SyncResult]:
+    """Re-send the stored payload of every open dead letter (of one sync, or all)."""
+    syncs = syncs or SYNCS
+    letters = dead_letters(warehouse, sync)
+    results = []
+    for name in sorted({d["sync"] for d in letters}):
+        changes = [
+            Change(d["key"], d["operation"], d["hash"], json.loads(d["payload"]))
+            for d in letters
+            if d["sync"] == name
+        ]
+        results.append(push(syncs[name], warehouse, changes, run_id, {"replay": len(changes)}))
+    return results
+
+
+def discard(warehouse: Warehouse, letter_id: str, reason: str) -> None:
+    """Give up on one open dead letter, saying why; the same content is then never sent again."""
+    if not reason.strip():
+        raise ValueError("a discard needs a reason (it is kept with the dead letter)")
+    ensure_tables(warehouse)
+    with _atomic(warehouse) as con:
+        found = con.scalar(f"SELECT status FROM {SCHEMA}.dead_letter WHERE id = ?", [letter_id])
+        if found != "open":
+            state = "no dead letter" if found is None else f"dead letter is {found}, not open"
+            raise ValueError(f"cannot discard {letter_id!r}: {state}; see `hub dlq list`")
+        con.execute(
+            f"UPDATE {SCHEMA}.dead_letter SET status = 'discarded', discard_reason = ?, resolved_at = ? WHERE id = ?",
+            [reason.strip(), audit.now(), letter_id],
+        )
+
+
+# ---- the syncs ------------------------------------------------------------------------------
+
+_CUSTOMER_VALUE = """
+    SELECT c.customer_id, c.account_number, c.name, lower(trim(c.email)) AS email, c.phone, c.country_code,
+           split_part(c.name, ' ', 1) AS first_name, substr(c.name, strpos(c.name, ' ') + 1) AS last_name,
+           round(coalesce(sum(o.total_amount), 0), 2) AS lifetime_value, max(o.order_date) AS last_order_date
+    FROM canonical.customer c LEFT JOIN canonical.sales_order o ON o.customer_id = c.customer_id
+    GROUP BY c.customer_id, c.account_number, c.name, c.email, c.phone, c.country_code
+    ORDER BY c.customer_id"""
+_CUSTOMER, _ORDER, _INVOICE = (
+    ("canonical", "customer"),
+    ("canonical", "sales_order"),
+    ("canonical", "invoice"),
+)
+
+SYNCS: dict[str, Sync] = {
+    s.name: s
+    for s in [
+        Sync(
+            name="crm_accounts",
+            description="Lifetime value and last order date onto CRM accounts, matched by account number. "
+            "Customers without an account number have nothing to match on and are counted as filtered.",
+            source=_CUSTOMER_VALUE, destination="crm", object="accounts", mode="upsert", key="account_number",
+            mapping={"AccountNumber": "account_number", "Name": "name", "Lifetime_Value__c": "lifetime_value",
+                     "Last_Order_Date__c": "last_order_date", "Phone": "phone"},
+            allow=frozenset({"AccountNumber", "Name", "Lifetime_Value__c", "Last_Order_Date__c"}),
+            pii=frozenset({"Name", "Phone"}), batch_size=200, deps=(_CUSTOMER, _ORDER),
+        ),
+        Sync(
+            name="marketing_contacts",
+            description="Customers as marketing contacts, upserted by email; phone numbers stay in the hub.",
+            source=_CUSTOMER_VALUE, destination="marketing", object="contacts", mode="upsert", key="email",
+            mapping={"email": "email", "firstname": "first_name", "lastname": "last_name", "country": "country_code",
+                     "lifetime_value": "lifetime_value", "phone": "phone"},
+            allow=frozenset({"email", "firstname", "lastname", "country", "lifetime_value"}),
+            pii=frozenset({"email", "firstname", "lastname", "phone"}), deps=(_CUSTOMER, _ORDER),
+        ),
+        Sync(
+            name="support_orders",
+            description="Every order into the support desk, so agents see status and total; matched by order id.",
+            source="""
+                SELECT o.order_id, o.status, o.total_amount, o.currency, o.order_date, o.channel,
+                       lower(trim(c.email)) AS customer_email, c.name AS customer_name, c.phone AS customer_phone
+                FROM canonical.sales_order o LEFT JOIN canonical.customer c ON c.customer_id = o.customer_id
+                ORDER BY o.order_id""",
+            destination="support", object="orders", mode="upsert", key="order_id",
+            mapping={"external_id": "order_id", "status": "status", "total": "total_amount", "currency": "currency",
+                     "order_date": "order_date", "channel": "channel", "customer_email": "customer_email",
+                     "customer_name": "customer_name", "customer_phone": "customer_phone"},
+            allow=frozenset({"external_id", "status", "total", "currency", "order_date", "channel",
+                             "customer_email", "customer_name"}),
+            pii=frozenset({"customer_email", "customer_name", "customer_phone"}), deps=(_CUSTOMER, _ORDER),
+        ),
+        Sync(
+            name="billing_invoices",
+            description="An invoice for every fulfilled ERP order billing has none for, created exactly once.",
+            source="""
+                SELECT o.order_id AS order_ref, lower(trim(c.email)) AS customer_email, 'usd' AS currency,
+                       CAST(round(o.total_amount * 100) AS BIGINT) AS amount_due, o.order_date AS invoice_date
+                FROM canonical.sales_order o JOIN canonical.customer c ON c.customer_id = o.customer_id
+                WHERE o.status = 'fulfilled' AND o.erp_order_id IS NOT NULL
+                  AND NOT EXISTS (SELECT 1 FROM canonical.invoice i WHERE i.order_id = o.order_id)
+                ORDER BY o.order_id""",
+            destination="billing", object="invoices", mode="insert", key="order_ref",
+            mapping={"order_ref": "order_ref", "customer_email": "customer_email", "currency": "currency",
+                     "amount_due": "amount_due", "invoice_date": "invoice_date"},
+            allow=frozenset({"order_ref", "customer_email", "currency", "amount_due", "invoice_date"}),
+            pii=frozenset({"customer_email"}), batch_size=1, concurrency=4, deps=(_CUSTOMER, _ORDER, _INVOICE),
+        ),
+    ]
+}  # fmt: skip
+
+
+def get_sync(name: str) -> Sync:
+    try:
+        return SYNCS[name]
+    except KeyError:
+        raise ValueError(f"unknown sync {name!r}; declared: {', '.join(SYNCS)}") from None
