@@ -93,11 +93,9 @@ def load_canonical(warehouse: Warehouse, world: World) -> dict[tuple[str, str], 
     return counts
 
 
-def test_derived_tables_have_the_truths_expected_counts(tmp_path):
-    from integration_hub.sandbox.world import build_world
+def test_derived_tables_have_the_truths_expected_counts(tmp_path, sandbox_world):
     from tests.test_recon_truth import FileWarehouse
 
-    world = build_world(0.01, 42, tmp_path / "tpch")
-    counts = load_canonical(FileWarehouse(path=str(tmp_path / "w.duckdb")), world)
+    counts = load_canonical(FileWarehouse(path=str(tmp_path / "w.duckdb")), sandbox_world)
     for table in ("sales_order", "invoice", "payment"):
-        assert counts[("canonical", table)] == world.truth["expected"][f"canonical.{table}"]
+        assert counts[("canonical", table)] == sandbox_world.truth["expected"][f"canonical.{table}"]

@@ -1,0 +1,32 @@
+"""The same flows, transpiled by sqlglot, find exactly the truth on Postgres."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+
+from resources.warehouse import Warehouse
+from tests.test_recon_truth import assert_exactly_the_truth, reconcile_world
+
+
+@pytest.fixture
+def postgres_warehouse(postgres_url):
+    """A private database, so parallel runs and other engineers' tests never share tables."""
+    name = f"hub_recon_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_url, autocommit=True) as con:
+        con.execute(f'CREATE DATABASE "{name}"')
+    yield Warehouse(url=postgres_url.rsplit("/", 1)[0] + "/" + name)
+    with psycopg.connect(postgres_url, autocommit=True) as con:
+        con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.postgres
+def test_flows_find_exactly_the_truth_on_postgres(postgres_warehouse, sandbox_world):
+    results = reconcile_world(postgres_warehouse, sandbox_world, "run-1")
+    assert_exactly_the_truth(postgres_warehouse, sandbox_world, results)
+    with postgres_warehouse.connect() as con:
+        assert con.scalar("SELECT count(DISTINCT flow) FROM recon.summary WHERE run_id = 'run-1'") == len(
+            results
+        )
