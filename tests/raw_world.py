@@ -1,0 +1,72 @@
+"""Raw tables shaped as dlt lands them, straight from the world generator (no servers, no dlt).
+
+Transform tests use this to start from a known truth in seconds: column names go through
+dlt's snake_case naming, ISO timestamps become zoned timestamps (dlt's `iso_timestamp`
+detection), shop orders are flattened with their line items in the child table
+`orders__line_items` (`_dlt_parent_id`, `_dlt_list_idx`), and every row gets `_dlt_id`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+from dlt.common.normalizers.naming.snake_case import NamingConvention
+
+from integration_hub.sandbox.world import World, build_world
+from resources.warehouse import Warehouse
+
+_naming = NamingConvention()
+# REST fields the systems send as ISO 8601 strings.
+_ISO = {"created_at", "updated_at", "created_date", "last_modified_date", "created"}
+
+
+def _dlt_shape(db: duckdb.DuckDBPyConnection, table: pa.Table, key: str) -> pa.Table:
+    names = [_naming.normalize_identifier(n) for n in table.schema.names]
+    db.register("t", table.rename_columns(names))
+    cols = ", ".join(f"CAST({n} AS TIMESTAMPTZ) AS {n}" if n in _ISO else n for n in names)
+    out = db.sql(f"SELECT {cols}, md5('{key}:' || CAST(row_number() OVER () AS VARCHAR)) AS _dlt_id FROM t")
+    result = out.to_arrow_table()
+    db.unregister("t")
+    return result
+
+
+def raw_tables(world: World) -> dict[str, dict[str, pa.Table]]:
+    """The world's tables as `raw_<system>.<resource>` would hold them after a dlt load."""
+    db = duckdb.connect()
+    db.execute("SET TimeZone = 'UTC'")
+    out: dict[str, dict[str, pa.Table]] = {}
+    for system, resources in world.tables.items():
+        for resource, table in resources.items():
+            if (system, resource) == ("shop", "orders"):
+                continue
+            out.setdefault(system, {})[resource] = _dlt_shape(db, table, f"{system}.{resource}")
+    db.register("o", world.tables["shop"]["orders"])
+    orders = db.sql("""
+        SELECT * EXCLUDE (customer, line_items, created_at, updated_at),
+               CAST(created_at AS TIMESTAMPTZ) AS created_at, CAST(updated_at AS TIMESTAMPTZ) AS updated_at,
+               customer.id AS customer__id, customer.email AS customer__email,
+               customer.first_name AS customer__first_name, customer.last_name AS customer__last_name,
+               customer.phone AS customer__phone, md5('shop.orders:' || CAST(id AS VARCHAR)) AS _dlt_id
+        FROM o""").to_arrow_table()
+    lines = db.sql("""
+        SELECT li.id, li.sku, li.quantity, li.price, li.total_discount, li.line_total,
+               md5('shop.orders:' || CAST(o.id AS VARCHAR)) AS _dlt_parent_id,
+               CAST(li_idx - 1 AS BIGINT) AS _dlt_list_idx,
+               md5('shop.orders__line_items:' || CAST(li.id AS VARCHAR)) AS _dlt_id
+        FROM (SELECT id, unnest(line_items) AS li, generate_subscripts(line_items, 1) AS li_idx FROM o) AS o
+    """).to_arrow_table()
+    out["shop"]["orders"] = orders
+    out["shop"]["orders__line_items"] = lines
+    db.close()
+    return out
+
+
+def load_raw_world(warehouse: Warehouse, cache: Path, scale: float = 0.01, seed: int = 42) -> World:
+    """Generate the world and replace every `raw_<system>` table with it; returns the world (and truth)."""
+    world = build_world(scale, seed, cache)
+    for system, resources in raw_tables(world).items():
+        for resource, table in resources.items():
+            warehouse.write_arrow(f"raw_{system}", resource, table, mode="replace")
+    return world
