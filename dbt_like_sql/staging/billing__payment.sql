@@ -5,7 +5,7 @@ SELECT
     upper(p.currency) AS currency,
     CAST(CAST(p.amount AS DECIMAL(18, 0)) * 0.01 AS DECIMAL(18, 2)) AS amount,
     CAST(fx.rate_to_usd AS DECIMAL(12, 6)) AS fx_rate,
-    CAST(round(CAST(p.amount AS DECIMAL(18, 0)) * 0.01 * fx.rate_to_usd, 2) AS DECIMAL(18, 2)) AS amount_usd,
+    CAST(round(CAST(p.amount AS DECIMAL(18, 0)) * 0.01 * CAST(fx.rate_to_usd AS DECIMAL(12, 6)), 2) AS DECIMAL(18, 2)) AS amount_usd,
     p.method,
     p.status,
     CAST(p.created AS TIMESTAMP) AS paid_at,

@@ -5,7 +5,7 @@ SELECT
     trim(p.name) AS name,
     p.brand,
     p.category,
-    CAST(round(CAST(p.unit_price AS DECIMAL(18, 2)) * fx.rate_to_usd, 2) AS DECIMAL(18, 2)) AS unit_price,
+    CAST(round(CAST(p.unit_price AS DECIMAL(18, 2)) * CAST(fx.rate_to_usd AS DECIMAL(12, 6)), 2) AS DECIMAL(18, 2)) AS unit_price,
     upper(p.currency) AS currency,
     CAST(fx.rate_to_usd AS DECIMAL(12, 6)) AS fx_rate,
     'erp' AS source_system,

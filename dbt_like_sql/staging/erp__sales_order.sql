@@ -7,7 +7,7 @@ SELECT
     CAST(o.customer_id AS VARCHAR) AS customer_source_id,
     CAST(o.order_date AS DATE) AS order_date,
     o.status,
-    CAST(round(CAST(o.total_amount AS DECIMAL(18, 2)) * fx.rate_to_usd, 2) AS DECIMAL(18, 2)) AS total_amount,
+    CAST(round(CAST(o.total_amount AS DECIMAL(18, 2)) * CAST(fx.rate_to_usd AS DECIMAL(12, 6)), 2) AS DECIMAL(18, 2)) AS total_amount,
     upper(o.currency) AS currency,
     CAST(fx.rate_to_usd AS DECIMAL(12, 6)) AS fx_rate,
     o.channel,

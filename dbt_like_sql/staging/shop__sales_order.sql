@@ -14,7 +14,7 @@ SELECT
     END AS status,
     CAST(round(
         CAST(CASE WHEN regexp_matches(CAST(o.total_price AS VARCHAR), '^-?[0-9]+(\.[0-9]+)?$')
-                  THEN CAST(o.total_price AS VARCHAR) END AS DECIMAL(18, 2)) * fx.rate_to_usd, 2
+                  THEN CAST(o.total_price AS VARCHAR) END AS DECIMAL(18, 2)) * CAST(fx.rate_to_usd AS DECIMAL(12, 6)), 2
     ) AS DECIMAL(18, 2)) AS total_amount,
     upper(o.currency) AS currency,
     CAST(fx.rate_to_usd AS DECIMAL(12, 6)) AS fx_rate,
