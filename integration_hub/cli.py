@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import typer
 
+from integration_hub.ops_cli import audit_app, backfill_command, run_command
 from integration_hub.sandbox.cli import app as sandbox_app
 from integration_hub.sync_cli import dlq_app, sync_app
 
 app = typer.Typer(no_args_is_help=True, help="Integration Hub: connect every business system once.")
 app.add_typer(sandbox_app, name="sandbox", help="The sandbox world of business systems.")
+app.add_typer(audit_app, name="audit", help="The audit trail: trace one record end to end.")
+app.command("run")(run_command)
+app.command("backfill")(backfill_command)
 app.add_typer(sync_app, name="sync", help="Reverse syncs: plan (dry run) and apply.")
 app.add_typer(dlq_app, name="dlq", help="Dead letters of the reverse syncs: list, replay, discard.")
 
