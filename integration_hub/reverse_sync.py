@@ -46,6 +46,7 @@ from integration_hub.destinations import (
 from resources.warehouse import Connection, Warehouse
 
 SCHEMA = "sync"
+SKIP_COLUMN = "skip_reason"
 MODES = ("upsert", "update", "insert", "mirror")
 MAX_ATTEMPTS = 6  # per batch, for transient errors
 BACKOFF_BASE, BACKOFF_CAP = 0.5, 30.0  # seconds
@@ -62,6 +63,7 @@ class Sync:
     hub; a mapped field outside it is withheld (and shown in the plan). `pii` flags allowed
     fields that carry personal data. `existing` (SQL returning one column of keys the
     destination already holds) is required by `update` mode, which touches nothing else.
+    A source row whose `skip_reason` column is set is not sent and counted under that reason.
     """
 
     name: str
@@ -262,6 +264,9 @@ def plan(sync: Sync, warehouse: Warehouse) -> Plan:
             filtered[f"duplicate {sync.key}"] += 1
             continue
         seen.add(key)
+        if row.get(SKIP_COLUMN):
+            filtered[row[SKIP_COLUMN]] += 1
+            continue
         if existing is not None and key not in existing:
             filtered["not in destination (update mode)"] += 1
             continue
@@ -566,11 +571,21 @@ _CUSTOMER_VALUE = """
     FROM canonical.customer c LEFT JOIN canonical.sales_order o ON o.customer_id = c.customer_id
     GROUP BY c.customer_id, c.account_number, c.name, c.email, c.phone, c.country_code
     ORDER BY c.customer_id"""
+# A customer whose CRM account was matched without an account number (by email) cannot be
+# upserted by account number: that would create a second account for the same customer.
+_CRM_ACCOUNT_VALUE = f"""
+    SELECT v.*, CASE WHEN EXISTS (SELECT 1 FROM canonical.customer_xref x
+                                  WHERE x.system = 'crm' AND x.customer_id = v.customer_id)
+                      AND NOT EXISTS (SELECT 1 FROM canonical.customer_xref x WHERE x.system = 'crm'
+                                      AND x.customer_id = v.customer_id AND x.match_rule = 'external_id')
+                     THEN 'CRM account without account number (an upsert would duplicate it)' END AS {SKIP_COLUMN}
+    FROM ({_CUSTOMER_VALUE}) v"""
 _CUSTOMER, _ORDER, _INVOICE = (
     ("canonical", "customer"),
     ("canonical", "sales_order"),
     ("canonical", "invoice"),
 )
+_XREF = ("canonical", "customer_xref")
 
 SYNCS: dict[str, Sync] = {
     s.name: s
@@ -578,12 +593,12 @@ SYNCS: dict[str, Sync] = {
         Sync(
             name="crm_accounts",
             description="Lifetime value and last order date onto CRM accounts, matched by account number. "
-            "Customers without an account number have nothing to match on and are counted as filtered.",
-            source=_CUSTOMER_VALUE, destination="crm", object="accounts", mode="upsert", key="account_number",
+            "Customers without an account number, or whose CRM account has none, are counted as filtered.",
+            source=_CRM_ACCOUNT_VALUE, destination="crm", object="accounts", mode="upsert", key="account_number",
             mapping={"AccountNumber": "account_number", "Name": "name", "Lifetime_Value__c": "lifetime_value",
                      "Last_Order_Date__c": "last_order_date", "Phone": "phone"},
             allow=frozenset({"AccountNumber", "Name", "Lifetime_Value__c", "Last_Order_Date__c"}),
-            pii=frozenset({"Name", "Phone"}), batch_size=200, deps=(_CUSTOMER, _ORDER),
+            pii=frozenset({"Name", "Phone"}), batch_size=200, deps=(_CUSTOMER, _ORDER, _XREF),
         ),
         Sync(
             name="marketing_contacts",
