@@ -1,8 +1,155 @@
-"""Layer module (filled in by its issue): exports ASSETS, CHECKS, JOBS, SCHEDULES, SENSORS, RESOURCES."""
+"""Transform layer: seeds, staging and canonical SQL models, identity resolution, canonical checks.
 
-ASSETS: list = []
-CHECKS: list = []
+Every `.sql` file under `dbt_like_sql/{staging,canonical}` becomes an asset (see
+`integration_hub.sql_models`): its description is the file's leading comment, its
+dependencies are the tables its SQL reads. A canonical model with a pandera model in
+`canonical/` is validated while it is built (rows that fail are quarantined) and gets a
+blocking `keys_and_types` check.
+"""
+
+from pathlib import Path
+
+import dagster as dg
+
+from canonical import MODELS
+from integration_hub import identity, settings, sql_models, validation
+from integration_hub.audit import Movement, now, record
+from resources.warehouse import Warehouse, warehouse_from_env
+
+OWNERS = ["team:data-platform"]
+POOL = "warehouse"  # DuckDB allows one writer: builds queue with loads on this pool
+
+
+def _dialect() -> str:
+    return "postgres" if settings.warehouse_url() else "duckdb"
+
+
+def _code(path: Path) -> dict:
+    return {
+        "dagster/code_references": dg.CodeReferencesMetadataValue(
+            code_references=[dg.LocalFileCodeReference(file_path=str(path), line_number=1)]
+        )
+    }
+
+
+def _audit(warehouse: Warehouse, run_id: str, key: dg.AssetKey, system: str, started, built) -> None:
+    record(
+        warehouse,
+        Movement(
+            run_id=run_id, asset=key.to_user_string(), system=system, direction="transform",
+            resource=key.path[-1], rows_in=built.rows_built, rows_out=built.row_count,
+            rows_rejected=built.rows_rejected, started_at=started,
+        ),
+    )  # fmt: skip
+
+
+def sql_asset(model: sql_models.SqlModel) -> dg.AssetsDefinition:
+    """The asset of one SQL model; canonical entities are row-validated while they are built."""
+    validated = model.layer == "canonical" and model.entity in MODELS
+    checks = (
+        [
+            dg.AssetCheckSpec(
+                "row_rules", asset=model.key, description="Rows failing the model's rules (warning)."
+            )
+        ]
+        if validated
+        else []
+    )
+
+    @dg.asset(
+        key=model.key,
+        deps=model.upstream,
+        group_name=model.layer,
+        kinds={"sql", _dialect(), *(["pandera"] if validated else [])},
+        owners=OWNERS,
+        description=model.description,
+        metadata={**_code(model.path), "sql_file": str(model.path.relative_to(model.root.parent))},
+        check_specs=checks,
+        pool=POOL,
+    )
+    def _sql_model(context: dg.AssetExecutionContext, warehouse: Warehouse):
+        started = now()
+        vet = validation.RowValidator(warehouse, model.entity, context.run_id) if validated else None
+        built = sql_models.build(warehouse, model, vet=vet)
+        _audit(warehouse, context.run_id, model.key, model.system or "hub", started, built)
+        metadata = built.metadata()
+        if vet:
+            metadata["validation_seconds"] = round(vet.report.seconds, 3)
+        return dg.MaterializeResult(
+            metadata=metadata, check_results=[vet.report.check_result()] if vet else []
+        )
+
+    return _sql_model
+
+
+def seed_asset(path: Path) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=dg.AssetKey([sql_models.SEEDS_SCHEMA, path.stem]),
+        group_name="staging",
+        kinds={"csv", _dialect()},
+        owners=OWNERS,
+        description=f"Reference data kept as a file in the repository ({path.name}).",
+        metadata=_code(path),
+        pool=POOL,
+    )
+    def _seed(warehouse: Warehouse) -> dg.MaterializeResult:
+        return dg.MaterializeResult(metadata={"dagster/row_count": sql_models.load_seed(warehouse, path)})
+
+    return _seed
+
+
+XREF_KEY = dg.AssetKey(["canonical", "customer_xref"])
+
+
+@dg.asset(
+    key=XREF_KEY,
+    deps=[dg.AssetKey(["staging", name]) for name in sql_models.union_members("customer")],
+    group_name="canonical",
+    kinds={"python", "pandas", _dialect()},
+    owners=OWNERS,
+    description=(identity.__doc__ or "").strip().splitlines()[0],
+    metadata=_code(Path(identity.__file__)),
+    pool=POOL,
+)
+def customer_xref(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    started = now()
+    xref = identity.build_xref(warehouse)
+    rules = xref.group_by("match_rule").aggregate([("source_id", "count")]).to_pylist()
+    record(
+        warehouse,
+        Movement(run_id=context.run_id, asset=XREF_KEY.to_user_string(), system="hub", direction="transform",
+                 resource="customer_xref", rows_in=xref.num_rows, rows_out=xref.num_rows, started_at=started),
+    )  # fmt: skip
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": xref.num_rows,
+            "customers": len(set(xref.column("customer_id").to_pylist())),
+            "matches_by_rule": dg.MetadataValue.json({r["match_rule"]: r["source_id_count"] for r in rules}),
+        }
+    )
+
+
+def keys_and_types_check(entity: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=dg.AssetKey(["canonical", entity]),
+        name="keys_and_types",
+        blocking=True,
+        description="Blocking: key unique and not null, every model column present with a compatible type.",
+    )
+    def _check(warehouse: Warehouse) -> dg.AssetCheckResult:
+        return validation.keys_and_types(warehouse, entity)
+
+    return _check
+
+
+MODELS_SQL = sql_models.discover()
+ASSETS: list = [
+    *(seed_asset(p) for p in sql_models.seed_files()),
+    *(sql_asset(m) for m in MODELS_SQL),
+    customer_xref,
+]
+CHECKS: list = [keys_and_types_check(entity) for entity in MODELS]
 JOBS: list = []
 SCHEDULES: list = []
 SENSORS: list = []
-RESOURCES: dict = {}
+RESOURCES: dict = {"warehouse": warehouse_from_env()}

@@ -191,7 +191,7 @@ def _commit(con: Connection) -> None:
 def batches(con: Connection, sql: str, size: int = 250_000) -> Iterator[pa.RecordBatch]:
     """Stream a query as Arrow batches of at most `size` rows: memory stays bounded."""
     if con.dialect == "duckdb":
-        reader = con.raw.execute(sql).to_arrow_reader(size)
+        reader = con.raw.sql(sql).to_arrow_reader(size)
         yield from reader
         return
     with con.raw.cursor(name=f"stream_{uuid.uuid4().hex[:8]}") as cur:
