@@ -15,6 +15,7 @@ threshold per kind at launch time.
 import dagster as dg
 
 from integration_hub.reconciliation import Compare, Flow, FlowResult, Threshold, run_flow
+from integration_hub.sql_models import table_key
 from resources.warehouse import Warehouse, warehouse_from_env
 
 MONEY_TOLERANCE = 0.01  # USD, absolute: a rounding difference of one cent is a match
@@ -46,7 +47,6 @@ FLOWS = [
             Threshold("shop_order_missing_in_erp", 0.005, "ERROR"),
             Threshold("erp_order_missing_in_shop", 0.005, "ERROR"),
         ),
-        reads=(("canonical", "sales_order"), ("staging", "shop__sales_order")),
     ),
     Flow(
         name="order_invoices",
@@ -63,7 +63,6 @@ FLOWS = [
             Threshold("invoice_missing", 0.005, "ERROR"),
             Threshold("invoice_duplicated", 0.005, "ERROR"),
         ),
-        reads=(("canonical", "sales_order"), ("canonical", "invoice")),
     ),
     Flow(
         name="invoice_payments",
@@ -86,16 +85,18 @@ FLOWS = [
             ),
         ),  # fmt: skip
         amounts={"paid_usd": "amount_usd"},
-        reads=(("canonical", "invoice"), ("canonical", "payment")),
     ),
     Flow(
         name="payment_settlements",
         entity="payment",
         description="Every payment appears once in a settlement file for its gross amount; fees are reported.",
         left="SELECT payment_id AS id, payment_id, currency, amount FROM canonical.payment",
+        # Settlement lines have no canonical entity: read as landed, amounts cast from the file's text.
         right="""
-            SELECT payment_id AS id, payment_id, currency, gross_amount AS amount, fee_amount, fx_rate
-            FROM staging.payments__settlement""",
+            SELECT s.payment_id AS id, s.payment_id, upper(s.currency) AS currency,
+                   CAST(s.gross_amount AS DECIMAL(18, 2)) AS amount, CAST(s.fee_amount AS DECIMAL(18, 2)) AS fee_amount,
+                   CAST(fx.rate_to_usd AS DECIMAL(12, 6)) AS fx_rate
+            FROM raw_payments.settlement AS s LEFT JOIN seeds.fx_rates AS fx ON fx.currency = upper(s.currency)""",
         on=("payment_id",),
         missing_right="payment_not_settled",
         missing_left="settlement_without_payment",
@@ -105,7 +106,6 @@ FLOWS = [
             Compare("currency", "settlement_currency_mismatch", as_="text"),
         ),
         amounts={"fees_usd": "fee_amount * fx_rate", "gross_usd": "amount * fx_rate"},
-        reads=(("canonical", "payment"), ("staging", "payments__settlement")),
     ),
     Flow(
         name="crm_customers",
@@ -117,7 +117,6 @@ FLOWS = [
         missing_right="crm_account_missing",
         missing_left="crm_account_unmatched",
         duplicate_right="crm_duplicate_account",
-        reads=(("canonical", "customer_xref"),),
     ),
     Flow(
         name="shop_customers",
@@ -128,7 +127,6 @@ FLOWS = [
         on=("customer_id",),
         missing_right="shop_customer_unmatched",
         duplicate_left="shop_duplicate_customer",
-        reads=(("canonical", "customer_xref"),),
     ),
 ]
 
@@ -199,7 +197,7 @@ def _flow_asset(flow: Flow) -> dg.AssetsDefinition:
     @dg.asset(
         key=key,
         group_name="reconciliation",
-        deps=[dg.AssetKey(list(k)) for k in flow.reads],
+        deps=[table_key(schema, table) for schema, table in flow.tables],
         check_specs=specs,
         kinds={"sql"},
         description=flow.description,

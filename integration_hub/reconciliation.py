@@ -19,6 +19,9 @@ import json
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+import sqlglot
+from sqlglot import exp
+
 from resources.warehouse import Warehouse, WarehouseLockedError
 
 SCHEMA = "recon"
@@ -94,7 +97,6 @@ class Flow:
     # Sums over the right model reported in the summary (e.g. fees), never findings.
     amounts: dict[str, str] = field(default_factory=dict)
     thresholds: tuple[Threshold, ...] = ()
-    reads: tuple[tuple[str, ...], ...] = ()  # asset keys of the tables the models read
     description: str = ""
 
     @property
@@ -102,6 +104,16 @@ class Flow:
         found = [self.missing_right, self.missing_left, self.duplicate_right, self.duplicate_left]
         found += [k for c in self.compares for k in c.kinds]
         return [k for k in found if k]
+
+    @property
+    def tables(self) -> list[tuple[str, str]]:
+        """(schema, table) of every warehouse table the two models read, from the SQL itself."""
+        found = set()
+        for model in (self.left, self.right):
+            tree = sqlglot.parse_one(f"SELECT * FROM {_model(model)} AS m", read="duckdb")
+            ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+            found |= {(t.db, t.name) for t in tree.find_all(exp.Table) if t.db and t.name not in ctes}
+        return sorted(found)
 
     def threshold(self, kind: str) -> Threshold:
         return next((t for t in self.thresholds if t.kind == kind), Threshold(kind))
@@ -250,8 +262,6 @@ def _sql_for(warehouse: Warehouse, sql: str) -> str:
     """Flows are written once in DuckDB's dialect; Postgres gets a sqlglot transpilation."""
     if warehouse.dialect == "duckdb":
         return sql
-    import sqlglot
-
     return sqlglot.transpile(sql, read="duckdb", write="postgres")[0]
 
 
@@ -273,9 +283,9 @@ def run_flow(warehouse: Warehouse, flow: Flow, run_id: str, run_at: dt.datetime 
     except WarehouseLockedError:
         raise
     except Exception as exc:
-        models = ", ".join(".".join(k) for k in flow.reads) or f"{flow.left}, {flow.right}"
+        models = ", ".join(".".join(t) for t in flow.tables)
         raise RuntimeError(
-            f"flow {flow.name!r} could not run: {str(exc).splitlines()[0]}. "
+            f"flow {flow.name!r} could not run: {str(exc).splitlines()[0].rstrip('.!')}. "
             f"It reads {models}: materialize those first. Earlier results are untouched."
         ) from exc
     return result

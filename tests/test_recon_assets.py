@@ -5,8 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.reconciliation import ASSETS, FLOWS
-from tests.test_recon_truth import FileWarehouse
-from tests.test_recon_world import load_canonical
+from tests.test_recon_world import canonical_warehouse
 
 
 def test_assets_are_declared_in_the_reconciliation_group_with_their_reads():
@@ -20,9 +19,8 @@ def test_assets_are_declared_in_the_reconciliation_group_with_their_reads():
     }
 
 
-def test_materialize_reports_findings_and_runs_threshold_checks(tmp_path, sandbox_world):
-    warehouse = FileWarehouse(path=str(tmp_path / "warehouse.duckdb"))
-    load_canonical(warehouse, sandbox_world)
+def test_materialize_reports_findings_and_runs_threshold_checks(tmp_path_factory, sandbox_world):
+    warehouse, _ = canonical_warehouse(sandbox_world, tmp_path_factory)
     truth = sandbox_world.truth["discrepancies"]
 
     result = dg.materialize(

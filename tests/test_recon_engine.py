@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from integration_hub.reconciliation import Compare, Flow, compile_flow, run_flow
-from tests.test_recon_truth import FileWarehouse
+from tests.test_recon_world import FileWarehouse
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ import psycopg
 import pytest
 
 from resources.warehouse import Warehouse
-from tests.test_recon_truth import assert_exactly_the_truth, reconcile_world
+from tests.test_recon_truth import assert_exactly_the_truth, reconcile
+from tests.test_recon_world import load_canonical
 
 
 @pytest.fixture
@@ -24,7 +25,8 @@ def postgres_warehouse(postgres_url):
 
 @pytest.mark.postgres
 def test_flows_find_exactly_the_truth_on_postgres(postgres_warehouse, sandbox_world):
-    results = reconcile_world(postgres_warehouse, sandbox_world, "run-1")
+    load_canonical(postgres_warehouse, sandbox_world)
+    results = reconcile(postgres_warehouse, "run-1")
     assert_exactly_the_truth(postgres_warehouse, sandbox_world, results)
     with postgres_warehouse.connect() as con:
         assert con.scalar("SELECT count(DISTINCT flow) FROM recon.summary WHERE run_id = 'run-1'") == len(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from pathlib import Path
+
+import pytest
 
 from assets.reconciliation import FLOWS
 from integration_hub.reconciliation import FlowResult, run_flow
 from integration_hub.sandbox.world import PLANTS, World, build_world
 from resources.warehouse import Warehouse
-from tests.test_recon_world import load_canonical
+from tests.test_recon_world import FileWarehouse, canonical_warehouse, load_canonical
 
 # How a truth key names the finding: (column of recon results, format of the truth value).
 TRUTH_KEYS = {
@@ -21,16 +22,6 @@ TRUTH_KEYS = {
     "crm_account_id": ("right_key", "{}"),
     "shop_customer_id": ("left_key", "{}"),
 }
-
-
-class FileWarehouse(Warehouse):
-    """A DuckDB warehouse at an explicit path, so a test never touches $HUB_HOME."""
-
-    path: str = ""
-
-    @property
-    def duckdb_path(self) -> Path:
-        return Path(self.path)
 
 
 def expected_findings(truth: dict) -> set[tuple]:
@@ -61,14 +52,14 @@ def reported_findings(warehouse: Warehouse, run_id: str, truth: dict) -> set[tup
     return out
 
 
-def reconcile_world(warehouse: Warehouse, world: World, run_id: str) -> dict[str, FlowResult]:
-    load_canonical(warehouse, world)
+def reconcile(warehouse: Warehouse, run_id: str) -> dict[str, FlowResult]:
     return {flow.name: run_flow(warehouse, flow, run_id) for flow in FLOWS}
 
 
 def assert_exactly_the_truth(warehouse: Warehouse, world: World, results: dict[str, FlowResult]) -> None:
+    run_id = next(iter(results.values())).run_id
     expected = expected_findings(world.truth)
-    reported = reported_findings(warehouse, "run-1", world.truth)
+    reported = reported_findings(warehouse, run_id, world.truth)
     assert set(PLANTS) == {kind for kind, _ in expected}
     assert reported - expected == set(), "unplanted findings (precision below 100%)"
     assert expected - reported == set(), "planted discrepancies not found (recall below 100%)"
@@ -82,14 +73,16 @@ def assert_exactly_the_truth(warehouse: Warehouse, world: World, results: dict[s
     )
 
 
-def test_every_planted_discrepancy_is_found_and_nothing_else(tmp_path, sandbox_world):
-    warehouse = FileWarehouse(path=str(tmp_path / "warehouse.duckdb"))
-    assert_exactly_the_truth(warehouse, sandbox_world, reconcile_world(warehouse, sandbox_world, "run-1"))
+def test_every_planted_discrepancy_is_found_and_nothing_else(tmp_path_factory, sandbox_world):
+    warehouse, _ = canonical_warehouse(sandbox_world, tmp_path_factory)
+    assert_exactly_the_truth(warehouse, sandbox_world, reconcile(warehouse, "truth-0.01"))
 
 
+@pytest.mark.slow
 def test_precision_and_recall_hold_at_scale_0_1(tmp_path_factory):
     world = build_world(0.1, 42, tmp_path_factory.mktemp("tpch"))
     warehouse = FileWarehouse(path=str(tmp_path_factory.mktemp("wh") / "warehouse.duckdb"))
-    results = reconcile_world(warehouse, world, "run-1")
+    load_canonical(warehouse, world)
+    results = reconcile(warehouse, "truth-0.1")
     assert results["order_invoices"].left_rows > 70_000
     assert_exactly_the_truth(warehouse, world, results)
