@@ -1,8 +1,94 @@
-"""Layer module (filled in by its issue): exports ASSETS, CHECKS, JOBS, SCHEDULES, SENSORS, RESOURCES."""
+"""Reverse-sync layer: one asset per declared sync (`integration_hub.reverse_sync.SYNCS`).
 
-ASSETS: list = []
-CHECKS: list = []
+Materializing `["sync", name]` plans the sync (the diff against what the destination last
+confirmed), shows that plan in the metadata and pushes it. Records the destination
+refused wait in `sync.dead_letter` (the `no_open_dead_letters` check warns while any do);
+records that could not be delivered for now fail the step, which the retry policy runs
+again with backoff, re-sending only what was not confirmed.
+"""
+
+import dagster as dg
+
+from integration_hub import reverse_sync
+from integration_hub.reverse_sync import Sync
+from resources.warehouse import Warehouse, warehouse_from_env
+
+GROUP = "reverse_sync"
+OWNERS = ["team:data-platform"]
+POOL = "warehouse"  # its state and changelog writes queue with the other writers of the DuckDB file
+RETRY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+
+
+def _key(sync: Sync) -> dg.AssetKey:
+    return dg.AssetKey(["sync", sync.name])
+
+
+def sync_asset(sync: Sync) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=_key(sync),
+        deps=[dg.AssetKey(list(k)) for k in sync.deps],
+        group_name=GROUP,
+        kinds={"python", sync.destination},
+        owners=OWNERS,
+        description=sync.description,
+        retry_policy=RETRY,
+        pool=POOL,
+        metadata={
+            "destination": f"{sync.destination}.{sync.object}",
+            "mode": sync.mode,
+            "match_key": sync.key,
+            "allowed_fields": sorted(sync.allow),
+            "withheld_fields": sync.withheld,
+            "pii_fields": sorted(sync.pii & sync.allow),
+        },
+    )
+    def _push(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+        current = reverse_sync.plan(sync, warehouse)
+        context.log.info(f"{sync.name} plan: {current.counts}")
+        result = reverse_sync.apply(sync, warehouse, run_id=context.run_id, current=current)
+        metadata = {
+            **{f"plan_{k}": v for k, v in current.counts.items()},
+            "filtered_by_reason": current.filtered,
+            "plan_sample": dg.MetadataValue.md(current.markdown()),
+            "delivered": result.delivered,
+            "rejected": result.rejected,
+            "failed": result.failed,
+            "requests": result.requests,
+            "seconds": result.seconds,
+        }
+        if result.failed:
+            raise dg.Failure(
+                description=f"{result.failed} records could not be delivered to {sync.destination} for now "
+                f"(e.g. {result.errors[0]}); delivered ones are recorded, a retry sends the rest",
+                metadata=metadata,
+            )
+        return dg.MaterializeResult(metadata=metadata)
+
+    return _push
+
+
+def dead_letter_check(sync: Sync) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=_key(sync),
+        name="no_open_dead_letters",
+        description="Warns while records the destination refused wait in sync.dead_letter "
+        "(`hub dlq list`, `hub dlq replay`, `hub dlq discard`).",
+    )
+    def _check(warehouse: Warehouse) -> dg.AssetCheckResult:
+        letters = reverse_sync.dead_letters(warehouse, sync.name)
+        sample = "\n".join(f"- `{d['key']}`: {d['error']}" for d in letters[:10]) or "_none_"
+        return dg.AssetCheckResult(
+            passed=not letters,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"open_dead_letters": len(letters), "sample": dg.MetadataValue.md(sample)},
+        )
+
+    return _check
+
+
+ASSETS: list = [sync_asset(s) for s in reverse_sync.SYNCS.values()]
+CHECKS: list = [dead_letter_check(s) for s in reverse_sync.SYNCS.values()]
 JOBS: list = []
 SCHEDULES: list = []
 SENSORS: list = []
-RESOURCES: dict = {}
+RESOURCES: dict = {"warehouse": warehouse_from_env()}

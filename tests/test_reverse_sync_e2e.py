@@ -326,3 +326,29 @@ def test_sync_plan_cli_shows_the_dry_run_and_sends_nothing(hub):
     assert box.stats("support")["requests"] == 0
     unknown = CliRunner().invoke(app, ["sync", "plan", "nope"])
     assert unknown.exit_code == 2 and "declared: crm_accounts" in unknown.output
+
+
+def test_the_dagster_asset_shows_its_plan_pushes_it_and_warns_on_dead_letters(hub):
+    import dagster as dg
+
+    from assets import reverse_sync as layer
+
+    box, warehouse = hub
+    box.set_fault("marketing", "reject_writes", share=0.05)
+    key = dg.AssetKey(["sync", "marketing_contacts"])
+    [asset] = [a for a in layer.ASSETS if a.key == key]
+    [check] = [c for c in layer.CHECKS if key in {k.asset_key for k in c.check_keys}]
+    assert asset.group_names_by_key[key] == "reverse_sync"
+    assert set(asset.asset_deps[key]) == {
+        dg.AssetKey(["canonical", "customer"]),
+        dg.AssetKey(["canonical", "sales_order"]),
+    }
+    result = dg.materialize([asset, check], resources={"warehouse": warehouse})
+    assert result.success
+    metadata = result.asset_materializations_for_node(asset.op.name)[0].metadata
+    rejected = metadata["rejected"].value
+    assert metadata["plan_insert"].value == 1500 and metadata["delivered"].value == 1500 - rejected > 0
+    assert "| insert |" in metadata["plan_sample"].value and "phone" not in metadata["plan_sample"].value
+    [evaluation] = result.get_asset_check_evaluations()
+    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
+    assert evaluation.metadata["open_dead_letters"].value == rejected
