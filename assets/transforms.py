@@ -7,6 +7,7 @@ dependencies are the tables its SQL reads. A canonical model with a pandera mode
 blocking `keys_and_types` check.
 """
 
+import warnings
 from pathlib import Path
 
 import dagster as dg
@@ -25,11 +26,14 @@ def _dialect() -> str:
 
 
 def _code(path: Path) -> dict:
-    return {
-        "dagster/code_references": dg.CodeReferencesMetadataValue(
-            code_references=[dg.LocalFileCodeReference(file_path=str(path), line_number=1)]
-        )
-    }
+    """Link the asset to its file in the UI (a beta API: its warning says nothing to act on)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return {
+            "dagster/code_references": dg.CodeReferencesMetadataValue(
+                code_references=[dg.LocalFileCodeReference(file_path=str(path), line_number=1)]
+            )
+        }
 
 
 def _audit(warehouse: Warehouse, run_id: str, key: dg.AssetKey, system: str, started, built) -> None:

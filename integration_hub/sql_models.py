@@ -309,7 +309,7 @@ def column_lineage(
         except Exception:  # lineage is best effort: the model itself already ran
             continue
         deps = {
-            (table_key(leaf.expression.db, leaf.expression.name), leaf.name.split(".")[-1])
+            (table_key(leaf.expression.db, leaf.expression.name), leaf.name.split(".")[-1].strip('"'))
             for leaf in node.walk()
             if not leaf.downstream and isinstance(leaf.expression, exp.Table) and leaf.expression.db
         }

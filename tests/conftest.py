@@ -163,3 +163,13 @@ def postgres_url() -> str:
             pytest.fail(f"CI=true but Postgres is unreachable at {POSTGRES_URL.split('@')[-1]}")
         pytest.skip(f"Postgres is not reachable at {POSTGRES_URL.split('@')[-1]}")
     return POSTGRES_URL
+
+
+@pytest.fixture(scope="session")
+def canonical_world(tmp_path_factory, sandbox_world):
+    """(warehouse, run result): the world's raw tables with every transform materialized once."""
+    from tests.raw_world import FileWarehouse, load_raw_world, materialize_transforms
+
+    warehouse = FileWarehouse(path=str(tmp_path_factory.mktemp("canonical") / "warehouse.duckdb"))
+    load_raw_world(warehouse, sandbox_world)
+    return warehouse, materialize_transforms(warehouse)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pyarrow as pa
 from dlt.common.normalizers.naming.snake_case import NamingConvention
 
-from integration_hub.sandbox.world import World, build_world
+from integration_hub.sandbox.world import World
 from resources.warehouse import Warehouse
 
 _naming = NamingConvention()
@@ -63,10 +64,29 @@ def raw_tables(world: World) -> dict[str, dict[str, pa.Table]]:
     return out
 
 
-def load_raw_world(warehouse: Warehouse, cache: Path, scale: float = 0.01, seed: int = 42) -> World:
-    """Generate the world and replace every `raw_<system>` table with it; returns the world (and truth)."""
-    world = build_world(scale, seed, cache)
+def load_raw_world(warehouse: Warehouse, world: World) -> None:
+    """Replace every `raw_<system>` table with the world's data."""
     for system, resources in raw_tables(world).items():
         for resource, table in resources.items():
             warehouse.write_arrow(f"raw_{system}", resource, table, mode="replace")
-    return world
+
+
+class FileWarehouse(Warehouse):
+    """A DuckDB warehouse at an explicit path, so a session fixture needs no global HUB_HOME."""
+
+    path: str
+
+    @property
+    def duckdb_path(self) -> Path:
+        return Path(self.path)
+
+
+def materialize_transforms(warehouse: Warehouse, extra: list | None = None) -> dg.ExecuteInProcessResult:
+    """Every transform asset and check, in process, against `warehouse`."""
+    from assets import transforms
+
+    return dg.materialize(
+        [*transforms.ASSETS, *transforms.CHECKS, *(extra or [])],
+        resources={"warehouse": warehouse},
+        instance=dg.DagsterInstance.ephemeral(),
+    )
