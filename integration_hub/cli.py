@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from integration_hub.ops_cli import audit_app, backfill_command, run_command
+from integration_hub.recon_cli import app as recon_app
 from integration_hub.sandbox.cli import app as sandbox_app
 from integration_hub.sync_cli import dlq_app, sync_app
 
@@ -19,6 +20,7 @@ app.command("run")(run_command)
 app.command("backfill")(backfill_command)
 app.add_typer(sync_app, name="sync", help="Reverse syncs: plan (dry run) and apply.")
 app.add_typer(dlq_app, name="dlq", help="Dead letters of the reverse syncs: list, replay, discard.")
+app.add_typer(recon_app, name="recon", help="Reconciliation: where the systems agree and where they do not.")
 
 
 @app.command("dagster-home")
