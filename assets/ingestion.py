@@ -1,8 +1,359 @@
-"""Layer module (filled in by its issue): exports ASSETS, CHECKS, JOBS, SCHEDULES, SENSORS, RESOURCES."""
+"""Ingestion: every adapter's dlt source as Dagster assets `["raw", system, resource]`.
 
-ASSETS: list = []
+One multi-asset per system (a step, a dlt pipeline, a load package), built from the
+adapter registry, so a new adapter module appears here without an edit.
+
+Partitions (daily, UTC, from `HUB_PARTITION_START`) for incremental sources:
+- the partition that contains *now* is the live edge: it runs the persistent pipeline
+  `hub_<system>` whose dlt cursor (state kept in the warehouse) says where the last run
+  stopped, so hourly and nightly runs read only what changed;
+- any other window (a past day, or a backfill range) reads exactly [start, end) with
+  explicit bounds in a throw-away pipeline `hub_<system>__<start>_<end>` (own working dir,
+  stateless incremental): the live cursor is untouched and parallel partition runs never
+  share dlt state. Rows merge into the same raw tables by primary key: no duplicates.
+This is dagster-dlt's documented pattern (pass a source built for the partition to
+`DagsterDltResource.run`), with a pipeline per window added against state races.
+`dlt_assets` takes no `retry_policy` and no resource keys, so the assets are built from the
+same two parts it is made of: `build_dlt_asset_specs` and `multi_asset`.
+"""
+
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import dagster as dg
+import dlt
+from dagster_dlt import DagsterDltResource, DagsterDltTranslator
+from dagster_dlt.asset_decorator import build_dlt_asset_specs
+from dagster_dlt.translator import DltResourceTranslatorData
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+from integration_hub import adapters, settings
+from integration_hub.adapters.payments import FileReport
+from integration_hub.audit import Movement, now, record
+from integration_hub.quarantine import quarantine
+from resources import systems
+from resources.warehouse import Warehouse, warehouse_from_env
+
+GROUP = "sources"
+OWNERS = ["team:data-platform"]
+POOL = "warehouse"  # DuckDB allows one writer: loads queue on this pool
+ADAPTER_LOG = "integration_hub.adapters"
+
+
+def daily_partitions() -> dg.DailyPartitionsDefinition:
+    """Daily UTC partitions; `end_offset=1` makes today's (the live edge) selectable."""
+    return dg.DailyPartitionsDefinition(start_date=settings.partition_start(), end_offset=1)
+
+
+def retry_policy() -> dg.RetryPolicy:
+    """Step retries for loads that call a system (on top of dlt's per-request retries)."""
+    return dg.RetryPolicy(
+        max_retries=int(os.environ.get("HUB_LOAD_MAX_RETRIES", "3")),
+        delay=float(os.environ.get("HUB_LOAD_RETRY_DELAY", "30")),
+        backoff=dg.Backoff.EXPONENTIAL,
+        jitter=dg.Jitter.PLUS_MINUS,
+    )
+
+
+def dialect() -> str:
+    return "postgres" if settings.warehouse_url() else "duckdb"
+
+
+class RawTranslator(DagsterDltTranslator):
+    """Asset specs of a system's raw tables: keys, group, kinds, owners, descriptions."""
+
+    def __init__(self, adapter: ModuleType):
+        self.adapter = adapter
+
+    def get_asset_spec(self, data: DltResourceTranslatorData) -> dg.AssetSpec:
+        system, name = self.adapter.SYSTEM, data.resource.name
+        return (
+            super()
+            .get_asset_spec(data)
+            .replace_attributes(
+                key=dg.AssetKey(["raw", system, name]),
+                deps=[],
+                group_name=GROUP,
+                kinds={"dlt", dialect(), system},
+                description=f"{self.adapter.DESCRIPTIONS.get(name, name)} Loaded by dlt into raw_{system}.{name}.",
+                owners=OWNERS,
+            )
+        )
+
+
+@contextlib.contextmanager
+def _adapter_logs_to(context: dg.AssetExecutionContext) -> Iterator[None]:
+    """Show the adapters' warnings (retries, re-authentication, changed files) in the run log."""
+
+    class ToRunLog(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            context.log.log(record.levelno, record.getMessage())
+
+    logger, handler = logging.getLogger(ADAPTER_LOG), ToRunLog(logging.INFO)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
+def _window(context: dg.AssetExecutionContext) -> tuple[dt.datetime, dt.datetime, bool]:
+    """(start, end, live): live when the run is exactly the partition that contains now."""
+    window = context.partition_time_window
+    start, end = window.start.astimezone(dt.UTC), window.end.astimezone(dt.UTC)
+    current = dt.datetime.now(dt.UTC)
+    live = start <= current < end and end - start == dt.timedelta(days=1)
+    return start, min(end, current.replace(microsecond=0)), live
+
+
+def _pipeline(system: str, warehouse: Warehouse, name: str, pipelines_dir: Path) -> dlt.Pipeline:
+    return dlt.pipeline(
+        pipeline_name=name,
+        pipelines_dir=str(pipelines_dir),
+        destination=warehouse.dlt_destination(),
+        dataset_name=f"raw_{system}",
+    )
+
+
+def _cursors(pipeline: dlt.Pipeline, system: str) -> dict[str, str]:
+    """The stored incremental cursor of each resource (last value seen), as text."""
+    resources = pipeline.state.get("sources", {}).get(system, {}).get("resources", {})
+    out = {}
+    for name, state in resources.items():
+        for cursor in state.get("incremental", {}).values():
+            out[name] = str(cursor.get("last_value"))
+    return out
+
+
+def _failure(system: str, exc: BaseException, where: str) -> dg.Failure:
+    """A failure that says what the system answered and what to do, without URLs' secrets."""
+    from requests import ConnectionError, HTTPError
+
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, HTTPError | ConnectionError):
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, HTTPError) and cause.response is not None:
+        response = cause.response
+        what = (
+            f"{system} answered HTTP {response.status_code} {response.reason} to "
+            f"{response.request.method} {response.request.path_url.split('?')[0]} after dlt's retries"
+        )
+    elif isinstance(cause, ConnectionError):
+        what = f"{system} could not be reached ({type(cause).__name__}) after dlt's retries"
+    else:
+        what = f"the {system} load failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+    return dg.Failure(
+        description=f"{what}; {where} was not loaded. When {system} is back, re-run it or backfill "
+        "the affected partitions: nothing partial is kept beyond what merged by primary key."
+    )
+
+
+def _finish(
+    context: dg.AssetExecutionContext,
+    adapter: ModuleType,
+    warehouse: Warehouse,
+    pipeline: dlt.Pipeline,
+    events: list,
+    rejects: adapters.Rejects,
+    *,
+    partition: str | None,
+    started: dt.datetime,
+    cursors: tuple[dict, dict],
+    details: dict[str, Any],
+) -> Iterator[dg.MaterializeResult]:
+    """Quarantine rejects, write one audit row per resource, and enrich each materialization."""
+    system, dataset = adapter.SYSTEM, f"raw_{adapter.SYSTEM}"
+    row_counts = pipeline.last_trace.last_normalize_info.row_counts if pipeline.last_trace else {}
+    run_id = context.run.run_id
+    movements = []
+    for event in events:
+        name = event.asset_key.path[-1]
+        loaded = int(row_counts.get(name, 0))
+        children = {t: int(n) for t, n in row_counts.items() if t.startswith(f"{name}__")}
+        rejected = quarantine(warehouse, f"{system}__{name}", run_id, rejects.by_resource.get(name, []))
+        movements.append(
+            Movement(
+                run_id=run_id, asset=event.asset_key.to_user_string(), system=system, direction="load",
+                resource=name, partition=partition, rows_in=loaded + rejected, rows_out=loaded,
+                rows_rejected=rejected, cursor_before=cursors[0].get(name), cursor_after=cursors[1].get(name),
+                started_at=started, details={**details, "child_tables": children},
+            )
+        )  # fmt: skip
+        total = warehouse.row_count(dataset, name) if warehouse.table_exists(dataset, name) else 0
+        yield event._replace(
+            metadata={
+                **(event.metadata or {}),
+                "dagster/row_count": total,
+                "rows_loaded": loaded,
+                "rows_rejected": rejected,
+                "child_tables": children,
+                "quarantine": f"quarantine.{system}__{name}" if rejected else "none",
+                **{k: str(v) for k, v in details.items()},
+            }
+        )
+        if rejected:
+            context.log.warning(
+                f"{rejected} {system}.{name} rows broke the contract: see quarantine.{system}__{name}"
+            )
+    record(warehouse, *movements)
+
+
+def incremental_assets(adapter: ModuleType) -> dg.AssetsDefinition:
+    """The daily-partitioned assets of a system read by updated-at window."""
+    system, key = adapter.SYSTEM, systems.resource_key(adapter.SYSTEM)
+    translator = RawTranslator(adapter)
+    template = adapter.source(**systems.client(system).source_kwargs())
+
+    @dg.multi_asset(
+        name=f"raw_{system}",
+        specs=build_dlt_asset_specs(template, _spec_pipeline(system), translator),
+        can_subset=True,
+        partitions_def=daily_partitions(),
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        retry_policy=retry_policy(),
+        pool=POOL,
+        required_resource_keys={"dlt", "warehouse", key},
+    )
+    def load(context: dg.AssetExecutionContext):
+        warehouse: Warehouse = context.resources.warehouse
+        start, end, live = _window(context)
+        partition = context.partition_key if live else f"{start:%Y-%m-%d}..{end:%Y-%m-%dT%H:%M:%S}"
+        rejects = adapters.Rejects()
+        bounds = {} if live else {"start": start, "end": end}
+        source = adapter.source(**getattr(context.resources, key).source_kwargs(), rejects=rejects, **bounds)
+        with _pipelines_dir(live) as pipelines_dir:
+            name = f"hub_{system}" if live else f"hub_{system}__{start:%Y%m%dT%H%M}_{end:%Y%m%dT%H%M%S}"
+            pipeline = _pipeline(system, warehouse, name, pipelines_dir)
+            if live:
+                pipeline.sync_destination()
+            before = (
+                _cursors(pipeline, system) if live else dict.fromkeys(adapter.DESCRIPTIONS, start.isoformat())
+            )
+            started = now()
+            context.log.info(
+                f"{system}: {'live edge, from the stored cursor' if live else f'window [{start}, {end})'} "
+                f"with dlt pipeline {name} into raw_{system} on {warehouse.display_name}"
+            )
+            with _adapter_logs_to(context):
+                try:
+                    events = list(context.resources.dlt.run(context, dlt_source=source, dlt_pipeline=pipeline,
+                                                            dagster_dlt_translator=translator))  # fmt: skip
+                except PipelineStepFailed as exc:
+                    raise _failure(system, exc, f"partition {partition}") from exc
+            after = (
+                _cursors(pipeline, system) if live else dict.fromkeys(adapter.DESCRIPTIONS, end.isoformat())
+            )
+            yield from _finish(
+                context, adapter, warehouse, pipeline, events, rejects, partition=partition, started=started,
+                cursors=(before, after), details={"pipeline": name, "mode": "live" if live else "window"},
+            )  # fmt: skip
+
+    return load
+
+
+class FilesConfig(dg.Config):
+    """Which dropped files to load: by name; empty means every file not loaded yet."""
+
+    files: list[str] = []
+
+
+def file_assets(adapter: ModuleType) -> dg.AssetsDefinition:
+    """The assets of a system that drops files in a landing folder (each file loaded once)."""
+    system, key = adapter.SYSTEM, systems.resource_key(adapter.SYSTEM)
+    translator = RawTranslator(adapter)
+    template = adapter.source(**systems.client(system).source_kwargs())
+
+    @dg.multi_asset(
+        name=f"raw_{system}",
+        specs=build_dlt_asset_specs(template, _spec_pipeline(system), translator),
+        can_subset=True,
+        retry_policy=retry_policy(),
+        pool=POOL,
+        required_resource_keys={"dlt", "warehouse", key},
+    )
+    def load(context: dg.AssetExecutionContext, config: FilesConfig):
+        warehouse: Warehouse = context.resources.warehouse
+        rejects, report = adapters.Rejects(), FileReport()
+        source = adapter.source(
+            **getattr(context.resources, key).source_kwargs(),
+            files=config.files or None,
+            rejects=rejects,
+            report=report,
+        )
+        with _pipelines_dir(live=True) as pipelines_dir:
+            pipeline = _pipeline(system, warehouse, f"hub_{system}", pipelines_dir)
+            started = now()
+            with _adapter_logs_to(context):
+                try:
+                    events = list(context.resources.dlt.run(context, dlt_source=source, dlt_pipeline=pipeline,
+                                                            dagster_dlt_translator=translator))  # fmt: skip
+                except PipelineStepFailed as exc:
+                    raise _failure(system, exc, f"files {config.files or 'pending'}") from exc
+            if report.changed:
+                context.log.warning(
+                    f"{system}: changed files not loaded (same name, other content): {report.changed}"
+                )
+            files = {"files_loaded": sorted(report.loaded), "files_skipped": report.skipped,
+                     "files_changed": report.changed}  # fmt: skip
+            yield from _finish(
+                context, adapter, warehouse, pipeline, events, rejects, partition=None, started=started,
+                cursors=({}, {}), details={"pipeline": pipeline.pipeline_name, **files},
+            )  # fmt: skip
+
+    return load
+
+
+@contextlib.contextmanager
+def _pipelines_dir(live: bool) -> Iterator[Path]:
+    """The live pipelines' working dirs persist under $HUB_HOME; a window's is thrown away."""
+    if live:
+        path = settings.hub_home() / "dlt" / "pipelines"
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
+        return
+    path = Path(tempfile.mkdtemp(prefix="hub-dlt-window-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _spec_pipeline(system: str) -> dlt.Pipeline:
+    """A pipeline used only to describe the assets (destination kind); it never runs."""
+    return dlt.pipeline(
+        pipeline_name=f"hub_{system}_spec",
+        pipelines_dir=str(Path(tempfile.gettempdir()) / "hub-dlt-specs"),
+        destination=dialect(),
+        dataset_name=f"raw_{system}",
+    )
+
+
+def build_assets() -> list[dg.AssetsDefinition]:
+    """One multi-asset per discovered adapter."""
+    return [
+        (incremental_assets if adapter.INCREMENTAL else file_assets)(adapter)
+        for adapter in adapters.discover().values()
+    ]
+
+
+def build_resources() -> dict[str, Any]:
+    return {
+        "dlt": DagsterDltResource(),
+        "warehouse": warehouse_from_env(),
+        **{systems.resource_key(system): systems.client(system) for system in adapters.discover()},
+    }
+
+
+ASSETS: list = build_assets()
 CHECKS: list = []
-JOBS: list = []
-SCHEDULES: list = []
-SENSORS: list = []
-RESOURCES: dict = {}
+RESOURCES: dict = build_resources()

@@ -6,6 +6,7 @@ test can point `HUB_HOME` at a temporary folder before it builds anything.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -64,5 +65,16 @@ def system_url(system: str) -> str:
 
 
 def erp_url() -> str:
-    """SQLAlchemy-style URL of the ERP database (SQLite file by default)."""
-    return os.environ.get("HUB_ERP_URL") or f"sqlite:///{sandbox_dir() / 'erp.sqlite'}"
+    """SQLAlchemy-style URL of the ERP database: `HUB_ERP_URL`, else the URL `hub sandbox up
+    --erp-url` recorded in `world.json`, else the sandbox's SQLite file."""
+    explicit = os.environ.get("HUB_ERP_URL")
+    if explicit:
+        return explicit
+    world = sandbox_dir() / "world.json"
+    recorded = json.loads(world.read_text()).get("erp_url") if world.exists() else None
+    return recorded or f"sqlite:///{sandbox_dir() / 'erp.sqlite'}"
+
+
+def partition_start() -> str:
+    """First day (UTC, `YYYY-MM-DD`) of the daily partitions of incremental sources."""
+    return os.environ.get("HUB_PARTITION_START", "2026-10-01")

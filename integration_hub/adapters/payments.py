@@ -1,0 +1,133 @@
+"""The payment processor's daily settlement reports: CSV files dropped in a landing folder.
+
+Each file is loaded once: its name and SHA-256 are kept in the source's dlt state (restored
+from the warehouse) and listed in `settlement_files`. A re-dropped identical file is skipped.
+A file that comes back under a loaded name with other content is *not* merged over the
+first one: it is recorded with status `changed`, reported, and left in place for a person
+to decide (a processor corrects a report by sending a new file, not by rewriting one).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dlt
+
+from integration_hub.adapters._contract import DECIMAL_TEXT, TEXT, Contract, Rejects
+
+SYSTEM = "payments"
+INCREMENTAL = False
+PATTERN = "*.csv"
+DESCRIPTIONS = {
+    "settlement": "Settlement lines from the processor's daily CSV reports, one per payment, with file_name.",
+}
+CONTRACTS = {
+    "settlement": Contract(
+        "payment_id",
+        {
+            "settlement_date": TEXT,
+            "payment_id": TEXT,
+            "gross_amount": DECIMAL_TEXT,
+            "net_amount": DECIMAL_TEXT,
+        },
+    )
+}
+log = logging.getLogger("integration_hub.adapters")
+
+
+@dataclass
+class FileReport:
+    """What one load did with each file it looked at."""
+
+    loaded: dict[str, int] = field(default_factory=dict)  # name -> rows
+    skipped: list[str] = field(default_factory=list)  # identical re-drops
+    changed: list[str] = field(default_factory=list)  # same name, other content: not loaded
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def pending(folder: Path) -> list[Path]:
+    """The CSV files in the landing folder, oldest name first."""
+    return sorted(folder.glob(PATTERN)) if folder.exists() else []
+
+
+@dlt.source(name=SYSTEM)
+def source(
+    folder: str,
+    files: Iterable[str] | None = None,
+    rejects: Rejects | None = None,
+    report: FileReport | None = None,
+):
+    """Settlement lines of the files in `folder` (or only `files`, by name) not loaded before."""
+    rejects = rejects if rejects is not None else Rejects()
+    report = report if report is not None else FileReport()
+    wanted = set(files) if files else None
+
+    @dlt.resource(name="settlement", primary_key=["file_name", "payment_id"], write_disposition="merge")
+    def settlement() -> Iterator[list[dict]]:
+        seen: dict[str, str] = dlt.current.source_state().setdefault("files", {})
+        for path in pending(Path(folder)):
+            if wanted is not None and path.name not in wanted:
+                continue
+            digest = sha256(path)
+            if seen.get(path.name) == digest:
+                report.skipped.append(path.name)
+                continue
+            if path.name in seen:
+                log.warning(
+                    "settlement file %s changed since it was loaded (sha256 %s… → %s…): not loaded; "
+                    "send corrections as a new file, or remove it from settlement_files to reload",
+                    path.name, seen[path.name][:12], digest[:12],
+                )  # fmt: skip
+                report.changed.append(path.name)
+                yield _files_table(_file_row(path, digest, 0, "changed"))
+                continue
+            rows = _read(path, rejects)
+            seen[path.name] = digest
+            report.loaded[path.name] = len(rows)
+            yield rows
+            yield _files_table(_file_row(path, digest, len(rows), "loaded"))
+
+    return settlement
+
+
+def _read(path: Path, rejects: Rejects) -> list[dict]:
+    """The file's rows as text (staging casts them), each with its file name; bad rows diverted."""
+    contract, good = CONTRACTS["settlement"], []
+    with path.open(newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            row["file_name"] = path.name
+            reason = contract.violation(row)
+            if reason:
+                rejects.by_resource["settlement"].append((str(row.get("payment_id")), reason, row))
+            else:
+                good.append(row)
+    return good
+
+
+def _files_table(row: dict):
+    """A row for `settlement_files`: appended, a history of every file the load looked at."""
+    hints = dlt.mark.make_hints(table_name="settlement_files", write_disposition="append", primary_key=[])
+    return dlt.mark.with_hints([row], hints, create_table_variant=True)
+
+
+def _file_row(path: Path, digest: str, rows: int, status: str) -> dict:
+    return {
+        "file_name": path.name,
+        "sha256": digest,
+        "rows": rows,
+        "status": status,
+        "seen_at": dt.datetime.now(dt.UTC),
+    }
