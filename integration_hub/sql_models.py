@@ -96,6 +96,21 @@ def discover(root: Path = SQL_DIR) -> list[SqlModel]:
     ]
 
 
+def in_build_order(models: list[SqlModel]) -> list[SqlModel]:
+    """Models ordered so each comes after the models it reads (ties in discovery order)."""
+    pending, done, ordered = list(models), set(), []
+    keys = {m.key for m in models}
+    while pending:
+        ready = [m for m in pending if all(k in done or k not in keys for k in m.upstream)]
+        if not ready:
+            raise SqlModelError(f"models read each other in a cycle: {[m.table for m in pending]}")
+        for m in ready:
+            ordered.append(m)
+            done.add(m.key)
+            pending.remove(m)
+    return ordered
+
+
 def seed_files(root: Path = SQL_DIR) -> list[Path]:
     return sorted((root / "seeds").glob("*.csv"))
 
