@@ -11,16 +11,17 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import multiprocessing
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from integration_hub.sandbox.store import SCHEMA, connect
+from integration_hub.sandbox.store import INDEXES, TABLES
 from integration_hub.sandbox.world import World, build_world
 
 REST_SYSTEMS = ["crm", "shop", "billing", "support", "marketing"]
@@ -92,14 +93,15 @@ def write_world(
     box = sandbox_home(home)
     box.mkdir(parents=True, exist_ok=True)
     (box / "world.json").unlink(missing_ok=True)
-    say("writing the ERP" + (" (Postgres, schema erp)" if erp_url else ""))
-    if erp_url:
-        write_erp_postgres(world, erp_url)
-    else:
-        write_erp_sqlite(world, box / "erp.sqlite")
+    say("writing the ERP" + (" (Postgres, schema erp)" if erp_url else "") + " and the REST stores")
+    erp = (
+        in_child(write_erp_postgres, world, erp_url)
+        if erp_url
+        else in_child(write_erp_sqlite, world, box / "erp.sqlite")
+    )
     for system in REST_SYSTEMS:
-        say(f"writing the {system} store")
         write_rest_store(world, system, box / f"{system}.sqlite")
+    erp()
     say("writing settlement files")
     write_settlements(world.tables["payments"]["settlement"], home / "landing" / "payments", clear=True)
     (box / "truth.json").write_text(json.dumps(world.truth, indent=2, sort_keys=True))
@@ -116,18 +118,49 @@ def write_world(
     return info
 
 
-def _sqlite_ready(table: pa.Table) -> pa.Table:
-    """Cast what sqlite3 cannot bind: decimals to float, timestamps and dates to text."""
-    cols = []
-    for name, col in zip(table.column_names, table.columns, strict=True):
-        if pa.types.is_decimal(col.type):
-            col = col.cast(pa.float64())
-        elif pa.types.is_timestamp(col.type):
-            col = pc.strftime(col, "%Y-%m-%d %H:%M:%S")
-        elif pa.types.is_date(col.type):
-            col = pc.strftime(col, "%Y-%m-%d")
-        cols.append((name, col))
-    return pa.table(dict(cols))
+def in_child(target: Callable, *args) -> Callable[[], None]:
+    """Run `target(*args)` in a forked process (the world is shared, not copied); call the result to join.
+
+    The ERP and the REST stores are written at once, on two cores. The join re-raises a
+    failure of the child with its message.
+    """
+    ctx = multiprocessing.get_context("fork")
+    errors = ctx.SimpleQueue()
+
+    def run() -> None:
+        try:
+            target(*args)
+        except BaseException as exc:
+            errors.put(f"{type(exc).__name__}: {exc}")
+            raise SystemExit(1) from None
+
+    process = ctx.Process(target=run, daemon=True)
+    process.start()
+
+    def join() -> None:
+        process.join()
+        if process.exitcode != 0:
+            detail = errors.get() if not errors.empty() else f"exit code {process.exitcode}"
+            raise RuntimeError(f"writing the ERP failed: {detail}")
+
+    return join
+
+
+def _sqlite_ready(table: pa.Table) -> pa.RecordBatchReader:
+    """The table in batches sqlite3 can bind: decimals as float, timestamps and dates as text."""
+    exprs = []
+    for f in table.schema:
+        if pa.types.is_decimal(f.type):
+            exprs.append(f"{f.name}::DOUBLE")
+        elif pa.types.is_timestamp(f.type):
+            exprs.append(f"strftime({f.name}, '%Y-%m-%d %H:%M:%S') AS {f.name}")
+        elif pa.types.is_date(f.type):
+            exprs.append(f"strftime({f.name}, '%Y-%m-%d') AS {f.name}")
+        else:
+            exprs.append(f.name)
+    db = duckdb.connect()
+    db.register("t", table)
+    return db.sql(f"SELECT {', '.join(exprs)} FROM t").to_arrow_reader(BATCH_ROWS)
 
 
 def _sql_type(t: pa.DataType, postgres: bool) -> str:
@@ -149,22 +182,37 @@ def erp_ddl(name: str, schema: pa.Schema, postgres: bool, prefix: str = "") -> s
     return f"CREATE TABLE {prefix}{name} ({cols}, PRIMARY KEY ({', '.join(ERP_KEYS[name])}))"
 
 
-def write_erp_sqlite(world: World, path: Path) -> None:
-    for suffix in ["", "-wal", "-shm"]:
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-    con = sqlite3.connect(path, isolation_level=None)
-    con.execute("PRAGMA journal_mode=WAL")
+@contextmanager
+def fresh_sqlite(path: Path) -> Iterator[sqlite3.Connection]:
+    """A new SQLite database built without a journal in one transaction, then switched to WAL
+    and moved into place (so a bulk load is written once, not once to the WAL and again)."""
+    tmp = path.with_suffix(".building")
+    tmp.unlink(missing_ok=True)
+    con = sqlite3.connect(tmp, isolation_level=None)
+    con.execute("PRAGMA journal_mode=OFF")
     con.execute("PRAGMA synchronous=OFF")
+    con.execute("PRAGMA cache_size=-262144")
     con.execute("BEGIN")
-    for name, table in world.tables["erp"].items():
-        con.execute(erp_ddl(name, table.schema, postgres=False))
-        marks = ", ".join("?" * table.num_columns)
-        for batch in _sqlite_ready(table).to_batches(BATCH_ROWS):
-            rows = zip(*(c.to_pylist() for c in batch.columns), strict=True)
-            con.executemany(f"INSERT INTO {name} VALUES ({marks})", rows)
-        con.execute(f"CREATE INDEX {name}_updated_at ON {name} (updated_at)")
-    con.execute("COMMIT")
-    con.close()
+    try:
+        yield con
+        con.execute("COMMIT")
+        con.execute("PRAGMA journal_mode=WAL")
+    finally:
+        con.close()
+    for suffix in ["-wal", "-shm"]:
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    tmp.replace(path)
+
+
+def write_erp_sqlite(world: World, path: Path) -> None:
+    with fresh_sqlite(path) as con:
+        for name, table in world.tables["erp"].items():
+            con.execute(erp_ddl(name, table.schema, postgres=False))
+            marks = ", ".join("?" * table.num_columns)
+            for batch in _sqlite_ready(table):
+                rows = zip(*(c.to_pylist() for c in batch.columns), strict=True)
+                con.executemany(f"INSERT INTO {name} VALUES ({marks})", rows)
+            con.execute(f"CREATE INDEX {name}_updated_at ON {name} (updated_at)")
 
 
 def write_erp_postgres(world: World, url: str) -> None:
@@ -187,30 +235,29 @@ def write_erp_postgres(world: World, url: str) -> None:
             cur.execute(f"ANALYZE erp.{name}")
 
 
+def run_script(con: sqlite3.Connection, script: str) -> None:
+    """Each statement of `script` inside the open transaction (`executescript` would commit it)."""
+    for statement in filter(str.strip, script.split(";")):
+        con.execute(statement)
+
+
 def write_rest_store(world: World, system: str, path: Path) -> None:
-    for suffix in ["", "-wal", "-shm"]:
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-    con = connect(path)
-    con.execute("PRAGMA synchronous=OFF")
-    con.executescript(SCHEMA)
-    con.execute("BEGIN")
     db = duckdb.connect()
-    for resource, (id_field, updated_field, key_field) in RESOURCES[system].items():
-        table = world.tables.get(system, {}).get(resource)
-        if table is None:  # a destination: it starts empty
-            continue
-        db.register("t", table)
-        key = f"{key_field}::VARCHAR" if key_field else "NULL"
-        reader = db.sql(f"SELECT {id_field}, {key}, {updated_field}, to_json(t) FROM t").to_arrow_reader(
-            BATCH_ROWS
-        )
-        for batch in reader:
-            rows = zip(*(c.to_pylist() for c in batch.columns), strict=True)
-            con.executemany(f"INSERT INTO records VALUES ('{resource}', ?, ?, ?, ?)", rows)
-        db.unregister("t")
-    con.execute("COMMIT")
+    with fresh_sqlite(path) as con:
+        run_script(con, TABLES)
+        for resource, (id_field, updated_field, key_field) in RESOURCES[system].items():
+            table = world.tables.get(system, {}).get(resource)
+            if table is None:  # a destination: it starts empty
+                continue
+            db.register("t", table)
+            key = f"{key_field}::VARCHAR" if key_field else "NULL"
+            query = f"SELECT '{resource}', {id_field}, {key}, {updated_field}, to_json(t) FROM t"
+            for batch in db.sql(query).to_arrow_reader(BATCH_ROWS):
+                rows = zip(*(c.to_pylist() for c in batch.columns), strict=True)
+                con.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?)", rows)
+            db.unregister("t")
+        run_script(con, INDEXES)
     db.close()
-    con.close()
 
 
 def write_settlements(lines: pa.Table, folder: Path, clear: bool = False) -> list[Path]:

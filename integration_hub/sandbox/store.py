@@ -12,13 +12,15 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
-SCHEMA = """
+TABLES = """
 CREATE TABLE IF NOT EXISTS records (
     resource TEXT NOT NULL, id NOT NULL, match_key TEXT, updated_at TEXT NOT NULL, body TEXT NOT NULL,
     PRIMARY KEY (resource, id));
+CREATE TABLE IF NOT EXISTS idempotency (key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, record_id NOT NULL);
+"""
+INDEXES = """
 CREATE INDEX IF NOT EXISTS records_by_updated ON records (resource, updated_at, id);
 CREATE INDEX IF NOT EXISTS records_by_key ON records (resource, match_key);
-CREATE TABLE IF NOT EXISTS idempotency (key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, record_id NOT NULL);
 """
 
 
@@ -37,7 +39,7 @@ class Store:
     def __init__(self, path: Path):
         self.path = path
         self.con = connect(path)
-        self.con.executescript(SCHEMA)
+        self.con.executescript(TABLES + INDEXES)
 
     def close(self) -> None:
         self.con.close()

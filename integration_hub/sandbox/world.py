@@ -121,7 +121,7 @@ def build_world(scale: float, seed: int, cache: Path, anchor: dt.datetime | None
             list_transform(string_split(lower(x), ' '), lambda w: upper(w[1]) || w[2:]), ' ');
         CREATE MACRO ts(x) AS strftime(x, '%Y-%m-%dT%H:%M:%S');
         CREATE MACRO touched(kind, k) AS TIMESTAMP '{anchor:%Y-%m-%d %H:%M:%S}'
-            - to_microseconds((u(kind, k) * {UPDATED_SPREAD_DAYS} * 86400e6)::BIGINT) - INTERVAL 1 SECOND;
+            - to_seconds((u(kind, k) * {UPDATED_SPREAD_DAYS} * 86400)::BIGINT) - INTERVAL 1 SECOND;
     """)
     db.execute(
         "CREATE TABLE first_names AS SELECT unnest(?) AS n, generate_subscripts(?, 1) - 1 AS i",
@@ -191,21 +191,19 @@ def build_world(scale: float, seed: int, cache: Path, anchor: dt.datetime | None
     # ---- Picks: each planted kind takes its own keys, never shared with another kind -------
     db.execute("CREATE TABLE taken (family VARCHAR, k BIGINT)")
 
-    def pick(kind: str, family: str, population_sql: str, n_override: int | None = None) -> list[int]:
-        """Take the first N keys of `population_sql` (one column `k`) ranked by md5(seed, kind, k)."""
+    def pick(kind: str, family: str, population_sql: str, n_override: int | None = None) -> None:
+        """Take the first N keys of `population_sql` (one column `k`) ranked by md5(seed, kind, k) into `pick_<kind>`."""
         total = db.execute(f"SELECT count(*) FROM ({population_sql})").fetchone()[0]
         if kind in PLANTS:
             _, share, minimum = PLANTS[kind]
             n = max(minimum, round(total * share))
         else:
             n = n_override or max(3, round(total * 0.002))
-        keys = [r[0] for r in db.execute(f"""
-            SELECT k FROM ({population_sql}) p
-            WHERE k NOT IN (SELECT k FROM taken WHERE family = ?)
-            ORDER BY u(?, k), k LIMIT {n}""", [family, kind]).fetchall()]  # fmt: skip
-        db.executemany("INSERT INTO taken VALUES (?, ?)", [(family, k) for k in keys])
-        db.execute(f"CREATE OR REPLACE TABLE pick_{kind} AS SELECT unnest(?::BIGINT[]) AS k", [keys])
-        return keys
+        db.execute(f"""
+            CREATE OR REPLACE TABLE pick_{kind} AS
+            SELECT k FROM ({population_sql}) p ANTI JOIN (SELECT k FROM taken WHERE family = '{family}') t USING (k)
+            ORDER BY u('{kind}', k), k LIMIT {n};
+            INSERT INTO taken SELECT '{family}', k FROM pick_{kind};""")  # fmt: skip
 
     web = "SELECT order_id AS k FROM erp_orders WHERE channel = 'web'"
     web_open = "SELECT order_id AS k FROM erp_orders WHERE channel = 'web' AND status = 'open'"

@@ -1,0 +1,103 @@
+"""`hub sandbox …` end to end: up/status/down, idempotent up, clear errors, truth, tick and faults."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from integration_hub.cli import app
+from integration_hub.sandbox import runner
+from tests.conftest import free_port_base
+
+cli = CliRunner()
+
+
+def hub(*args: str, env: dict | None = None):
+    return cli.invoke(app, ["sandbox", *args], env=env, catch_exceptions=False)
+
+
+@pytest.fixture
+def home_env(tmp_path):
+    """A fresh HUB_HOME and port base; whatever the test starts is stopped afterwards."""
+    env = {"HUB_HOME": str(tmp_path), "HUB_SANDBOX_PORT_BASE": str(free_port_base())}
+    yield env
+    runner.stop(tmp_path)
+
+
+def test_up_status_truth_down_and_up_again_without_reseeding(home_env, sandbox):
+    result = hub("up", "--scale", "0.01", "--seed", "42", env=home_env)
+    assert result.exit_code == 0, result.output
+    status = json.loads(hub("status", "--json", env=home_env).stdout)
+    assert status["running"] and {s["status"] for s in status["systems"].values()} == {"ok"}
+    assert (
+        status["systems"]["billing"]["url"]
+        == f"http://127.0.0.1:{int(home_env['HUB_SANDBOX_PORT_BASE']) + 3}"
+    )
+    generated = status["world"]["generated_at"]
+
+    truth = hub("truth", "--json", env=home_env).stdout
+    assert json.loads(truth) == sandbox.truth  # the same seed generates the same truth
+
+    assert "stopped" in hub("down", env=home_env).output
+    assert not json.loads(hub("status", "--json", env=home_env).stdout)["running"]
+    result = hub("up", "--scale", "0.01", "--seed", "42", env=home_env)
+    assert result.exit_code == 0 and "not re-seeding" in result.output
+    assert json.loads(hub("status", "--json", env=home_env).stdout)["world"]["generated_at"] == generated
+
+    faults = hub("faults", "shop", "outage", "--param", "seconds=30", env=home_env)
+    assert json.loads(faults.stdout) == {"outage": {"seconds": 30.0}}
+    shop = f"{status['systems']['shop']['url']}/admin/api/2025-01/orders.json"
+    assert httpx.get(shop).status_code == 503
+    assert json.loads(hub("faults", "shop", "--clear", env=home_env).stdout) == {}
+
+    ticked = json.loads(hub("tick", "--fraction", "0.001", "--json", env=home_env).stdout)
+    assert ticked["tick"] == 1 and ticked["records"]["erp.sales_orders"]["new"] == 15
+
+
+def test_another_seed_plants_other_keys(home_env, sandbox):
+    assert hub("seed", "--scale", "0.01", "--seed", "7", env=home_env).exit_code == 0
+    truth = json.loads(hub("truth", "--json", env=home_env).stdout)
+    assert (
+        truth["seed"] == 7
+        and truth["counts"]["erp.sales_orders"] == sandbox.truth["counts"]["erp.sales_orders"]
+    )
+    assert truth["discrepancies"]["invoice_missing"] != sandbox.truth["discrepancies"]["invoice_missing"]
+
+
+def test_a_port_in_use_is_named_with_the_variable_to_change(home_env):
+    base = int(home_env["HUB_SANDBOX_PORT_BASE"])
+    holder = runner.bind(base + 3)
+    holder.listen()
+    try:
+        result = hub("up", env=home_env)
+    finally:
+        holder.close()
+    assert result.exit_code == 1
+    assert f"port {base + 3}" in result.output and "HUB_SANDBOX_PORT_BASE" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["up", "--scale", "-1"], "--scale must be a positive"),
+        (["seed", "--scale", "0"], "--scale must be a positive"),
+        (["up", "--erp-url", "mysql://x"], "--erp-url must be a postgresql:// URL"),
+        (["tick", "--fraction", "2"], "--fraction must be in (0, 1]"),
+        (["faults", "ftp", "outage"], "unknown system 'ftp'"),
+        (["faults", "shop", "outage", "--param", "seconds"], "--param takes k=v"),
+        (["truth"], "run `hub sandbox up`"),
+        (["tick"], "run `hub sandbox up` first"),
+    ],
+)
+def test_bad_arguments_get_clear_errors(home_env, args, message):
+    result = hub(*args, env=home_env)
+    assert result.exit_code == 1
+    assert message in " ".join(result.output.split())
+
+
+def test_faults_on_a_stopped_sandbox_says_so(home_env):
+    result = hub("faults", "shop", "outage", env=home_env)
+    assert result.exit_code == 1 and "is the sandbox up" in " ".join(result.output.split())
