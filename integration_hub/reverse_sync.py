@@ -17,7 +17,6 @@ the recomputed payload equals the pushed one and the plan stays at 0 updates.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import hashlib
 import json
 import random
@@ -25,14 +24,14 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from decimal import Decimal
 from itertools import count
 
 import httpx
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from integration_hub import audit
 from integration_hub.destinations import (
@@ -109,8 +108,10 @@ class Sync:
         """Mapped fields the allow-list keeps in the hub."""
         return sorted(set(self.mapping) - self.allow)
 
-    def payload(self, row: dict) -> dict:
-        return {dest: _json_value(row[src]) for dest, src in self.mapping.items() if dest in self.allow}
+    @property
+    def fields(self) -> list[str]:
+        """The destination fields that leave the hub, in the order their values are hashed."""
+        return sorted(self.allow & set(self.mapping))
 
     def idempotency_key(self, key: str, content_hash: str) -> str:
         # An insert happens once per key whatever its content: a changed body under the same
@@ -174,18 +175,22 @@ class SyncResult:
         return vars(self)
 
 
-def _json_value(value):
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, dt.datetime):
-        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    return value
+def _json_column(column: pa.ChunkedArray) -> list:
+    """A column as JSON-ready values: money as numbers, dates and times as ISO text (vectorised)."""
+    kind = column.type
+    if pa.types.is_decimal(kind):  # through text: a direct cast is not correctly rounded
+        return column.cast(pa.string()).cast(pa.float64()).to_pylist()
+    if pa.types.is_timestamp(kind):
+        seconds = column.cast(pa.timestamp("s", tz=kind.tz), safe=False)
+        return pc.strftime(seconds, "%Y-%m-%dT%H:%M:%SZ").to_pylist()
+    if pa.types.is_date(kind):
+        return column.cast(pa.string()).to_pylist()
+    return column.to_pylist()
 
 
-def content_hash(payload: dict) -> str:
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+def content_hash(fields: list[str], values: list) -> str:
+    """Hash of a payload: its field names and values, nothing else (no timestamps, no writer)."""
+    text = ",".join(fields) + "|" + repr(values)  # values are JSON-ready: their repr is canonical and fast
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
@@ -237,7 +242,7 @@ def plan(sync: Sync, warehouse: Warehouse) -> Plan:
     ensure_tables(warehouse, sync)
     source = sync.source if " " in sync.source.strip() else f"SELECT * FROM {sync.source}"
     with warehouse.connect() as con:
-        rows = con.arrow(source).to_pylist()
+        table = con.arrow(source)
         state = dict(con.rows(f"SELECT key, hash FROM {sync.state_table}"))
         discarded = set(
             con.rows(
@@ -254,8 +259,15 @@ def plan(sync: Sync, warehouse: Warehouse) -> Plan:
     counts = Counter({op: 0 for op in ("insert", "update", "delete", "unchanged", "filtered", "discarded")})
     filtered: Counter = Counter()
     seen: set[str] = set()
-    for row in rows:
-        raw_key = row.get(sync.key)
+    fields = sync.fields
+    missing = sorted({sync.key, *(sync.mapping[f] for f in fields)} - set(table.column_names))
+    if missing:
+        raise ValueError(
+            f"sync {sync.name!r}: its source has no column {missing}; it has {table.column_names}"
+        )
+    columns = [_json_column(table[sync.mapping[f]]) for f in fields]
+    skips = table[SKIP_COLUMN].to_pylist() if SKIP_COLUMN in table.column_names else [None] * table.num_rows
+    for raw_key, skip, *values in zip(table[sync.key].to_pylist(), skips, *columns, strict=True):
         key = None if raw_key is None else str(raw_key).strip()
         if not key:
             filtered[f"no {sync.key}"] += 1
@@ -264,14 +276,13 @@ def plan(sync: Sync, warehouse: Warehouse) -> Plan:
             filtered[f"duplicate {sync.key}"] += 1
             continue
         seen.add(key)
-        if row.get(SKIP_COLUMN):
-            filtered[row[SKIP_COLUMN]] += 1
+        if skip:
+            filtered[skip] += 1
             continue
         if existing is not None and key not in existing:
             filtered["not in destination (update mode)"] += 1
             continue
-        payload = sync.payload(row)
-        digest = content_hash(payload)
+        digest = content_hash(fields, values)
         pushed = state.get(key)
         if pushed == digest or (pushed is not None and sync.mode == "insert"):
             counts["unchanged"] += 1
@@ -280,7 +291,7 @@ def plan(sync: Sync, warehouse: Warehouse) -> Plan:
         else:
             op = "insert" if pushed is None else "update"
             counts[op] += 1
-            changes.append(Change(key, op, digest, payload))
+            changes.append(Change(key, op, digest, dict(zip(fields, values, strict=True))))
     if sync.mode == "mirror":
         key_field = destination(sync.destination, sync.object).key_field
         for key in sorted(set(state) - seen):
@@ -388,7 +399,7 @@ def _record(warehouse: Warehouse, sync: Sync, run_id: str, done: list[tuple[Chan
     rows = [
         {
             "key": c.key, "operation": c.operation, "hash": c.hash,
-            "payload": json.dumps(c.payload, sort_keys=True, default=str),
+            "payload": None if status == DELIVERED else json.dumps(c.payload, sort_keys=True, default=str),
             "status": status, "error": o.error, "remote_id": o.remote_id,
             "letter_id": _letter_id(sync.name, c.key, c.hash),
         }
@@ -439,35 +450,40 @@ def push(
     changes: list[Change],
     run_id: str | None = None,
     counts: dict | None = None,
-    progress: Callable[[int, int], None] | None = None,
 ) -> SyncResult:
     """Send `changes` and record every outcome; returns what happened (never raises on rejections)."""
     ensure_tables(warehouse, sync)
     run_id = run_id or uuid.uuid4().hex
     result = SyncResult(run_id, sync.name, dict(counts or {}))
     started, started_at = time.monotonic(), audit.now()
-    batches = [changes[i : i + sync.batch_size] for i in range(0, len(changes), sync.batch_size)]
+    batches = iter([changes[i : i + sync.batch_size] for i in range(0, len(changes), sync.batch_size)])
     requests = count()
     hooks = {"request": [lambda _request: next(requests)]}
     limits = httpx.Limits(max_connections=sync.concurrency, max_keepalive_connections=sync.concurrency)
-    pending_outcomes: list[tuple[Change, Outcome, str]] = []
+    pending: list[tuple[Change, Outcome, str]] = []
+    recording: Future | None = None
     last_flush = time.monotonic()
 
     def flush() -> None:
-        nonlocal last_flush
-        _record(warehouse, sync, run_id, pending_outcomes)
-        pending_outcomes.clear()
+        # Outcomes are written by one recorder thread, in order, while the next batches are
+        # on the wire; waiting for the previous write keeps at most one in flight.
+        nonlocal recording, last_flush
+        if recording:
+            recording.result()
+        recording = recorder.submit(_record, warehouse, sync, run_id, pending.copy())
+        pending.clear()
         last_flush = time.monotonic()
 
     with (
         httpx.Client(timeout=httpx.Timeout(60, connect=5), limits=limits, event_hooks=hooks) as http,
         ThreadPoolExecutor(sync.concurrency, thread_name_prefix=f"sync-{sync.name}") as pool,
+        ThreadPoolExecutor(1, thread_name_prefix=f"sync-{sync.name}-recorder") as recorder,
     ):
         sender = _Sender(sync, destination(sync.destination, sync.object), http)
-        queue, in_flight = iter(batches), set()
+        in_flight: set[Future] = set()
         while True:
             # A small window of batches in flight keeps memory flat and a kill's loss small.
-            while len(in_flight) < sync.concurrency * 2 and (batch := next(queue, None)) is not None:
+            while len(in_flight) < sync.concurrency * 2 and (batch := next(batches, None)) is not None:
                 in_flight.add(pool.submit(sender.send, batch))
             if not in_flight:
                 break
@@ -479,20 +495,18 @@ def push(
                     result.failed += status == FAILED
                     if status != DELIVERED and len(result.errors) < 5:
                         result.errors.append(f"{change.key}: {outcome.error}")
-                    pending_outcomes.append((change, outcome, status))
-            if len(pending_outcomes) >= FLUSH_RECORDS or time.monotonic() - last_flush >= FLUSH_SECONDS:
+                    pending.append((change, outcome, status))
+            if len(pending) >= FLUSH_RECORDS or time.monotonic() - last_flush >= FLUSH_SECONDS:
                 flush()
-                if progress:
-                    progress(result.delivered + result.rejected + result.failed, len(changes))
-    flush()
+        flush()
+        recording.result()
     result.requests = next(requests)
     result.seconds = round(time.monotonic() - started, 3)
-    writer = destination(sync.destination, sync.object)
     audit.record(
         warehouse,
         audit.Movement(
             run_id=run_id, asset=f"sync/{sync.name}", system=sync.destination, direction="push",
-            resource=writer.object, rows_in=len(changes), rows_out=result.delivered,
+            resource=sync.object, rows_in=len(changes), rows_out=result.delivered,
             rows_rejected=result.rejected, started_at=started_at,
             details={"plan": result.counts, "failed": result.failed, "requests": result.requests},
         ),

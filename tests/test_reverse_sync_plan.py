@@ -139,3 +139,9 @@ def test_the_declared_syncs_keep_pii_they_do_not_need_in_the_hub():
     assert rs.SYNCS["support_orders"].withheld == ["customer_phone"]
     assert rs.SYNCS["crm_accounts"].withheld == ["Phone"]
     assert rs.SYNCS["billing_invoices"].mode == "insert"
+
+
+def test_a_source_without_a_mapped_column_fails_with_both_column_lists(warehouse):
+    sync = orders_sync(mapping={"external_id": "order_id", "status": "state", "total": "total_amount"})
+    with pytest.raises(ValueError, match=r"its source has no column \['state'\]; it has \['order_id'"):
+        rs.plan(sync, warehouse)
