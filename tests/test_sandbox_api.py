@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from integration_hub.sandbox import runner
 from integration_hub.settings import SANDBOX_CREDENTIALS as CREDS
 
 SHOP = "/admin/api/2025-01"
@@ -173,6 +174,7 @@ def test_crm_changes_and_total_size(sandbox, sandbox_world):
 
 def test_health_counts_records(sandbox, sandbox_world):
     health = httpx.get(f"{sandbox.url('shop')}/_admin/health").json()
+    assert health.pop("pid") == runner.running_pid(sandbox.home)
     assert health == {"system": "shop", "status": "ok",
                       "records": {"customers": sandbox_world.tables["shop"]["customers"].num_rows,
                                   "orders": sandbox_world.tables["shop"]["orders"].num_rows}}  # fmt: skip

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import math
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -300,7 +301,7 @@ def admin_router(system: System) -> APIRouter:
 
     @router.get("/health")
     async def health() -> dict:
-        return {"system": system.name, "status": "ok", "records": system.store.counts()}
+        return {"system": system.name, "status": "ok", "records": system.store.counts(), "pid": os.getpid()}
 
     @router.get("/faults")
     async def faults() -> dict:

@@ -28,6 +28,9 @@ from integration_hub.settings import SANDBOX_PORT_OFFSETS
 APPS = {"crm": crm.build_app, "shop": shop.build_app, "billing": billing.build_app,
         "support": support.build_app, "marketing": marketing.build_app}  # fmt: skip
 START_TIMEOUT = 60.0
+PORT_HINT = (
+    "stop what holds it or choose other ports with HUB_SANDBOX_PORT_BASE (the systems use base+1 … base+5)"
+)
 
 
 class SandboxError(RuntimeError):
@@ -55,10 +58,14 @@ def bind(port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise SandboxError(
-            f"port {port} on 127.0.0.1 is already in use ({exc.strerror}); stop what holds it "
-            "or choose other ports with HUB_SANDBOX_PORT_BASE (the systems use base+1 … base+5)"
+            f"port {port} on 127.0.0.1 is already in use ({exc.strerror}); {PORT_HINT}"
         ) from None
     return sock
+
+
+def check_ports(port_base: int) -> None:
+    for off in SANDBOX_PORT_OFFSETS.values():
+        bind(port_base + off).close()
 
 
 def running_pid(home: Path) -> int | None:
@@ -97,10 +104,10 @@ def start(
         raise SandboxError(
             f"a sandbox with other settings is running for {home}; run `hub sandbox down` first"
         )
-    for off in SANDBOX_PORT_OFFSETS.values():
-        bind(port_base + off).close()
+    check_ports(port_base)
     if not seeding.is_seeded(home, scale, seed, erp_url):
         seeding.seed(home, scale, seed, erp_url, progress)
+        check_ports(port_base)  # seeding takes a while: someone may have taken a port meanwhile
     elif progress:
         progress("the stores already hold this world: not re-seeding")
     if progress:
@@ -125,6 +132,10 @@ def start(
             )
         current = status(home)
         if all(s["status"] == "ok" for s in current["systems"].values()):
+            strangers = [s["url"] for s in current["systems"].values() if s["pid"] != proc.pid]
+            if strangers:
+                stop(home)
+                raise SandboxError(f"another process answers at {', '.join(strangers)}; {PORT_HINT}")
             return current
         if time.monotonic() > deadline:
             stop(home)
@@ -162,7 +173,8 @@ def status(home: Path) -> dict:
         except httpx.HTTPError:
             health = None
         systems[name] = {"url": url, "status": health["status"] if health else "down",
-                         "records": health["records"] if health else None}  # fmt: skip
+                         "records": health["records"] if health else None,
+                         "pid": health.get("pid") if health else None}  # fmt: skip
     return {"running": pid is not None, "pid": pid, "home": str(home), "world": info, "systems": systems}
 
 

@@ -68,7 +68,19 @@ def is_seeded(home: Path, scale: float, seed: int, erp_url: str | None) -> bool:
     if not info or (info["scale"], info["seed"], info.get("erp_url")) != (scale, seed, erp_url):
         return False
     files = [f"{s}.sqlite" for s in REST_SYSTEMS] + ["truth.json"] + ([] if erp_url else ["erp.sqlite"])
-    return all((sandbox_home(home) / f).exists() for f in files)
+    return all((sandbox_home(home) / f).exists() for f in files) and (
+        not erp_url or _erp_in_postgres(erp_url)
+    )
+
+
+def _erp_in_postgres(url: str) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(url, connect_timeout=5) as con:
+            return con.execute("SELECT to_regclass('erp.sales_order_lines') IS NOT NULL").fetchone()[0]
+    except psycopg.OperationalError:
+        return False
 
 
 def seed(
