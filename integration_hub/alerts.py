@@ -41,16 +41,16 @@ def failed_assets(instance: dg.DagsterInstance, run_id: str) -> tuple[list[str],
         elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
             failed_steps.append(event.step_key or "")
             if error is None and event.step_failure_data.error:
-                error = _root_cause(event.step_failure_data.error)
+                error = root_cause(event.step_failure_data.error)
     assets = [a for step in failed_steps for a in assets_by_step.get(step, [step])]
     return sorted(set(assets)), error
 
 
-def _root_cause(err) -> str:
+def root_cause(err) -> str:
     """The user's own exception, not Dagster's "Error occurred while executing op" wrapper."""
     while err.cause is not None:
         err = err.cause
-    return f"{err.cls_name}: {err.message.strip()}"
+    return err.message.strip()
 
 
 @dg.run_failure_sensor(

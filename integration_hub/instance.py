@@ -4,7 +4,7 @@ Two profiles, chosen by the environment:
 
 - embedded (default): SQLite storage in `$DAGSTER_HOME`, the queued run coordinator, and
   one slot in the `warehouse` pool, because DuckDB lets one process write at a time.
-- scale-out (`HUB_DAGSTER_STORAGE_URL=postgresql://…`): runs, event log and schedules
+- scale-out (`HUB_DAGSTER_STORAGE_URL=postgresql+psycopg2://…`): runs, event log and schedules
   on Postgres via dagster-postgres, so the webserver, the daemon and Celery workers on
   other machines share one instance; the warehouse pool is widened to
   `HUB_WAREHOUSE_POOL_LIMIT` (default 4), since Postgres takes concurrent writers.
@@ -29,6 +29,8 @@ WAREHOUSE_POOL = "warehouse"
 _COMMON = """\
 telemetry:
   enabled: false
+freshness:
+  enabled: true
 run_coordinator:
   module: dagster.core.run_coordinator
   class: QueuedRunCoordinator
@@ -66,6 +68,13 @@ def profile() -> str:
 def dagster_yaml() -> str:
     if profile() == "embedded":
         return _COMMON.format(max_runs=4, pool_limit=1)
+    if not os.environ[STORAGE_URL_VAR].startswith("postgresql+psycopg2://"):
+        # SQLAlchemy 2.1 maps postgresql:// to psycopg 3, whose server-side binding rejects
+        # the `NOTIFY run_events, :id` that dagster-postgres sends with every event.
+        raise ValueError(
+            f"{STORAGE_URL_VAR} must name the psycopg2 driver: postgresql+psycopg2://user:password@host:5432/db "
+            "(dagster-postgres needs it; SQLAlchemy 2.1 reads postgresql:// as psycopg 3)."
+        )
     pool_limit = int(os.environ.get("HUB_WAREHOUSE_POOL_LIMIT", "4"))
     return _COMMON.format(max_runs=8, pool_limit=pool_limit) + _POSTGRES.format(var=STORAGE_URL_VAR)
 

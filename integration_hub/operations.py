@@ -1,12 +1,63 @@
-"""The operations layer: alerting sensors, the retention asset and its schedule, the alert sink."""
+"""The operations layer: alerting sensors, retention, the alert sink, and the scale-out jobs.
 
-from integration_hub import alerts, retention
+Scale-out: for each job named in `SCALE_OUT_JOBS` (from `integration_hub.automation`),
+a `<job>_celery` twin selects the same assets but runs each step on a Celery worker
+(dagster-celery; broker `HUB_CELERY_BROKER_URL`, default RabbitMQ on localhost; queue
+`HUB_CELERY_QUEUE`, default `dagster`). It needs
+the scale-out instance (`HUB_DAGSTER_STORAGE_URL`) and the Postgres warehouse
+(`HUB_WAREHOUSE_URL`), since its steps run in other processes, possibly on other
+machines; see docs/operations.md.
+"""
+
+import os
+
+import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
+from dagster_celery import celery_executor
+
+from integration_hub import alerts, automation, retention
 from resources.alerts import alert_sink_from_env
 from resources.warehouse import warehouse_from_env
 
+SCALE_OUT_JOBS = ("nightly", "hourly_sources")
+DEFAULT_BROKER = "pyamqp://guest@127.0.0.1:5672//"
+
+
+def _source(var: str, default: str):
+    """Config naming the variable when it is set, so a broker password never lands in run config."""
+    return {"env": var} if os.environ.get(var) else default
+
+
+def celery_job(job: UnresolvedAssetJobDefinition) -> UnresolvedAssetJobDefinition:
+    """The same asset selection as `job`, each step executed by a Celery worker."""
+    executor = celery_executor.configured(
+        {
+            "broker": _source("HUB_CELERY_BROKER_URL", DEFAULT_BROKER),
+            "backend": _source("HUB_CELERY_BACKEND_URL", "rpc://"),
+            # Workers started with `-q <queue>` take only this hub's steps.
+            "config_source": {"task_default_queue": os.environ.get("HUB_CELERY_QUEUE", "dagster")},
+        },
+        name="hub_celery_executor",
+    )
+    return dg.define_asset_job(
+        name=f"{job.name}_celery",
+        selection=job.selection,
+        config=job.config,
+        description=f"{job.name} on Celery workers (scale-out profile).",
+        tags=job.tags,
+        partitions_def=job.partitions_def,
+        op_retry_policy=job.op_retry_policy,
+        executor_def=executor,
+    )
+
+
 ASSETS: list = [retention.retention]
 CHECKS: list = []
-JOBS: list = [retention.retention_job]
+JOBS: list = [retention.retention_job] + [
+    celery_job(job)
+    for job in getattr(automation, "JOBS", [])
+    if isinstance(job, UnresolvedAssetJobDefinition) and job.name in SCALE_OUT_JOBS
+]
 SCHEDULES: list = [retention.retention_schedule]
 SENSORS: list = alerts.SENSORS
 RESOURCES: dict = {"alerts": alert_sink_from_env(), "warehouse": warehouse_from_env()}

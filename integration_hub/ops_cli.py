@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import time
 
 import typer
@@ -17,6 +18,7 @@ from rich.table import Table
 audit_app = typer.Typer(no_args_is_help=True)
 console = Console()
 
+CELERY_EXECUTOR = "hub_celery_executor"  # integration_hub.operations.celery_job
 FINISHED_BACKFILL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 
 
@@ -32,9 +34,11 @@ def _defs():
 def run_job(name: str, partition: str | None = None, defs=None):
     """Execute a job in this process against the hub's instance; returns Dagster's result.
 
-    A partitioned job without `partition` runs its live edge (the newest partition).
+    A partitioned job without `partition` runs its live edge (the newest partition). A
+    `<job>_celery` job runs with its own executor instead: steps on the Celery workers.
     """
     import dagster as dg
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
 
     from integration_hub.instance import get_instance
 
@@ -47,14 +51,25 @@ def run_job(name: str, partition: str | None = None, defs=None):
     if job.partitions_def is not None and partition is None:
         keys = job.partitions_def.get_partition_keys()
         partition = keys[-1] if keys else None
+    tags = {"hub/trigger": "cli"}
     with get_instance() as instance:
-        return job.execute_in_process(
-            instance=instance, partition_key=partition, raise_on_error=False, tags={"hub/trigger": "cli"}
-        )
+        if job.executor_def.name != CELERY_EXECUTOR:
+            return job.execute_in_process(
+                instance=instance, partition_key=partition, raise_on_error=False, tags=tags
+            )
+        # Celery workers rebuild the job from its module, so it runs from there, not from `defs`.
+        recon = ReconstructableRepository.for_module(
+            "integration_hub.definitions", "defs", working_directory=os.getcwd()
+        ).get_reconstructable_job(name)
+        if partition:
+            tags["dagster/partition"] = partition
+        return dg.execute_job(recon, instance=instance, tags=tags)
 
 
 def summarize(result) -> dict:
     """Steps, materializations (with row counts) and failed checks of an executed run."""
+    from integration_hub.alerts import root_cause
+
     steps, assets, checks = {}, [], []
     for event in result.all_events:
         if event.is_step_success or event.is_step_failure:
@@ -62,7 +77,7 @@ def summarize(result) -> dict:
             steps[event.step_key] = {
                 "status": "success" if event.is_step_success else "failure",
                 "seconds": round(data.duration_ms / 1000, 2) if getattr(data, "duration_ms", None) else None,
-                "error": None if event.is_step_success else data.error.message.strip()[:500],
+                "error": None if event.is_step_success else root_cause(data.error)[:500],
             }
         elif event.is_step_materialization:
             mat = event.step_materialization_data.materialization
