@@ -2,15 +2,33 @@
 
 Each layer module exports plain lists (`ASSETS`, `CHECKS`, `JOBS`, `SCHEDULES`,
 `SENSORS`) and `RESOURCES`; this file only assembles them and applies cross-cutting
-policy, so nothing else builds `Definitions`.
+policy, so nothing else builds `Definitions` and no layer repeats it:
+
+- freshness matching the schedules: sources loaded hourly (`automation.HOURLY_SYSTEMS`)
+  are stale after 2 h, everything loaded or built nightly after 26 h (seeds are files in
+  the repository: they change with a deploy, not a schedule);
+- owner and warehouse kind defaults for assets whose layer left them out;
+- a dlt child table read by SQL (`raw_shop.orders__line_items`) is loaded by its parent's
+  asset, so a dependency on it is a dependency on the parent;
+- code references to each asset's Python definition, linked to the repository when
+  `HUB_GIT_URL` is set (else to the local file).
 """
+
+import datetime as dt
+import os
+import warnings
+from pathlib import Path
 
 import dagster as dg
 
 from assets import ingestion, reconciliation, reverse_sync, transforms
-from integration_hub import automation, operations
+from integration_hub import automation, operations, settings
 
 LAYERS = [ingestion, transforms, reconciliation, reverse_sync, automation, operations]
+OWNERS = ["team:data-platform"]
+HOURLY = dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(hours=2))
+NIGHTLY = dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(hours=26))
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _collect(name: str) -> list:
@@ -24,8 +42,64 @@ def _resources() -> dict:
     return merged
 
 
+def _freshness(key: dg.AssetKey) -> dg.FreshnessPolicy | None:
+    if key.path[0] == "seeds":
+        return None
+    hourly = key.path[0] == "raw" and key.path[1] in automation.HOURLY_SYSTEMS
+    return HOURLY if hourly else NIGHTLY
+
+
+def _parent_table(dep: dg.AssetKey, defined: set[dg.AssetKey]) -> dg.AssetKey:
+    """`raw/shop/orders__line_items` → `raw/shop/orders` when only the parent is an asset."""
+    if dep in defined or dep.path[0] != "raw" or "__" not in dep.path[-1]:
+        return dep
+    parent = dg.AssetKey([*dep.path[:-1], dep.path[-1].split("__")[0]])
+    return parent if parent in defined else dep
+
+
+def _policy(defined: set[dg.AssetKey]):
+    dialect = "postgres" if settings.warehouse_url() else "duckdb"
+
+    def apply(spec: dg.AssetSpec) -> dg.AssetSpec:
+        kinds = set(spec.kinds)
+        if not kinds & {"duckdb", "postgres"}:
+            kinds.add(dialect)
+        deps = list({_parent_table(d.asset_key, defined): None for d in spec.deps})
+        return spec.replace_attributes(
+            owners=spec.owners or OWNERS,
+            kinds=kinds,
+            deps=deps,
+            freshness_policy=spec.freshness_policy or _freshness(spec.key),
+        )
+
+    return apply
+
+
+def _with_code_references(assets: list) -> list:
+    """Link each asset to its definition; to the repository's web view when `HUB_GIT_URL` is set."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)  # code references are beta: nothing to act on
+        assets = dg.with_source_code_references(assets)
+        if not os.environ.get("HUB_GIT_URL"):
+            return assets
+        return dg.link_code_references_to_git(
+            assets,
+            git_url=os.environ["HUB_GIT_URL"],
+            git_branch=os.environ.get("HUB_GIT_BRANCH", "main"),
+            file_path_mapping=dg.AnchorBasedFilePathMapping(
+                local_file_anchor=REPO_ROOT, file_anchor_path_in_repository=""
+            ),
+        )
+
+
+def _assets() -> list:
+    assets = _collect("ASSETS")
+    defined = {spec.key for a in assets for spec in a.specs}
+    return _with_code_references(list(dg.map_asset_specs(_policy(defined), assets)))
+
+
 defs = dg.Definitions(
-    assets=_collect("ASSETS"),
+    assets=_assets(),
     asset_checks=_collect("CHECKS"),
     jobs=_collect("JOBS"),
     schedules=_collect("SCHEDULES"),
