@@ -17,7 +17,6 @@ This is dagster-dlt's documented pattern (pass a source built for the partition 
 same two parts it is made of: `build_dlt_asset_specs` and `multi_asset`.
 """
 
-
 import contextlib
 import datetime as dt
 import logging
@@ -39,6 +38,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from integration_hub import adapters, settings
 from integration_hub.adapters.payments import FileReport
 from integration_hub.audit import Movement, now, record
+from integration_hub.metadata import table_metadata
 from integration_hub.quarantine import quarantine
 from resources import systems
 from resources.warehouse import Warehouse, warehouse_from_env
@@ -189,16 +189,18 @@ def _finish(
                 started_at=started, details={**details, "child_tables": children},
             )
         )  # fmt: skip
-        total = warehouse.row_count(dataset, name) if warehouse.table_exists(dataset, name) else 0
+        exists = warehouse.table_exists(dataset, name)
+        total = warehouse.row_count(dataset, name) if exists else 0
         yield event._replace(
             metadata={
                 **(event.metadata or {}),
+                **(table_metadata(warehouse, dataset, name) if exists else {}),
                 "dagster/row_count": total,
                 "rows_loaded": loaded,
                 "rows_rejected": rejected,
                 "child_tables": children,
                 "quarantine": f"quarantine.{system}__{name}" if rejected else "none",
-                **{k: str(v) for k, v in details.items()},
+                **{k: v if isinstance(v, list) else str(v) for k, v in details.items()},
             }
         )
         if rejected:

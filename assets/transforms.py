@@ -15,6 +15,7 @@ import dagster as dg
 from canonical import MODELS
 from integration_hub import identity, settings, sql_models, validation
 from integration_hub.audit import Movement, now, record
+from integration_hub.metadata import preview_md
 from resources.warehouse import Warehouse, warehouse_from_env
 
 OWNERS = ["team:data-platform"]
@@ -76,7 +77,7 @@ def sql_asset(model: sql_models.SqlModel) -> dg.AssetsDefinition:
         vet = validation.RowValidator(warehouse, model.entity, context.run_id) if validated else None
         built = sql_models.build(warehouse, model, vet=vet)
         _audit(warehouse, context.run_id, model.key, model.system or "hub", started, built)
-        metadata = built.metadata()
+        metadata = {**built.metadata(), "preview": preview_md(warehouse, model.layer, model.name)}
         if vet:
             metadata["validation_seconds"] = round(vet.report.seconds, 3)
         return dg.MaterializeResult(

@@ -1,0 +1,49 @@
+"""What an asset page shows: a preview of a few rows, with personal data masked."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from integration_hub.metadata import MASK, column_schema, preview_md
+from tests.raw_world import FileWarehouse
+
+
+def test_preview_masks_personal_data_and_hides_dlt_columns(tmp_path):
+    warehouse = FileWarehouse(path=str(tmp_path / "w.duckdb"))
+    rows = pa.table({
+        "id": [1, 2, 3, 4, 5, 6, 7],
+        "email": ["ana@example.com", None, "c@example.com", "d@x.io", "e@x.io", "f@x.io", "g@x.io"],
+        "phone": ["+1 555 0100"] * 7,
+        "total": ["10.50", "a|b", "x" * 80, "1", "2", "3", "4"],
+        "_dlt_id": ["h1", "h2", "h3", "h4", "h5", "h6", "h7"],
+    })  # fmt: skip
+    warehouse.write_arrow("raw_x", "t", rows, mode="replace")
+
+    text = preview_md(warehouse, "raw_x", "t", n=3).value
+    lines = text.splitlines()
+
+    assert lines[0] == "| id | email | phone | total |"
+    assert len(lines) == 2 + 3
+    assert lines[2] == f"| 1 | {MASK} | {MASK} | 10.50 |"
+    assert lines[3] == f"| 2 |  | {MASK} | a\\|b |", (
+        "a null stays visibly empty; a pipe cannot break the table"
+    )
+    assert lines[4].endswith("… |") and "x" * 40 not in lines[4]
+    assert "example.com" not in text and "555" not in text and "_dlt" not in text
+    assert [c.name for c in column_schema(warehouse, "raw_x", "t").columns] == [
+        "id", "email", "phone", "total", "_dlt_id"
+    ]  # fmt: skip
+
+
+def test_every_sql_model_materialization_has_a_preview(canonical_world):
+    _, result = canonical_world
+    previews = {
+        e.asset_key.to_user_string(): e.materialization.metadata["preview"].value
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.path[0] in ("staging", "canonical") and e.asset_key.path[-1] != "customer_xref"
+    }
+    assert len(previews) == 16
+    customer = previews["canonical/customer"]
+    assert customer.splitlines()[0].startswith("| customer_id |")
+    assert len(customer.splitlines()) == 2 + 5
+    assert "@" not in customer, "emails are masked"
