@@ -122,7 +122,12 @@ class Warehouse(dg.ConfigurableResource):
         if self.dialect == "duckdb":
             self.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
             return dlt.destinations.duckdb(str(self.duckdb_path))
-        return dlt.destinations.postgres(credentials=_libpq_url(self.url))
+        from dlt.destinations.impl.postgres.configuration import PostgresCredentials
+
+        credentials = PostgresCredentials(_libpq_url(self.url))
+        # dlt insists on a password; a server with trust or peer auth ignores an empty one.
+        credentials.password = credentials.password or ""
+        return dlt.destinations.postgres(credentials=credentials)
 
     def ensure_schema(self, *schemas: str) -> None:
         with self.connect() as con:
