@@ -77,7 +77,7 @@ def _summary(console: Console) -> None:
         table.add_column("table")
         table.add_column("rows", justify="right")
         for schema, name in tables:
-            if schema.startswith(LAYER_SCHEMAS):
+            if schema.startswith(LAYER_SCHEMAS) and not schema.endswith("_staging"):  # dlt's merge scratch
                 rows = con.scalar(f'SELECT count(*) FROM "{schema}"."{name}"')
                 table.add_row(f"{schema}.{name}", f"{rows:,}")
         console.print(table)
