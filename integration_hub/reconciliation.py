@@ -155,17 +155,23 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _ranked(flow: Flow, side: str) -> str:
-    """A side's rows, renamed `<side>_<column>`, with `<side>_rn` = position within its join key."""
-    model = flow.left if side == "l" else flow.right
-    cols = {"id": "id", **{k: k for k in flow.on}}
-    for c in flow.compares:
-        cols[c.column if side == "l" else (c.right_column or c.column)] = None
-    select = ", ".join(f"m.{c} AS {side}_{c}" for c in cols)
+PAIRS = "_recon_pairs"  # session-temporary: one row per join key, both sides side by side
+
+
+def _side(flow: Flow, side: str) -> str:
+    """A side's records, their columns renamed `<side>_<column>`, with `<side>_hit` marking presence."""
+    cols = [c.column if side == "l" else (c.right_column or c.column) for c in flow.compares]
+    names = dict.fromkeys(["id", *flow.on, *cols])
+    select = ", ".join(f"m.{c} AS {side}_{c}" for c in names)
+    return f"SELECT {select}, TRUE AS {side}_hit FROM {_model(flow.left if side == 'l' else flow.right)} m"
+
+
+def _repeated(flow: Flow, side: str) -> str:
+    """Keys held by more than one record of a side (usually none): a count-only aggregation."""
     keys = ", ".join(f"m.{k}" for k in flow.on)
     return (
-        f"SELECT {select}, TRUE AS {side}_hit, "
-        f"row_number() OVER (PARTITION BY {keys} ORDER BY m.id) AS {side}_rn FROM {_model(model)} m"
+        f"SELECT {keys}, count(*) AS n FROM {_model(flow.left if side == 'l' else flow.right)} m "
+        f"GROUP BY {keys} HAVING count(*) > 1"
     )
 
 
@@ -176,7 +182,9 @@ def _differs(c: Compare) -> tuple[str, str, str]:
     if c.as_ == "money":
         dec = "DECIMAL(18, 4)"
         lv, rv = f"CAST({lc} AS {dec})", f"CAST({rc} AS {dec})"
-        tol = f"CAST({Decimal(str(c.abs_tol))} AS {dec}) + CAST({Decimal(str(c.rel_tol))} AS DECIMAL(18, 8)) * abs({lv})"
+        tol = f"CAST({Decimal(str(c.abs_tol))} AS {dec})"
+        if c.rel_tol:
+            tol += f" + CAST({Decimal(str(c.rel_tol))} AS DECIMAL(18, 8)) * abs({lv})"
         return (
             f"({one_null} OR coalesce(abs({rv} - {lv}) > {tol}, FALSE))",
             f"CAST({rv} - {lv} AS DOUBLE PRECISION)",
@@ -199,12 +207,31 @@ def _differs(c: Compare) -> tuple[str, str, str]:
 
 
 def compile_flow(flow: Flow) -> dict[str, str]:
-    """The flow's SQL: `findings` (kind, left/right key and value, difference) and `stats`."""
-    join = " AND ".join(f"l.l_{k} = r.r_{k}" for k in flow.on)
-    base = (
-        f"WITH l0 AS ({_ranked(flow, 'l')}), r0 AS ({_ranked(flow, 'r')}), "
-        f"j AS (SELECT * FROM (SELECT * FROM l0 WHERE l_rn = 1) l FULL OUTER JOIN "
-        f"(SELECT * FROM r0 WHERE r_rn = 1) r ON {join})"
+    """The flow's SQL, in DuckDB's dialect: `pairs` (a temp table of the keys that are not a clean
+    one-to-one match, first record of each side side by side, with one mismatch flag per compare),
+    then `findings` and `stats` read from it. Matched pairs are counted, never stored, and the
+    records are joined as they are: only keys held twice are aggregated, so the work is one join."""
+    on = " AND ".join(f"l.l_{k} = r.r_{k}" for k in flow.on)
+    flags = [_differs(c) for c in flow.compares]
+    any_mismatch = " OR ".join(f"m_{i}" for i in range(len(flags))) or "FALSE"
+    repeated = {s: " AND ".join(f"d{s}.{k} = {s}.{s}_{k}" for k in flow.on) for s in ("l", "r")}
+    joined = (
+        "SELECT l.*, r.*, CASE WHEN l_hit THEN coalesce(dl.n, 1) END AS l_n, "
+        "CASE WHEN r_hit THEN coalesce(dr.n, 1) END AS r_n"
+        + "".join(f", ({differs}) AS m_{i}" for i, (differs, _, _) in enumerate(flags))
+        + f" FROM ({_side(flow, 'l')}) l FULL OUTER JOIN ({_side(flow, 'r')}) r ON {on}"
+        f" LEFT JOIN ({_repeated(flow, 'l')}) dl ON {repeated['l']}"
+        f" LEFT JOIN ({_repeated(flow, 'r')}) dr ON {repeated['r']}"
+    )
+    # A key held twice joins as a cross product: its first record of each side (lowest id) stands for it.
+    # A NULL key matches nothing, so each such record is its own group.
+    group = ", ".join(f"coalesce(l_{k}, r_{k})" for k in flow.on)
+    no_key = " OR ".join(f"coalesce(l_{k}, r_{k}) IS NULL" for k in flow.on)
+    pairs = (
+        f"CREATE TEMP TABLE {PAIRS} AS SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY {group}, "
+        f"CASE WHEN {no_key} THEN coalesce(CAST(l_id AS VARCHAR), CAST(r_id AS VARCHAR)) END ORDER BY l_id NULLS LAST, r_id NULLS LAST) AS pair_rank "
+        f"FROM ({joined}) j WHERE l_hit IS NULL OR r_hit IS NULL OR l_n > 1 OR r_n > 1 OR {any_mismatch}) p "
+        "WHERE pair_rank = 1"
     )
     null = "CAST(NULL AS VARCHAR)"
     nodiff = "CAST(NULL AS DOUBLE PRECISION)"
@@ -218,44 +245,58 @@ def compile_flow(flow: Flow) -> dict[str, str]:
 
     parts = []
     if flow.missing_right:
-        parts.append(part(_literal(flow.missing_right), "l_id", "NULL", "FROM j WHERE r_hit IS NULL"))
+        parts.append(part(_literal(flow.missing_right), "l_id", "NULL", f"FROM {PAIRS} WHERE r_hit IS NULL"))
     if flow.missing_left:
-        parts.append(part(_literal(flow.missing_left), "NULL", "r_id", "FROM j WHERE l_hit IS NULL"))
+        parts.append(part(_literal(flow.missing_left), "NULL", "r_id", f"FROM {PAIRS} WHERE l_hit IS NULL"))
     for side, kind in (("r", flow.duplicate_right), ("l", flow.duplicate_left)):
         if not kind:
             continue
-        other = "l" if side == "r" else "r"
-        on = " AND ".join(f"d.{side}_{k} = o.{other}_{k}" for k in flow.on)
-        left_key, right_key = ("o.l_id", "d.r_id") if side == "r" else ("d.l_id", "o.r_id")
-        rest = f"FROM {side}0 d LEFT JOIN (SELECT * FROM {other}0 WHERE {other}_rn = 1) o ON {on} WHERE d.{side}_rn > 1"
-        parts.append(part(_literal(kind), left_key, right_key, rest))
-    mismatches = []
-    for c in flow.compares:
-        differs, diff, over = _differs(c)
-        mismatches.append(differs)
+        # Only keys with more than one record are re-read; every record after the first is a duplicate.
+        model = flow.right if side == "r" else flow.left
+        on = " AND ".join(f"m.{k} = p.{side}_{k}" for k in flow.on)
+        keys = ", ".join(f"m.{k}" for k in flow.on)
+        ids = ("p.l_id", "m.id") if side == "r" else ("m.id", "p.r_id")
+        dupes = (
+            f"SELECT {ids[0]} AS left_id, {ids[1]} AS right_id, "
+            f"row_number() OVER (PARTITION BY {keys} ORDER BY m.id) AS n "
+            f"FROM {_model(model)} m JOIN {PAIRS} p ON {on} WHERE p.{side}_n > 1"
+        )
+        parts.append(part(_literal(kind), "left_id", "right_id", f"FROM ({dupes}) d WHERE n > 1"))
+    for i, (c, (_, diff, over)) in enumerate(zip(flow.compares, flags, strict=True)):
         kind = _literal(c.kind)
         if c.kind_over:
             kind = f"CASE WHEN {over} THEN {_literal(c.kind_over)} ELSE {kind} END"
         values = (f"CAST(l_{c.column} AS VARCHAR)", f"CAST(r_{c.right_column or c.column} AS VARCHAR)", diff)
-        parts.append(part(kind, "l_id", "r_id", f"FROM j WHERE l_hit AND r_hit AND {differs}", values))
+        parts.append(part(kind, "l_id", "r_id", f"FROM {PAIRS} WHERE l_hit AND r_hit AND m_{i}", values))
     if not parts:
         raise ValueError(f"flow {flow.name!r} declares no finding kind: nothing to reconcile")
-    any_mismatch = " OR ".join(mismatches) or "FALSE"
     amounts = "".join(
         f", (SELECT sum({expr}) FROM {_model(flow.right)} a) AS {name}" for name, expr in flow.amounts.items()
     )
+    # Each key is one record plus its duplicates, and each key not kept in pairs is a matched pair:
+    # paired keys = left keys - left-only keys; matched = paired keys - mismatched pairs.
+    left_rows = f"(SELECT count(*) FROM {_model(flow.left)} c)"
+    paired = (
+        f"({left_rows} - (SELECT coalesce(sum(l_n - 1), 0) FROM {PAIRS} WHERE l_n > 1) "
+        f"- (SELECT count(*) FROM {PAIRS} WHERE r_hit IS NULL))"
+    )
+    mismatched = f"(SELECT count(*) FROM {PAIRS} WHERE l_hit AND r_hit AND ({any_mismatch}))"
     # A one-sided key counts against the match rate only when the flow calls it a finding.
-    expected = " OR ".join(
-        ["(l_hit AND r_hit)"]
-        + (["r_hit IS NULL"] if flow.missing_right else [])
-        + (["l_hit IS NULL"] if flow.missing_left else [])
-    )
+    one_sided = [
+        f"(SELECT count(*) FROM {PAIRS} WHERE {side}_hit IS NULL)"
+        for side, kind in (("r", flow.missing_right), ("l", flow.missing_left))
+        if kind
+    ]
     stats = (
-        f"{base} SELECT (SELECT count(*) FROM l0) AS left_rows, (SELECT count(*) FROM r0) AS right_rows, "
-        f"(SELECT count(*) FROM j WHERE l_hit AND r_hit AND NOT ({any_mismatch})) AS matched, "
-        f"(SELECT count(*) FROM j WHERE {expected}) AS keys_seen{amounts}"
+        f"SELECT {left_rows} AS left_rows, (SELECT count(*) FROM {_model(flow.right)} c) AS right_rows, "
+        f"{paired} - {mismatched} AS matched, {' + '.join([paired, *one_sided])} AS keys_seen{amounts}"
     )
-    return {"findings": f"{base} " + " UNION ALL ".join(parts), "stats": stats}
+    return {
+        "pairs": pairs,
+        "findings": " UNION ALL ".join(parts),
+        "stats": stats,
+        "drop": f"DROP TABLE {PAIRS}",
+    }
 
 
 def _sql_for(warehouse: Warehouse, sql: str) -> str:
@@ -268,7 +309,7 @@ def _sql_for(warehouse: Warehouse, sql: str) -> str:
 def run_flow(warehouse: Warehouse, flow: Flow, run_id: str, run_at: dt.datetime | None = None) -> FlowResult:
     """Reconcile one flow and append its findings and summary (a re-run of `run_id` replaces them)."""
     run_at = run_at or dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
-    sql = compile_flow(flow)
+    sql = {name: _sql_for(warehouse, q) for name, q in compile_flow(flow).items()}
     results = f'"{SCHEMA}"."{flow.results_table}"'
     summary = f'"{SCHEMA}"."{SUMMARY}"'
     head = (
@@ -300,14 +341,13 @@ def _reconcile(warehouse, flow, sql, results, summary, head, run_id, run_at) -> 
         con.execute(
             f"DELETE FROM {summary} WHERE run_id = {_literal(run_id)} AND flow = {_literal(flow.name)}"
         )
+        con.execute(sql["pairs"])
         con.execute(
-            _sql_for(
-                warehouse,
-                f"INSERT INTO {results} SELECT {head}, f.kind, {_literal(flow.entity)}, f.left_key, f.right_key, "
-                f"f.left_value, f.right_value, f.difference FROM ({sql['findings']}) f",
-            )
+            f"INSERT INTO {results} SELECT {head}, f.kind, {_literal(flow.entity)}, f.left_key, f.right_key, "
+            f"f.left_value, f.right_value, f.difference FROM ({sql['findings']}) f"
         )
-        stats = con.rows(_sql_for(warehouse, sql["stats"]))[0]
+        stats = con.rows(sql["stats"])[0]
+        con.execute(sql["drop"])
         counts = dict(
             con.rows(f"SELECT kind, count(*) FROM {results} WHERE run_id = {_literal(run_id)} GROUP BY kind")
         )

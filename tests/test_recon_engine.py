@@ -165,3 +165,21 @@ def test_bad_declarations_and_missing_models_say_what_is_wrong(warehouse):
         compile_flow(Flow(name="empty", entity="x", left="t.l", right="t.r", on=("k",)))
     with pytest.raises(RuntimeError, match=r"flow 'money' could not run.*t\.l"):
         run_flow(warehouse, money_flow(), "r")
+
+
+def test_records_without_a_key_are_each_missing_never_duplicates(warehouse):
+    write(
+        warehouse,
+        "l",
+        [{"id": "SO-1", "k": 1, "amount": "5.00"}, {"id": "SO-2", "k": None, "amount": "5.00"}],
+        MONEY,
+    )
+    write(warehouse, "r", [{"id": "in_1", "k": 1, "amount": "5.00"}, {"id": "in_x", "k": None, "amount": "1.00"},
+                           {"id": "in_y", "k": None, "amount": "1.00"}], MONEY)  # fmt: skip
+    flow = Flow(
+        name="nulls", entity="invoice", left="t.l", right="t.r", on=("k",),
+        missing_right="invoice_missing", missing_left="invoice_without_order", duplicate_right="invoice_duplicated",
+    )  # fmt: skip
+    result = run_flow(warehouse, flow, "r")
+    assert result.findings == {"invoice_missing": 1, "invoice_without_order": 2, "invoice_duplicated": 0}
+    assert (result.left_rows, result.right_rows, result.matched, result.keys_seen) == (2, 3, 1, 4)
