@@ -6,8 +6,9 @@ system is a typed NULL there), so a new system's staging file joins its entity's
 union with no edit anywhere else.
 
 Upstream tables are read from the SQL with sqlglot, never listed by hand: `raw_shop.orders`
-is asset `raw/shop/orders`, `staging.x` is `staging/x`, `canonical.y` is `canonical/y` and
-`seeds.z` (a CSV under `dbt_like_sql/seeds/`) is `seeds/z`. On Postgres the same SQL is
+is asset `raw/shop/orders` (so is its dlt child table `raw_shop.orders__line_items`),
+`staging.x` is `staging/x`, `canonical.y` is `canonical/y` and `seeds.z` (a CSV under
+`dbt_like_sql/seeds/`) is `seeds/z`. On Postgres the same SQL is
 transpiled by sqlglot. A model is built into a scratch table, optionally vetted (the
 canonical validation removes rejected rows there), then swapped in within one transaction,
 so a failed build never leaves a half table behind.
@@ -156,9 +157,12 @@ def expand(template: str, root: Path = SQL_DIR, columns: ColumnLookup | None = N
 
 
 def table_key(schema: str, table: str) -> dg.AssetKey:
-    """The asset key of a warehouse table, by the layer naming convention."""
+    """The asset key of a warehouse table, by the layer naming convention.
+
+    A dlt child table (`raw_shop.orders__line_items`) is loaded by its parent resource's asset.
+    """
     if schema.startswith("raw_"):
-        return dg.AssetKey(["raw", schema.removeprefix("raw_"), table])
+        return dg.AssetKey(["raw", schema.removeprefix("raw_"), table.split("__")[0]])
     return dg.AssetKey([schema, table])
 
 

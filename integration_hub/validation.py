@@ -248,8 +248,3 @@ def keys_and_types(warehouse: Warehouse, entity: str) -> dg.AssetCheckResult:
             "sample_duplicates": dg.MetadataValue.json([[str(v) for v in r] for r in sample]),
         },
     )
-
-
-def validate_frame(entity: str, df: pd.DataFrame) -> pd.DataFrame:
-    """Validate a whole (small) frame against the full model, uniqueness included; raises on failure."""
-    return MODELS[entity].validate(df, lazy=True)
