@@ -15,12 +15,14 @@ import dlt
 from dlt.common.configuration import configspec
 from dlt.common.configuration.specs import RuntimeConfiguration
 from dlt.sources.helpers.requests import Client
+from dlt.sources.helpers.requests.retry import DEFAULT_RETRY_EXCEPTIONS, DEFAULT_RETRY_STATUS
 from dlt.sources.helpers.rest_client.auth import OAuth2ClientCredentials
-from requests import HTTPError, PreparedRequest, Response
+from requests import PreparedRequest, Response
 
 log = logging.getLogger("integration_hub.adapters")
 
-RETRIED_STATUS = (429, *range(500, 600))
+RETRIED_STATUS = DEFAULT_RETRY_STATUS
+RETRIED_EXCEPTIONS = DEFAULT_RETRY_EXCEPTIONS
 
 
 def _runtime(name: str, cast: type) -> Any:
@@ -28,8 +30,8 @@ def _runtime(name: str, cast: type) -> Any:
     return cast(value) if value is not None else getattr(RuntimeConfiguration, name)
 
 
-def _log_retryable(response: Response | None, exception: BaseException | None) -> bool:
-    """Observe every attempt; say so when it is one dlt retries (never asks for more retries)."""
+def _retryable(response: Response | None, exception: BaseException | None) -> bool:
+    """dlt's retry rule (429, 5xx, dropped connections), saying in the log each time it applies."""
     if response is not None and response.status_code in RETRIED_STATUS:
         log.warning(
             "%s %s answered HTTP %s (Retry-After: %s); retrying while attempts last",
@@ -38,10 +40,12 @@ def _log_retryable(response: Response | None, exception: BaseException | None) -
             response.status_code,
             response.headers.get("Retry-After", "none"),
         )
-    elif exception is not None and not isinstance(exception, HTTPError):
+        return True
+    if isinstance(exception, RETRIED_EXCEPTIONS):
         log.warning(
             "request failed (%s: %.120s); retrying while attempts last", type(exception).__name__, exception
         )
+        return True
     return False
 
 
@@ -53,7 +57,10 @@ def session():
         request_max_attempts=_runtime("request_max_attempts", int),
         request_backoff_factor=_runtime("request_backoff_factor", float),
         request_max_retry_delay=_runtime("request_max_retry_delay", float),
-        retry_condition=_log_retryable,
+        # The rule lives in one predicate so every retry is logged (tenacity stops at the first match).
+        status_codes=(),
+        exceptions=(),
+        retry_condition=_retryable,
     ).session
 
 
