@@ -24,7 +24,7 @@ _ISO = {"created_at", "updated_at", "created_date", "last_modified_date", "creat
 
 
 def _dlt_shape(db: duckdb.DuckDBPyConnection, table: pa.Table, key: str) -> pa.Table:
-    names = [_naming.normalize_identifier(n) for n in table.schema.names]
+    names = [_naming.normalize_path(n) for n in table.schema.names]  # as dlt names data fields
     db.register("t", table.rename_columns(names))
     cols = ", ".join(f"CAST({n} AS TIMESTAMPTZ) AS {n}" if n in _ISO else n for n in names)
     out = db.sql(f"SELECT {cols}, md5('{key}:' || CAST(row_number() OVER () AS VARCHAR)) AS _dlt_id FROM t")

@@ -4,7 +4,7 @@ SELECT
     a.id AS source_id,
     nullif(trim(a.account_number), '') AS account_number,
     trim(a.name) AS name,
-    nullif(lower(trim(a.email_c)), '') AS email,
+    nullif(lower(trim(a.email__c)), '') AS email,
     nullif('+' || regexp_replace(a.phone, '[^0-9]', '', 'g'), '+') AS phone,
     cc.iso_code AS country_code,
     upper(trim(a.industry)) AS segment,
