@@ -1,0 +1,164 @@
+"""Automation: the payments landing sensor, the CRM change sensor, schedules and job selections."""
+
+import datetime as dt
+import json
+
+import dagster as dg
+
+from resources.systems import CrmClient, LandingFolder
+from resources.warehouse import Warehouse
+
+HEADER = "settlement_date,payment_id,invoice_id,currency,gross_amount,fee_amount,net_amount\n"
+
+
+def settlement(day: str, first: int, n: int) -> str:
+    return HEADER + "".join(
+        f"{day},py_{i:010d},in_{i:010d},USD,{i}.00,0.30,{i - 1}.70\n" for i in range(first, first + n)
+    )
+
+
+def payments_definitions():
+    from assets import ingestion
+    from integration_hub import automation
+
+    return dg.Definitions(
+        assets=[a for a in ingestion.build_assets() if a.node_def.name == "raw_payments"],
+        jobs=[automation.payments_job],
+        resources=ingestion.build_resources(),
+    )
+
+
+def test_landing_sensor_runs_once_per_new_file_and_ignores_identical_redrops(tmp_path, monkeypatch):
+    from integration_hub import automation
+
+    monkeypatch.setenv("HUB_HOME", str(tmp_path))
+    landing = tmp_path / "landing" / "payments"
+    landing.mkdir(parents=True)
+    defs = payments_definitions()
+    job = defs.resolve_job_def("payments_files")
+    instance = dg.DagsterInstance.ephemeral()
+    folder = LandingFolder(feed="payments")
+    cursor = None
+
+    def evaluate() -> list[dg.RunRequest]:
+        nonlocal cursor
+        context = dg.build_sensor_context(
+            instance=instance, cursor=cursor, resources={"payments_client": folder}
+        )
+        result = automation.payments_landing(context)
+        cursor = result.cursor
+        return result.run_requests
+
+    def run(requests: list[dg.RunRequest]) -> None:
+        for request in requests:
+            assert job.execute_in_process(
+                run_config=request.run_config, instance=instance, tags=request.tags
+            ).success
+
+    (landing / "settlement_2026-11-01.csv").write_text(settlement("2026-11-01", 1, 5))
+    (landing / "settlement_2026-11-02.csv").write_text(settlement("2026-11-02", 100, 7))
+    first = evaluate()
+    assert [r.run_config["ops"]["raw_payments"]["config"]["files"] for r in first] == [
+        ["settlement_2026-11-01.csv"], ["settlement_2026-11-02.csv"]
+    ]  # fmt: skip
+    run(first)
+
+    # The first file dropped again, byte for byte, and a third file.
+    (landing / "settlement_2026-11-01.csv").write_text(settlement("2026-11-01", 1, 5))
+    (landing / "settlement_2026-11-03.csv").write_text(settlement("2026-11-03", 200, 4))
+    second = evaluate()
+    assert [r.tags["hub/file"] for r in second] == ["settlement_2026-11-03.csv"]
+    run(second)
+    assert evaluate() == []
+
+    with Warehouse().connect() as con:
+        per_file = dict(con.rows("SELECT file_name, count(*) FROM raw_payments.settlement GROUP BY 1"))
+        files = con.rows("SELECT file_name, status, rows FROM raw_payments.settlement_files ORDER BY 1")
+        audit = con.scalar("SELECT sum(rows_out) FROM audit.data_movement WHERE system = 'payments'")
+    assert per_file == {
+        "settlement_2026-11-01.csv": 5,
+        "settlement_2026-11-02.csv": 7,
+        "settlement_2026-11-03.csv": 4,
+    }
+    assert [f[1] for f in files] == ["loaded"] * 3 and audit == 16
+
+    # A loaded name comes back with other content: one run, which reports it and loads nothing.
+    (landing / "settlement_2026-11-02.csv").write_text(settlement("2026-11-02", 100, 8))
+    [changed] = evaluate()
+    result = job.execute_in_process(run_config=changed.run_config, instance=instance)
+    [event] = result.get_asset_materialization_events()
+    assert event.materialization.metadata["files_changed"].value == ["settlement_2026-11-02.csv"]
+    assert event.materialization.metadata["rows_loaded"].value == 0
+    with Warehouse().connect() as con:
+        assert con.scalar("SELECT count(*) FROM raw_payments.settlement") == 16
+        assert con.rows("SELECT status FROM raw_payments.settlement_files WHERE status <> 'loaded'") == [
+            ("changed",)
+        ]
+
+
+def test_crm_change_sensor_asks_cheaply_and_triggers_once_per_change(sandbox, sandbox_world):
+    from integration_hub import automation
+
+    instance = dg.DagsterInstance.ephemeral()
+    client = CrmClient(url=sandbox.url("crm"))
+    context = dg.build_sensor_context(instance=instance, resources={"crm_client": client})
+
+    first = automation.crm_change_sensor(context)
+
+    [request] = first.run_requests
+    assert request.partition_key == dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+    crm = sandbox_world.tables["crm"]
+    latest = max(max(crm[r]["LastModifiedDate"].to_pylist()) for r in ("accounts", "contacts"))
+    assert request.run_key == f"crm-changes-{latest}"
+    assert first.cursor == (dt.datetime.fromisoformat(latest) + dt.timedelta(seconds=1)).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
+    again = automation.crm_change_sensor(
+        dg.build_sensor_context(instance=instance, cursor=first.cursor, resources={"crm_client": client})
+    )
+    assert isinstance(again, dg.SkipReason)
+    assert sandbox.stats("crm")["by_path"].get("/services/data/v1/accounts", 0) == 0, (
+        "no listing, one cheap call"
+    )
+
+
+def test_schedules_target_the_live_partition_and_nightly_follows_the_erp_downstream():
+    from integration_hub import automation
+
+    at = dt.datetime(2026, 11, 25, 2, 0, tzinfo=dt.UTC)
+    for schedule in automation.SCHEDULES:
+        request = schedule(dg.build_schedule_context(scheduled_execution_time=at))
+        assert request.partition_key == "2026-11-25"
+
+    @dg.asset(deps=[dg.AssetKey(["raw", "erp", "sales_orders"])])
+    def downstream_of_erp() -> None: ...
+
+    @dg.asset(deps=[dg.AssetKey(["raw", "crm", "accounts"])])
+    def downstream_of_crm() -> None: ...
+
+    from assets import ingestion
+
+    defs = dg.Definitions(
+        assets=[*ingestion.build_assets(), downstream_of_erp, downstream_of_crm],
+        jobs=automation.JOBS,
+        resources=ingestion.build_resources(),
+    )
+    keys = {
+        job.name: {
+            k.to_user_string() for k in defs.resolve_job_def(job.name).asset_layer.executable_asset_keys
+        }
+        for job in automation.JOBS
+    }
+    assert keys["nightly"] == {
+        f"raw/erp/{t}" for t in ("customers", "products", "sales_orders", "sales_order_lines")
+    } | {"downstream_of_erp"}
+    assert keys["hourly_sources"] == {
+        f"raw/{s}/{r}"
+        for s, rs in {
+            "crm": ("accounts", "contacts"),
+            "shop": ("orders", "customers"),
+            "billing": ("invoices", "payments"),
+        }.items()
+        for r in rs
+    }
+    assert json.dumps(sorted(keys["payments_files"])) == '["raw/payments/settlement"]'
