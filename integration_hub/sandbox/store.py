@@ -40,6 +40,10 @@ class Store:
         self.path = path
         self.con = connect(path)
         self.con.executescript(TABLES + INDEXES)
+        # Counts are asked on every page (`total`, `total_size`) and cost a scan at scale 1:
+        # they are cached until this store writes or another connection commits.
+        self._counts: dict[tuple, int] = {}
+        self._version = None
 
     def close(self) -> None:
         self.con.close()
@@ -53,8 +57,16 @@ class Store:
         return sql, args
 
     def count(self, resource: str, since: str | None = None, before: str | None = None) -> int:
-        where, args = self._where(resource, since, before)
-        return self.con.execute(f"SELECT count(*) FROM records WHERE {where}", args).fetchone()[0]
+        version = self.con.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._version:
+            self._counts, self._version = {}, version
+        key = (resource, since, before)
+        if key not in self._counts:
+            where, args = self._where(resource, since, before)
+            self._counts[key] = self.con.execute(
+                f"SELECT count(*) FROM records WHERE {where}", args
+            ).fetchone()[0]
+        return self._counts[key]
 
     def page_after(
         self,
@@ -114,6 +126,7 @@ class Store:
         )
 
     def transaction(self) -> _Transaction:
+        self._counts = {}  # our own commits do not change data_version
         return _Transaction(self.con)
 
     def idempotent(self, key: str) -> tuple[str, object] | None:
