@@ -147,13 +147,22 @@ def keys_and_types_check(entity: str) -> dg.AssetChecksDefinition:
     return _check
 
 
+@dg.asset_check(
+    asset=dg.AssetKey(["canonical", "sales_order"]),
+    additional_deps=[dg.AssetKey(["canonical", "order_line"])],
+    description="Warning: each order's total equals the sum of its lines, within a cent.",
+)
+def total_matches_lines(warehouse: Warehouse) -> dg.AssetCheckResult:
+    return validation.order_totals(warehouse)
+
+
 MODELS_SQL = sql_models.discover()
 ASSETS: list = [
     *(seed_asset(p) for p in sql_models.seed_files()),
     *(sql_asset(m) for m in MODELS_SQL),
     customer_xref,
 ]
-CHECKS: list = [keys_and_types_check(entity) for entity in MODELS]
+CHECKS: list = [*(keys_and_types_check(entity) for entity in MODELS), total_matches_lines]
 JOBS: list = []
 SCHEDULES: list = []
 SENSORS: list = []

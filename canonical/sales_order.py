@@ -13,6 +13,8 @@ CHANNELS = ["web", "direct"]
 
 
 class SalesOrder(pa.DataFrameModel):
+    """Its total equals the sum of its order lines within a cent (a cross-table warning check)."""
+
     order_id: Series[str] = field(
         "ERP order number (`SO-…`); an order only the shop knows is `SHOP-<shop id>`.", "erp", unique=True
     )

@@ -248,3 +248,29 @@ def keys_and_types(warehouse: Warehouse, entity: str) -> dg.AssetCheckResult:
             "sample_duplicates": dg.MetadataValue.json([[str(v) for v in r] for r in sample]),
         },
     )
+
+
+ORDER_TOTAL_TOLERANCE = 0.01  # USD, the reconciliation default
+
+
+def order_totals(warehouse: Warehouse) -> dg.AssetCheckResult:
+    """Soft cross-table rule: an order's total equals the sum of its lines, within a cent."""
+    sql = f"""
+        SELECT o.order_id, o.total_amount, coalesce(l.lines_total, 0) AS lines_total
+        FROM canonical.sales_order AS o
+        LEFT JOIN (SELECT order_id, sum(line_amount) AS lines_total FROM canonical.order_line GROUP BY order_id) AS l
+          ON l.order_id = o.order_id
+        WHERE abs(o.total_amount - coalesce(l.lines_total, 0)) > {ORDER_TOTAL_TOLERANCE}
+    """
+    with warehouse.connect() as con:
+        count = int(con.scalar(f"SELECT count(*) FROM ({sql}) AS off"))
+        sample = con.rows(f"SELECT * FROM ({sql}) AS off ORDER BY order_id LIMIT {SAMPLE_SIZE}")
+    return dg.AssetCheckResult(
+        passed=count == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "orders_off": count,
+            "tolerance_usd": ORDER_TOTAL_TOLERANCE,
+            "sample": dg.MetadataValue.json([[r[0], str(r[1]), str(r[2])] for r in sample]),
+        },
+    )

@@ -86,3 +86,18 @@ def test_a_duplicate_key_fails_the_blocking_check(tmp_path):
 def _rows(warehouse, sql):
     with warehouse.connect() as con:
         return con.rows(sql)
+
+
+def test_an_order_whose_lines_do_not_add_up_is_reported(tmp_path):
+    warehouse = FileWarehouse(path=str(tmp_path / "warehouse.duckdb"))
+    money = pa.decimal128(18, 2)
+    warehouse.write_arrow("canonical", "sales_order", pa.table({
+        "order_id": ["SO-1", "SO-2"], "total_amount": pa.array([30, 10], money),
+    }), mode="replace")  # fmt: skip
+    warehouse.write_arrow("canonical", "order_line", pa.table({
+        "order_id": ["SO-1", "SO-1", "SO-2"], "line_amount": pa.array([10, 20, 12], money),
+    }), mode="replace")  # fmt: skip
+    result = validation.order_totals(warehouse)
+    assert not result.passed and result.severity == dg.AssetCheckSeverity.WARN
+    assert result.metadata["orders_off"].value == 1
+    assert result.metadata["sample"].value == [["SO-2", "10.00", "12.00"]]

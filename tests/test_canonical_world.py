@@ -51,6 +51,8 @@ def test_the_run_succeeds_and_every_blocking_check_passes(canonical_world):
     for entity in set(MODELS) - {"customer_xref"}:
         rows = evaluations[(entity, "row_rules")]
         assert rows.passed and rows.metadata["quarantined"].value == 0
+    totals = evaluations[("sales_order", "total_matches_lines")]
+    assert totals.passed and totals.metadata["orders_off"].value == 0
 
 
 def test_canonical_tables_hold_exactly_the_expected_entities(canonical_world, sandbox_world):
