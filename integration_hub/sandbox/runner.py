@@ -50,7 +50,7 @@ def urls(port_base: int) -> dict[str, str]:
 
 
 def bind(port: int) -> socket.socket:
-    """A listening socket on 127.0.0.1:`port`, or a SandboxError naming the port."""
+    """A socket bound to 127.0.0.1:`port`, or a SandboxError naming the port."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -74,10 +74,18 @@ def running_pid(home: Path) -> int | None:
     if not path.exists():
         return None
     pid = int(path.read_text().split()[0])
-    if _alive(pid):
+    if _alive(pid) and _is_runner(pid):
         return pid
     path.unlink(missing_ok=True)
     return None
+
+
+def _is_runner(pid: int) -> bool:
+    """Guards against a recycled pid: never signal a process that is not a sandbox runner."""
+    try:
+        return b"integration_hub.sandbox.runner" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc (not Linux): trust the pid file
 
 
 def _alive(pid: int) -> bool:
