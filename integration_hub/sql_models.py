@@ -215,8 +215,9 @@ def batches(con: Connection, sql: str, size: int = 250_000) -> Iterator[pa.Recor
         return
     with con.raw.cursor(name=f"stream_{uuid.uuid4().hex[:8]}") as cur:
         cur.execute(sql)
+        names: list[str] = []
         while rows := cur.fetchmany(size):
-            names = [d.name for d in cur.description]
+            names = names or [d.name for d in cur.description]
             yield pa.RecordBatch.from_pydict({n: [r[i] for r in rows] for i, n in enumerate(names)})
 
 
@@ -288,9 +289,19 @@ def _swap(con: Connection, schema: str, scratch: str, table: str) -> None:
         con.execute(f'DROP TABLE IF EXISTS "{schema}"."{table}"')
         con.execute(f'ALTER TABLE "{schema}"."{scratch}" RENAME TO "{table}"')
     except Exception:
-        con.execute("ROLLBACK") if con.dialect == "duckdb" else con.raw.rollback()
+        _rollback(con)
         raise
-    con.execute("COMMIT") if con.dialect == "duckdb" else con.raw.commit()
+    if con.dialect == "duckdb":
+        con.execute("COMMIT")
+    else:
+        con.raw.commit()
+
+
+def _rollback(con: Connection) -> None:
+    if con.dialect == "duckdb":
+        con.execute("ROLLBACK")
+    else:
+        con.raw.rollback()
 
 
 def replace_table(warehouse: Warehouse, schema: str, table: str, data: pa.Table) -> int:
