@@ -274,7 +274,11 @@ def build(warehouse: Warehouse, model: SqlModel, vet: Vet | None = None) -> Buil
                 con.raw.rollback()
             con.execute(f'DROP TABLE IF EXISTS "{model.layer}"."{scratch}"')
             _commit(con)
-            raise SqlModelError(f"model {model.table} ({model.path.name}) failed: {exc}") from exc
+            reads = ", ".join(k.to_user_string() for k in model.upstream)
+            raise SqlModelError(
+                f"model {model.table} ({model.path.name}) failed: {exc}\n"
+                f"It reads {reads}: materialize those first if one is missing, or fix the SQL file."
+            ) from exc
         columns = table_columns(con, model.layer, model.name)
         row_count = int(con.scalar(f'SELECT count(*) FROM "{model.layer}"."{model.name}"'))
         upstream_schema = _upstream_schema(con, sql)
