@@ -12,8 +12,16 @@ findings exceed a share of the flow's left rows; `ReconConfig.max_share` overrid
 threshold per kind at launch time.
 """
 
-import dagster as dg
+import contextlib
+import sqlite3
+from pathlib import Path
 
+import dagster as dg
+import httpx
+import psycopg
+import pyarrow as pa
+
+from integration_hub.audit import now as audit_now
 from integration_hub.reconciliation import Compare, Flow, FlowResult, Threshold, run_flow
 from integration_hub.sql_models import table_key
 from resources.warehouse import Warehouse, warehouse_from_env
@@ -131,6 +139,132 @@ FLOWS = [
 ]
 
 
+# ---- Completeness: what each source reports vs raw vs canonical --------------------------------
+# (system, resource) -> SQL of its record key in raw_<system>.<resource>.
+RAW_KEYS = {
+    ("erp", "customers"): "customer_id", ("erp", "products"): "product_id", ("erp", "sales_orders"): "order_id",
+    ("erp", "sales_order_lines"): "CAST(order_id AS VARCHAR) || ':' || CAST(line_number AS VARCHAR)",
+    ("crm", "accounts"): "id", ("crm", "contacts"): "id", ("shop", "orders"): "id", ("shop", "customers"): "id",
+    ("billing", "invoices"): "id", ("billing", "payments"): "id",
+    ("payments", "settlement"): "file_name || ':' || payment_id",
+}  # fmt: skip
+# (system, resource) -> (canonical entity whose quarantine holds its rejects, SQL counting its canonical rows).
+# Customer records are counted in the xref: identity resolution keeps every record, merged or not.
+CANONICAL_ROWS = {
+    ("erp", "customers"): (None, "SELECT count(*) FROM canonical.customer_xref WHERE system = 'erp'"),
+    ("crm", "accounts"): (None, "SELECT count(*) FROM canonical.customer_xref WHERE system = 'crm'"),
+    ("shop", "customers"): (None, "SELECT count(*) FROM canonical.customer_xref WHERE system = 'shop'"),
+    ("erp", "products"): ("product", "SELECT count(*) FROM canonical.product"),
+    ("erp", "sales_orders"): ("sales_order", "SELECT count(*) FROM canonical.sales_order WHERE erp_order_id IS NOT NULL"),
+    ("shop", "orders"): ("sales_order", "SELECT count(*) FROM canonical.sales_order "
+                                        "WHERE shop_order_id IN (SELECT id FROM raw_shop.orders)"),
+    ("billing", "invoices"): ("invoice", "SELECT count(*) FROM canonical.invoice"),
+    ("billing", "payments"): ("payment", "SELECT count(*) FROM canonical.payment"),
+}  # fmt: skip
+SOURCE_COUNTS = pa.schema([("counted_at", pa.timestamp("us")), ("system", pa.string()),
+                           ("resource", pa.string()), ("rows", pa.int64())])  # fmt: skip
+
+
+def count_sources(clients: dict[str, dict]) -> dict[tuple[str, str], int]:
+    """Rows each source reports now, asked the way each reports it: the CRM's `total_size`, the
+    shop's count endpoints, billing's `total`, the ERP's `count(*)` and the settlement files' lines.
+    `clients` maps a system to its client's `source_kwargs()` (URL and credentials)."""
+    counts: dict[tuple[str, str], int] = {}
+    with httpx.Client(timeout=30) as http:
+        crm = clients["crm"]
+        token = http.post(f"{crm['base_url']}/oauth/token", data={
+            "grant_type": "client_credentials", "client_id": crm["client_id"], "client_secret": crm["client_secret"],
+        })  # fmt: skip
+        token.raise_for_status()
+        auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        for resource in ("accounts", "contacts"):
+            page = http.get(
+                f"{crm['base_url']}/services/data/v1/{resource}", params={"limit": 1}, headers=auth
+            )
+            counts[("crm", resource)] = page.raise_for_status().json()["total_size"]
+        shop = clients["shop"]
+        for resource in ("orders", "customers"):
+            answer = http.get(f"{shop['base_url']}/admin/api/2025-01/{resource}/count.json",
+                              headers={"X-Shopify-Access-Token": shop["api_key"]})  # fmt: skip
+            counts[("shop", resource)] = answer.raise_for_status().json()["count"]
+        billing = clients["billing"]
+        for resource in ("invoices", "payments"):
+            answer = http.get(f"{billing['base_url']}/v1/{resource}", params={"limit": 1},
+                              headers={"Authorization": f"Bearer {billing['api_key']}"})  # fmt: skip
+            counts[("billing", resource)] = answer.raise_for_status().json()["total"]
+    url = clients["erp"]["url"]
+    erp = ["customers", "products", "sales_orders", "sales_order_lines"]
+    if url.startswith("sqlite"):
+        with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as con:
+            counts |= {("erp", t): con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in erp}
+    else:
+        with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as con:
+            counts |= {("erp", t): con.execute(f"SELECT count(*) FROM erp.{t}").fetchone()[0] for t in erp}
+    files = sorted(Path(clients["payments"]["folder"]).glob("*.csv"))
+    counts[("payments", "settlement")] = sum(sum(1 for _ in f.open()) - 1 for f in files)
+    return counts
+
+
+def _quarantined(warehouse: Warehouse | None, table: str | None, latest_run: bool = False) -> str:
+    """SQL counting distinct rejected records of a quarantine table (0 when nothing was ever rejected)."""
+    if warehouse is None or table is None or not warehouse.table_exists("quarantine", table):
+        return "0"
+    only = (f" WHERE run_id = (SELECT run_id FROM quarantine.{table} ORDER BY quarantined_at DESC LIMIT 1)"
+            if latest_run else "")  # fmt: skip
+    return f"(SELECT count(DISTINCT source_key) FROM quarantine.{table}{only})"
+
+
+def completeness_flows(warehouse: Warehouse | None = None) -> list[Flow]:
+    """The two completeness flows, their models written for the raw and quarantine tables present now
+    (without a warehouse: as declared, for the asset definitions)."""
+    present = {k for k in RAW_KEYS if warehouse is None or warehouse.table_exists(f"raw_{k[0]}", k[1])}
+    raw = (
+        " UNION ALL ".join(
+            f"SELECT '{s}.{r}' AS id, '{s}.{r}' AS resource, (SELECT count(DISTINCT {RAW_KEYS[(s, r)]}) FROM raw_{s}.{r}) "
+            f"+ {_quarantined(warehouse, f'{s}__{r}')} AS landed, (SELECT count(DISTINCT {RAW_KEYS[(s, r)]}) "
+            f"FROM raw_{s}.{r}) AS rows FROM (SELECT 1) one"
+            for s, r in sorted(present)
+        )
+        or "SELECT '' AS id, '' AS resource, 0 AS landed, 0 AS rows WHERE FALSE"
+    )
+    kept = (
+        " UNION ALL ".join(
+            f"SELECT '{s}.{r}' AS id, '{s}.{r}' AS resource, ({sql}) + "
+            f"{_quarantined(warehouse, entity and f'canonical_{entity}', latest_run=True)} AS rows FROM (SELECT 1) one"
+            for (s, r), (entity, sql) in sorted(CANONICAL_ROWS.items())
+            if (s, r) in present
+        )
+        or "SELECT '' AS id, '' AS resource, 0 AS rows WHERE FALSE"
+    )
+    return [
+        Flow(
+            name="source_completeness",
+            entity="row_count",
+            description="Rows each source reports vs rows landed in raw (plus rows quarantined on the way).",
+            left="""
+                SELECT system || '.' || resource AS id, system || '.' || resource AS resource, rows AS landed
+                FROM recon.source_counts WHERE counted_at = (SELECT max(counted_at) FROM recon.source_counts)""",
+            right=f"SELECT id, resource, landed FROM ({raw}) w",
+            on=("resource",),
+            missing_right="resource_not_loaded",
+            compares=(Compare("landed", "rows_missing_in_raw", as_="number", kind_over="rows_extra_in_raw"),),
+        ),
+        Flow(
+            name="canonical_completeness",
+            entity="row_count",
+            description="Rows in raw vs rows in canonical (plus rows the canonical validation quarantined).",
+            left=f"SELECT id, resource, rows FROM ({raw}) w",
+            right=kept,
+            on=("resource",),
+            compares=(
+                Compare(
+                    "rows", "rows_missing_in_canonical", as_="number", kind_over="rows_extra_in_canonical"
+                ),
+            ),
+        ),
+    ]
+
+
 class ReconConfig(dg.Config):
     max_share: dict[str, float] = {}  # finding kind -> largest tolerated share of the left rows
 
@@ -180,7 +314,11 @@ def _check_results(flow: Flow, result: FlowResult, overrides: dict[str, float]) 
     return checks
 
 
-def _flow_asset(flow: Flow) -> dg.AssetsDefinition:
+def _flow_asset(
+    flow: Flow, deps: list[dg.AssetKey] | None = None, resolve=None, resource_keys=()
+) -> dg.AssetsDefinition:
+    """The asset of a flow. `resolve(context, warehouse)` returns the flow to run when its models
+    depend on the warehouse's state (completeness); its declaration then gives the kinds and checks."""
     key = dg.AssetKey(["recon", flow.name])
     specs = [
         dg.AssetCheckSpec(
@@ -197,14 +335,17 @@ def _flow_asset(flow: Flow) -> dg.AssetsDefinition:
     @dg.asset(
         key=key,
         group_name="reconciliation",
-        deps=[table_key(schema, table) for schema, table in flow.tables],
+        deps=deps if deps is not None else [table_key(schema, table) for schema, table in flow.tables],
         check_specs=specs,
         kinds={"sql"},
         description=flow.description,
         pool="warehouse",
+        required_resource_keys={"warehouse", *resource_keys},
     )
-    def _reconcile(context: dg.AssetExecutionContext, config: ReconConfig, warehouse: Warehouse):
-        result = run_flow(warehouse, flow, context.run.run_id)
+    def _reconcile(context: dg.AssetExecutionContext, config: ReconConfig):
+        warehouse: Warehouse = context.resources.warehouse
+        running = resolve(context, warehouse) if resolve else flow
+        result = run_flow(warehouse, running, context.run.run_id)
         context.log.info(f"{flow.name}: {result.matched} matched, findings {result.findings}")
         yield dg.MaterializeResult(
             metadata={
@@ -221,7 +362,38 @@ def _flow_asset(flow: Flow) -> dg.AssetsDefinition:
     return _reconcile
 
 
-ASSETS: list = [_flow_asset(flow) for flow in FLOWS]
+SOURCE_CLIENTS = {system: f"{system}_client" for system in ("erp", "crm", "shop", "billing", "payments")}
+
+
+def _count_then_compare(context: dg.AssetExecutionContext, warehouse: Warehouse) -> Flow:
+    """Ask every source for its row counts, append them to `recon.source_counts`, then compare."""
+    clients = {
+        system: getattr(context.resources, key).source_kwargs() for system, key in SOURCE_CLIENTS.items()
+    }
+    at = audit_now()
+    rows = [
+        {"counted_at": at, "system": s, "resource": r, "rows": n}
+        for (s, r), n in count_sources(clients).items()
+    ]
+    warehouse.write_arrow("recon", "source_counts", pa.Table.from_pylist(rows, schema=SOURCE_COUNTS))
+    return completeness_flows(warehouse)[0]
+
+
+_RAW_DEPS = [dg.AssetKey(["raw", s, r]) for s, r in RAW_KEYS]
+_source_flow, _canonical_flow = completeness_flows()
+ASSETS: list = [
+    *(_flow_asset(flow) for flow in FLOWS),
+    _flow_asset(_source_flow, _RAW_DEPS, _count_then_compare, SOURCE_CLIENTS.values()),
+    _flow_asset(
+        _canonical_flow,
+        _RAW_DEPS
+        + [
+            dg.AssetKey(["canonical", e])
+            for e in ("customer_xref", "product", "sales_order", "invoice", "payment")
+        ],
+        lambda _context, warehouse: completeness_flows(warehouse)[1],
+    ),
+]
 CHECKS: list = []
 JOBS: list = []
 SCHEDULES: list = []

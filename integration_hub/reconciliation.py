@@ -42,8 +42,8 @@ SUMMARY_COLUMNS = (
 class Compare:
     """One compared column and the finding it raises when the sides differ beyond tolerance.
 
-    `as_` picks the comparison: `money` (|r - l| <= abs_tol + rel_tol * |l|, exact decimals,
-    so a difference equal to the tolerance matches), `date` (within `days`), `text` (case and
+    `as_` picks the comparison: `money` or `number` (|r - l| <= abs_tol + rel_tol * |l|, exact
+    decimals, so a difference equal to the tolerance matches), `date` (within `days`), `text` (case and
     whitespace-insensitive) or `exact`. `kind_over`, when set, is raised instead of `kind`
     when the right side is the larger (e.g. overpaid rather than partially paid).
     """
@@ -58,9 +58,9 @@ class Compare:
     kind_over: str | None = None
 
     def __post_init__(self) -> None:
-        if self.as_ not in ("money", "date", "text", "exact"):
+        if self.as_ not in ("money", "number", "date", "text", "exact"):
             raise ValueError(
-                f"Compare {self.column!r}: as_ must be money, date, text or exact, not {self.as_!r}"
+                f"Compare {self.column!r}: as_ must be money, number, date, text or exact, not {self.as_!r}"
             )
 
     @property
@@ -179,7 +179,7 @@ def _differs(c: Compare) -> tuple[str, str, str]:
     """(SQL that is true when the pair mismatches, SQL of the difference, SQL 'right is larger')."""
     lc, rc = f"l_{c.column}", f"r_{c.right_column or c.column}"
     one_null = f"(({lc} IS NULL) <> ({rc} IS NULL))"
-    if c.as_ == "money":
+    if c.as_ in ("money", "number"):
         dec = "DECIMAL(18, 4)"
         lv, rv = f"CAST({lc} AS {dec})", f"CAST({rc} AS {dec})"
         tol = f"CAST({Decimal(str(c.abs_tol))} AS {dec})"

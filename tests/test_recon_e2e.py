@@ -11,18 +11,12 @@ import dagster as dg
 import pytest
 
 from assets import ingestion, reconciliation, transforms
-from integration_hub.sql_models import SqlModelError
+from resources import systems
 from resources.warehouse import Warehouse
 from tests.test_recon_truth import assert_exactly_the_truth
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="integration gap between ingestion and staging: dlt lands CRM `Email__c` as raw_crm.accounts.email__c, "
-    "staging/crm__customer.sql reads email_c; passes once the two agree",
-    raises=SqlModelError,
-    strict=False,
-)
 def test_the_pipeline_reconciles_to_exactly_the_truth(make_sandbox, monkeypatch, tmp_path):
     monkeypatch.delenv("HUB_WAREHOUSE_URL", raising=False)
     box = make_sandbox(export=True)
@@ -37,6 +31,14 @@ def test_the_pipeline_reconciles_to_exactly_the_truth(make_sandbox, monkeypatch,
         built = dg.materialize([*transforms.ASSETS, *transforms.CHECKS], resources={"warehouse": warehouse},
                                instance=instance)  # fmt: skip
         assert built.success
-        result = dg.materialize(reconciliation.ASSETS, resources={"warehouse": warehouse}, instance=instance)
+        clients = {key: systems.client(system) for system, key in reconciliation.SOURCE_CLIENTS.items()}
+        result = dg.materialize(
+            reconciliation.ASSETS, resources={"warehouse": warehouse, **clients}, instance=instance
+        )
         assert result.success
     assert_exactly_the_truth(warehouse, box.truth, result.run_id)
+    with warehouse.connect() as con:  # and nothing was lost between the sources and canonical
+        complete = con.rows(
+            "SELECT flow, matched FROM recon.summary WHERE flow LIKE '%completeness' ORDER BY 1"
+        )
+    assert complete == [("canonical_completeness", 8), ("source_completeness", 11)]

@@ -159,7 +159,7 @@ def test_runs_are_kept_over_time_and_a_rerun_replaces_its_own_rows(warehouse):
 
 
 def test_bad_declarations_and_missing_models_say_what_is_wrong(warehouse):
-    with pytest.raises(ValueError, match="as_ must be money, date, text or exact"):
+    with pytest.raises(ValueError, match="as_ must be money, number, date, text or exact"):
         Compare("amount", "x", as_="fuzzy")
     with pytest.raises(ValueError, match="declares no finding kind"):
         compile_flow(Flow(name="empty", entity="x", left="t.l", right="t.r", on=("k",)))
