@@ -267,11 +267,13 @@ def trace_command(
     as_json: bool = typer.Option(False, "--json", help="Print the trace as JSON."),
 ) -> None:
     """One record's path end to end: source rows, runs, canonical rows, findings, pushes."""
+    from integration_hub import settings
     from integration_hub.trace import TraceError, trace
-    from resources.warehouse import warehouse_from_env
+    from resources.warehouse import Warehouse
 
     try:
-        traces = trace(warehouse_from_env(), ref)
+        # Outside Dagster an EnvVar field is not resolved: give the resource the URL itself.
+        traces = trace(Warehouse(url=settings.warehouse_url()), ref)
     except TraceError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
