@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import io
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -37,8 +36,8 @@ PRIMARY_KEYS = {
 }
 CURSOR = "updated_at"
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-# pyarrow parses the COPY stream in blocks of this size; each block becomes one Arrow batch.
-BLOCK_BYTES = 32 << 20
+# The COPY stream is parsed (by pyarrow, on every core) in chunks of this size: one Arrow table each.
+CHUNK_BYTES = 64 << 20
 
 
 @dlt.source(name=SYSTEM)
@@ -122,18 +121,28 @@ def _postgres_copy(url: str, table: str, where: str, params: list[str]) -> Itera
 
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as con, con.cursor() as cur:
         schema = _pg_arrow_schema(cur, table)
-        query = cur.mogrify(f"SELECT * FROM {table}{where}", params)
+        query = psycopg.ClientCursor(con).mogrify(f"SELECT * FROM {table}{where}", params)
+        read = pacsv.ReadOptions(column_names=schema.names)
+        convert = pacsv.ConvertOptions(
+            column_types=schema, strings_can_be_null=True, quoted_strings_can_be_null=False
+        )
         with cur.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)") as copy:
-            reader = pacsv.open_csv(
-                io.BufferedReader(_BlockStream(copy), buffer_size=1 << 20),
-                read_options=pacsv.ReadOptions(column_names=schema.names, block_size=BLOCK_BYTES),
-                convert_options=pacsv.ConvertOptions(
-                    column_types=schema, strings_can_be_null=True, quoted_strings_can_be_null=False
-                ),
-            )
-            for batch in reader:
-                if batch.num_rows:
-                    yield _utc_cursor(pa.Table.from_batches([batch]))
+            for chunk in _whole_rows(copy, CHUNK_BYTES):
+                yield _utc_cursor(
+                    pacsv.read_csv(pa.BufferReader(chunk), read_options=read, convert_options=convert)
+                )
+
+
+def _whole_rows(copy: Iterable[Any], size: int) -> Iterator[bytearray]:
+    """The COPY stream in chunks of about `size` bytes; each COPY block is one whole row."""
+    chunk = bytearray()
+    for row in copy:
+        chunk += row
+        if len(chunk) >= size:
+            yield chunk
+            chunk = bytearray()
+    if chunk:
+        yield chunk
 
 
 _PG_ARROW = {
@@ -160,28 +169,6 @@ def _pg_arrow_schema(cur, table: str) -> pa.Schema:
     if not fields:
         raise LookupError(f"the ERP database has no table {table}: is it seeded (hub sandbox up --erp-url)?")
     return pa.schema(fields)
-
-
-class _BlockStream(io.RawIOBase):
-    """A readable file over the blocks of a COPY … TO STDOUT, for pyarrow's streaming CSV reader."""
-
-    def __init__(self, blocks: Iterable[Any]):
-        self._blocks = iter(blocks)
-        self._pending = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        while not len(self._pending):
-            block = next(self._blocks, None)
-            if block is None:
-                return 0
-            self._pending = memoryview(block)
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
 
 
 def _utc_cursor(data: pa.Table) -> pa.Table:
