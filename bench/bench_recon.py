@@ -40,8 +40,11 @@ def generate(scale: float, work: Path) -> dict:
     if not (tpch / "orders.parquet").exists():
         tpch.mkdir(parents=True, exist_ok=True)
         exe = Path(sys.executable).with_name("tpchgen-cli")
-        subprocess.run([str(exe), "parquet", "-s", f"{scale:g}", "--tables", "orders", "-o", str(tpch)],
-                       check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            [str(exe), "parquet", "-s", f"{scale:g}", "--tables", "orders", "-o", str(tpch)],
+            check=True,
+            capture_output=True,
+        )
     db = duckdb.connect()
     db.execute(f"""
         -- Each order falls in one of 1000 buckets by hash; each kind takes its own buckets.
@@ -91,10 +94,16 @@ def child_hub(work: Path) -> dict:
         con.execute(f"CREATE TABLE erp.invoices AS SELECT * FROM '{work}/invoices.parquet'")
     t1 = time.perf_counter()
     flow = Flow(
-        name="bench_invoices", entity="invoice", left="erp.orders", right="erp.invoices", on=("order_id",),
-        missing_right="invoice_missing", missing_left="invoice_without_order", duplicate_right="invoice_duplicated",
+        name="bench_invoices",
+        entity="invoice",
+        left="erp.orders",
+        right="erp.invoices",
+        on=("order_id",),
+        missing_right="invoice_missing",
+        missing_left="invoice_without_order",
+        duplicate_right="invoice_duplicated",
         compares=(Compare("amount", "invoice_amount_mismatch", as_="money", abs_tol=0.01),),
-    )  # fmt: skip
+    )
     result = run_flow(warehouse, flow, "bench")
     t2 = time.perf_counter()
     with warehouse.connect() as con:
@@ -126,18 +135,42 @@ def child_datacompy(work: Path) -> dict:
     first = invoices.drop_duplicates("order_id")[["order_id", "invoice_id"]]
     mismatch = cmp.all_mismatch().merge(first, on="order_id")
     t2 = time.perf_counter()
-    findings = pd.concat([
-        pd.DataFrame({"kind": "invoice_missing", "order_id": cmp.df1_unq_rows["order_id"], "invoice_id": None}),
-        pd.DataFrame({"kind": "invoice_duplicated", "order_id": extra.loc[known, "order_id"],
-                      "invoice_id": extra.loc[known, "invoice_id"]}),
-        pd.DataFrame({"kind": "invoice_without_order", "order_id": None, "invoice_id": extra.loc[~known, "invoice_id"]}),
-        pd.DataFrame({"kind": "invoice_amount_mismatch", "order_id": mismatch["order_id"],
-                      "invoice_id": mismatch["invoice_id"]}),
-    ])  # fmt: skip
+    findings = pd.concat(
+        [
+            pd.DataFrame(
+                {"kind": "invoice_missing", "order_id": cmp.df1_unq_rows["order_id"], "invoice_id": None}
+            ),
+            pd.DataFrame(
+                {
+                    "kind": "invoice_duplicated",
+                    "order_id": extra.loc[known, "order_id"],
+                    "invoice_id": extra.loc[known, "invoice_id"],
+                }
+            ),
+            pd.DataFrame(
+                {
+                    "kind": "invoice_without_order",
+                    "order_id": None,
+                    "invoice_id": extra.loc[~known, "invoice_id"],
+                }
+            ),
+            pd.DataFrame(
+                {
+                    "kind": "invoice_amount_mismatch",
+                    "order_id": mismatch["order_id"],
+                    "invoice_id": mismatch["invoice_id"],
+                }
+            ),
+        ]
+    )
     findings.to_parquet(work / "datacompy_findings.parquet")
     counts = findings["kind"].value_counts().to_dict()
-    return {"load_s": t1 - t0, "reconcile_s": t2 - t1, "findings": {k: int(v) for k, v in counts.items()},
-            "matched": int(cmp.count_matching_rows())}  # fmt: skip
+    return {
+        "load_s": t1 - t0,
+        "reconcile_s": t2 - t1,
+        "findings": {k: int(v) for k, v in counts.items()},
+        "matched": int(cmp.count_matching_rows()),
+    }
 
 
 def run_child(tool: str, work: Path) -> dict:
@@ -193,8 +226,10 @@ def main() -> None:
         )
     print(f"hub findings: {hub['findings']}")
     print(f"datacompy findings: {other['findings']}")
-    print(f"same findings: {equal} ({n} findings; planted: missing {planted['missing']}, duplicated "
-          f"{planted['duplicated']}, mismatch {planted['mismatch']}, rounding-at-tolerance {planted['rounding']} must match)")  # fmt: skip
+    print(
+        f"same findings: {equal} ({n} findings; planted: missing {planted['missing']}, duplicated "
+        f"{planted['duplicated']}, mismatch {planted['mismatch']}, rounding-at-tolerance {planted['rounding']} must match)"
+    )
     print(
         f"reconcile speed-up: {other['reconcile_s'] / hub['reconcile_s']:.1f}x; "
         f"load+reconcile: {(other['load_s'] + other['reconcile_s']) / (hub['load_s'] + hub['reconcile_s']):.1f}x; "

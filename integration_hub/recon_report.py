@@ -41,15 +41,28 @@ def build_report(warehouse: Warehouse) -> dict:
         history: dict[str, list[dict]] = {}
         for flow, run_id, run_at, entity, left, right, matched, findings, rate, amounts in rows:
             history.setdefault(flow, []).append(
-                {"run_id": run_id, "run_at": run_at.isoformat(), "entity": entity, "left_rows": left,
-                 "right_rows": right, "matched": matched, "findings": json.loads(findings),
-                 "match_rate": rate, "amounts": json.loads(amounts or "{}")}
-            )  # fmt: skip
+                {
+                    "run_id": run_id,
+                    "run_at": run_at.isoformat(),
+                    "entity": entity,
+                    "left_rows": left,
+                    "right_rows": right,
+                    "matched": matched,
+                    "findings": json.loads(findings),
+                    "match_rate": rate,
+                    "amounts": json.loads(amounts or "{}"),
+                }
+            )
         flows = {}
         for flow, runs in history.items():
             latest = runs[-1]
-            flows[flow] = {**latest, "samples": _samples(con, flow, latest["run_id"]),
-                           "differences": _differences(con, flow, latest["run_id"])}  # fmt: skip
+            # Row-count flows differ in rows, not money: they stay out of the amounts histogram.
+            differences = [] if latest["entity"] == "row_count" else _differences(con, flow, latest["run_id"])
+            flows[flow] = {
+                **latest,
+                "samples": _samples(con, flow, latest["run_id"]),
+                "differences": differences,
+            }
     return {
         "generated_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "warehouse": warehouse.display_name,
@@ -57,7 +70,7 @@ def build_report(warehouse: Warehouse) -> dict:
         "history": {
             flow: [{k: r[k] for k in ("run_id", "run_at", "match_rate")} for r in runs]
             for flow, runs in history.items()
-        },  # fmt: skip
+        },
     }
 
 
@@ -118,8 +131,10 @@ def match_rate_chart(history: dict[str, list[dict]], width: int = 720, height: i
     def y(rate: float) -> float:
         return top + plot_h * (1 - (rate - low) / ((1 - low) or 1))
 
-    body = [f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#999"/>',
-            f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#999"/>']  # fmt: skip
+    body = [
+        f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#999"/>',
+        f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="#999"/>',
+    ]
     for tick in (low, (low + 1) / 2, 1.0):
         body.append(
             f'<text x="{left - 5}" y="{y(tick) + 4:.1f}" text-anchor="end" font-size="11">{tick:.1%}</text>'
@@ -128,15 +143,19 @@ def match_rate_chart(history: dict[str, list[dict]], width: int = 720, height: i
         color = PALETTE[n % len(PALETTE)]
         offset = longest - len(runs)  # align every flow's latest run on the right
         points = " ".join(f"{x(offset + i):.1f},{y(r['match_rate']):.1f}" for i, r in enumerate(runs))
-        body.append(f'<polyline class="series" data-flow="{_esc(flow)}" fill="none" stroke="{color}" '
-                    f'stroke-width="2" points="{points}"/>')  # fmt: skip
+        body.append(
+            f'<polyline class="series" data-flow="{_esc(flow)}" fill="none" stroke="{color}" '
+            f'stroke-width="2" points="{points}"/>'
+        )
         for i, r in enumerate(runs):
             body.append(
                 f'<circle cx="{x(offset + i):.1f}" cy="{y(r["match_rate"]):.1f}" r="3" fill="{color}">'
                 f"<title>{_esc(flow)} {_esc(r['run_at'])}: {r['match_rate']:.3%}</title></circle>"
             )
-        body.append(f'<text x="{left + plot_w + 10}" y="{top + 14 * n + 10}" font-size="11" fill="{color}">'
-                    f"{_esc(flow)}</text>")  # fmt: skip
+        body.append(
+            f'<text x="{left + plot_w + 10}" y="{top + 14 * n + 10}" font-size="11" fill="{color}">'
+            f"{_esc(flow)}</text>"
+        )
     body.append(
         f'<text x="{left + plot_w / 2}" y="{height - 8}" text-anchor="middle" font-size="11">runs, oldest to latest</text>'
     )
@@ -162,8 +181,10 @@ def findings_chart(flows: dict[str, dict], width: int = 720) -> str:
         body.append(
             f'<text x="{label_w - 6}" y="{yy + 14}" text-anchor="end" font-size="12">{_esc(kind)}</text>'
         )
-        body.append(f'<rect class="bar" data-kind="{_esc(kind)}" x="{label_w}" y="{yy}" width="{w:.1f}" '
-                    f'height="{bar_h}" fill="#dc2626"><title>{_esc(flow)}: {n:,} {_esc(kind)}</title></rect>')  # fmt: skip
+        body.append(
+            f'<rect class="bar" data-kind="{_esc(kind)}" x="{label_w}" y="{yy}" width="{w:.1f}" '
+            f'height="{bar_h}" fill="#dc2626"><title>{_esc(flow)}: {n:,} {_esc(kind)}</title></rect>'
+        )
         body.append(f'<text x="{label_w + w + 5:.1f}" y="{yy + 14}" font-size="12">{n:,}</text>')
     return _svg("findings-by-kind", "Findings by kind (latest run)", width, height, body)
 
@@ -189,14 +210,23 @@ def differences_chart(flows: dict[str, dict], width: int = 720, height: int = 24
     for i, n in enumerate(counts):
         h = plot_h * n / most
         start = lo + span * i / BINS
-        body.append(f'<rect class="bin" x="{left + i * bin_w + 1:.1f}" y="{top + plot_h - h:.1f}" width="{bin_w - 2:.1f}" '
-                    f'height="{h:.1f}" fill="#2563eb"><title>{start:,.2f} to {start + span / BINS:,.2f}: {n}</title></rect>')  # fmt: skip
+        body.append(
+            f'<rect class="bin" x="{left + i * bin_w + 1:.1f}" y="{top + plot_h - h:.1f}" width="{bin_w - 2:.1f}" '
+            f'height="{h:.1f}" fill="#2563eb"><title>{start:,.2f} to {start + span / BINS:,.2f}: {n}</title></rect>'
+        )
     for v, anchor in ((lo, "start"), (hi, "end")):
         xx = left if anchor == "start" else left + plot_w
         body.append(f'<text x="{xx}" y="{height - 15}" text-anchor="{anchor}" font-size="11">{v:,.2f}</text>')
-    body.append(f'<text x="{left + plot_w / 2}" y="{height - 2}" text-anchor="middle" font-size="11">'
-                f"difference (right - left), {len(values):,} mismatches</text>")  # fmt: skip
+    body.append(
+        f'<text x="{left + plot_w / 2}" y="{height - 2}" text-anchor="middle" font-size="11">'
+        f"difference (right - left), {len(values):,} mismatches</text>"
+    )
     return _svg("amount-differences", "Amount differences beyond tolerance", width, height, body)
+
+
+def _amounts(amounts: dict[str, float]) -> str:
+    """Totals a flow reports beside its findings (e.g. processor fees), for the overview table."""
+    return ", ".join(f"{name} {value:,.2f}" for name, value in amounts.items())
 
 
 def to_html(report: dict) -> str:
@@ -204,18 +234,25 @@ def to_html(report: dict) -> str:
     rows = "".join(
         f"<tr><td>{_esc(f)}</td><td>{_esc(s['entity'])}</td><td>{s['left_rows']:,}</td><td>{s['right_rows']:,}</td>"
         f"<td>{s['matched']:,}</td><td>{s['match_rate']:.2%}</td><td>{sum(s['findings'].values()):,}</td>"
-        f"<td>{_esc(s['run_at'])}</td></tr>"
+        f"<td>{_esc(s['run_at'])}</td><td>{_esc(_amounts(s['amounts']))}</td></tr>"
         for f, s in sorted(flows.items())
     )
     samples = []
     for flow, s in sorted(flows.items()):
         for kind, sample in s["samples"].items():
             cells = "".join(
-                "<tr>" + "".join(f"<td>{_esc(r[c])}</td>" for c in ("left_key", "right_key", "left_value", "right_value", "difference")) + "</tr>"
+                "<tr>"
+                + "".join(
+                    f"<td>{_esc(r[c])}</td>"
+                    for c in ("left_key", "right_key", "left_value", "right_value", "difference")
+                )
+                + "</tr>"
                 for r in sample
-            )  # fmt: skip
-            samples.append(f"<h3>{_esc(flow)} · {_esc(kind)} ({s['findings'].get(kind, 0):,})</h3><table><tr><th>left key</th>"
-                           f"<th>right key</th><th>left</th><th>right</th><th>difference</th></tr>{cells}</table>")  # fmt: skip
+            )
+            samples.append(
+                f"<h3>{_esc(flow)} · {_esc(kind)} ({s['findings'].get(kind, 0):,})</h3><table><tr><th>left key</th>"
+                f"<th>right key</th><th>left</th><th>right</th><th>difference</th></tr>{cells}</table>"
+            )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Reconciliation report</title>
 <style>
@@ -227,7 +264,7 @@ figure {{ margin: 1rem 0 2rem; }} figcaption {{ font-weight: 600; margin-bottom:
 <h1>Reconciliation report</h1>
 <p>Generated {_esc(report["generated_at"])} from {_esc(report["warehouse"])}.</p>
 <table><tr><th>flow</th><th>entity</th><th>left rows</th><th>right rows</th><th>matched</th><th>match rate</th>
-<th>findings</th><th>latest run</th></tr>{rows}</table>
+<th>findings</th><th>latest run</th><th>amounts</th></tr>{rows}</table>
 {match_rate_chart(report["history"])}
 {findings_chart(flows)}
 {differences_chart(flows)}

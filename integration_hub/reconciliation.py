@@ -8,7 +8,8 @@ findings to `recon.<flow>__results` and one row to `recon.summary`. No row leave
 warehouse except the counts and a small sample, so it scales with the database, not Python.
 
 Each model must expose `id` (the record's own key, reported as `left_key`/`right_key`), the
-join columns and the compared columns. Within a group of rows sharing the join key, the
+join columns and the compared columns. A side's join keys are taken as unique unless the flow
+declares a duplicate kind for that side; then, within a group of records sharing a key, the
 first by `id` is the original and every later one a duplicate.
 """
 
@@ -210,18 +211,25 @@ def compile_flow(flow: Flow) -> dict[str, str]:
     """The flow's SQL, in DuckDB's dialect: `pairs` (a temp table of the keys that are not a clean
     one-to-one match, first record of each side side by side, with one mismatch flag per compare),
     then `findings` and `stats` read from it. Matched pairs are counted, never stored, and the
-    records are joined as they are: only keys held twice are aggregated, so the work is one join."""
+    records are joined as they are: only repeated keys are aggregated, so the work is one join."""
     on = " AND ".join(f"l.l_{k} = r.r_{k}" for k in flow.on)
     flags = [_differs(c) for c in flow.compares]
     any_mismatch = " OR ".join(f"m_{i}" for i in range(len(flags))) or "FALSE"
-    repeated = {s: " AND ".join(f"d{s}.{k} = {s}.{s}_{k}" for k in flow.on) for s in ("l", "r")}
+    # Only a side that declares a duplicate kind may repeat a key: its repeated keys are counted
+    # (a count-only aggregation, usually empty); the other side's keys are taken as unique.
+    counted, repeats = [], []
+    for side, kind in (("l", flow.duplicate_left), ("r", flow.duplicate_right)):
+        if kind:
+            match = " AND ".join(f"d{side}.{k} = {side}.{side}_{k}" for k in flow.on)
+            counted.append(f"CASE WHEN {side}_hit THEN coalesce(d{side}.n, 1) END AS {side}_n")
+            repeats.append(f" LEFT JOIN ({_repeated(flow, side)}) d{side} ON {match}")
+        else:
+            counted.append(f"CASE WHEN {side}_hit THEN 1 END AS {side}_n")
     joined = (
-        "SELECT l.*, r.*, CASE WHEN l_hit THEN coalesce(dl.n, 1) END AS l_n, "
-        "CASE WHEN r_hit THEN coalesce(dr.n, 1) END AS r_n"
+        f"SELECT l.*, r.*, {', '.join(counted)}"
         + "".join(f", ({differs}) AS m_{i}" for i, (differs, _, _) in enumerate(flags))
         + f" FROM ({_side(flow, 'l')}) l FULL OUTER JOIN ({_side(flow, 'r')}) r ON {on}"
-        f" LEFT JOIN ({_repeated(flow, 'l')}) dl ON {repeated['l']}"
-        f" LEFT JOIN ({_repeated(flow, 'r')}) dr ON {repeated['r']}"
+        + "".join(repeats)
     )
     # A key held twice joins as a cross product: its first record of each side (lowest id) stands for it.
     # A NULL key matches nothing, so each such record is its own group.
@@ -355,9 +363,17 @@ def _reconcile(warehouse, flow, sql, results, summary, head, run_id, run_at) -> 
         findings = {k: int(counts.get(k, 0)) for k in dict.fromkeys(flow.kinds)}
         amounts = {name: float(v or 0) for name, v in zip(flow.amounts, stats[4:], strict=True)}
         result = FlowResult(
-            flow=flow.name, run_id=run_id, run_at=run_at, left_rows=int(stats[0]), right_rows=int(stats[1]),
-            matched=int(stats[2]), keys_seen=int(stats[3]), findings=findings, amounts=amounts, samples=samples,
-        )  # fmt: skip
+            flow=flow.name,
+            run_id=run_id,
+            run_at=run_at,
+            left_rows=int(stats[0]),
+            right_rows=int(stats[1]),
+            matched=int(stats[2]),
+            keys_seen=int(stats[3]),
+            findings=findings,
+            amounts=amounts,
+            samples=samples,
+        )
         con.execute(
             f"INSERT INTO {summary} VALUES ({head}, {_literal(flow.entity)}, {result.left_rows}, {result.right_rows}, "
             f"{result.matched}, {_literal(json.dumps(findings, sort_keys=True))}, {result.match_rate!r}, "

@@ -51,8 +51,10 @@ def test_raw_and_canonical_agree_until_rows_go_missing_and_quarantine_accounts_f
         lost = [
             r[0] for r in con.rows("SELECT invoice_id FROM canonical.invoice ORDER BY invoice_id LIMIT 5")
         ]
-        con.execute("DELETE FROM canonical.invoice WHERE invoice_id IN (SELECT invoice_id FROM canonical.invoice "
-                    "ORDER BY invoice_id LIMIT 5)")  # fmt: skip
+        con.execute(
+            "DELETE FROM canonical.invoice WHERE invoice_id IN (SELECT invoice_id FROM canonical.invoice "
+            "ORDER BY invoice_id LIMIT 5)"
+        )
     run_flow(warehouse, completeness_flows(warehouse)[1], "lost")
     assert findings(warehouse, "canonical_completeness", "lost") == {
         "billing.invoices": ("rows_missing_in_canonical", -5.0)
@@ -101,8 +103,13 @@ def test_counts_are_snapshots_kept_over_time(warehouse):
     schema = reconciliation.SOURCE_COUNTS
     for day, rows in ((1, 10), (2, 12)):
         at = dt.datetime(2026, 11, day)
-        warehouse.write_arrow("recon", "source_counts", pa.Table.from_pylist(
-            [{"counted_at": at, "system": "billing", "resource": "invoices", "rows": rows}], schema=schema))  # fmt: skip
+        warehouse.write_arrow(
+            "recon",
+            "source_counts",
+            pa.Table.from_pylist(
+                [{"counted_at": at, "system": "billing", "resource": "invoices", "rows": rows}], schema=schema
+            ),
+        )
     flow = completeness_flows(warehouse)[0]
     result = run_flow(warehouse, flow, "latest")
     # Only the latest snapshot is compared: 12 reported against the raw table's rows.

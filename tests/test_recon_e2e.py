@@ -24,12 +24,15 @@ def test_the_pipeline_reconciles_to_exactly_the_truth(make_sandbox, monkeypatch,
     warehouse = Warehouse()
     with dg.DagsterInstance.ephemeral() as instance:
         loaded = dg.materialize(
-            ingestion.build_assets(), resources=ingestion.build_resources(), instance=instance,
+            ingestion.build_assets(),
+            resources=ingestion.build_resources(),
+            instance=instance,
             partition_key=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
-        )  # fmt: skip
+        )
         assert loaded.success
-        built = dg.materialize([*transforms.ASSETS, *transforms.CHECKS], resources={"warehouse": warehouse},
-                               instance=instance)  # fmt: skip
+        built = dg.materialize(
+            [*transforms.ASSETS, *transforms.CHECKS], resources={"warehouse": warehouse}, instance=instance
+        )
         assert built.success
         clients = {key: systems.client(system) for system, key in reconciliation.SOURCE_CLIENTS.items()}
         result = dg.materialize(

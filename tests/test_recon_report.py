@@ -33,8 +33,10 @@ def history_home(tmp_path_factory, sandbox_world) -> Path:
     for n in range(3):
         if n == 2:
             with warehouse.connect() as con:
-                con.execute("DELETE FROM canonical.invoice WHERE invoice_id IN "
-                            "(SELECT invoice_id FROM canonical.invoice ORDER BY invoice_id LIMIT 5)")  # fmt: skip
+                con.execute(
+                    "DELETE FROM canonical.invoice WHERE invoice_id IN "
+                    "(SELECT invoice_id FROM canonical.invoice ORDER BY invoice_id LIMIT 5)"
+                )
         for flow in FLOWS:
             run_flow(warehouse, flow, f"night-{n}", night + dt.timedelta(days=n))
     return home
