@@ -1,4 +1,11 @@
-"""The operations layer: alerting sensors, retention, the alert sink, and the scale-out jobs.
+"""The operations layer: alerting sensors, retention, load-contract checks, the alert sink,
+and the scale-out jobs.
+
+Load contracts: every raw asset gets a blocking `load_contract` check that reads its
+load's audit row. Rows refused by the adapter's row contract are quarantined, not lost;
+a few (up to `HUB_CONTRACT_MAX_REJECT_SHARE`, default 10%) make a WARN, more make an
+ERROR, which stops the layers below from rebuilding on a source whose schema changed
+(a renamed field refuses every row), and fires the check alert.
 
 Scale-out: for each job named in `SCALE_OUT_JOBS` (from `integration_hub.automation`),
 a `<job>_celery` twin selects the same assets but runs each step on a Celery worker
@@ -15,9 +22,10 @@ import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 from dagster_celery import celery_executor
 
+from assets import ingestion
 from integration_hub import alerts, automation, retention
 from resources.alerts import alert_sink_from_env
-from resources.warehouse import warehouse_from_env
+from resources.warehouse import Warehouse, warehouse_from_env
 
 SCALE_OUT_JOBS = ("nightly", "hourly_sources")
 DEFAULT_BROKER = "pyamqp://guest@127.0.0.1:5672//"
@@ -51,8 +59,57 @@ def celery_job(job: UnresolvedAssetJobDefinition) -> UnresolvedAssetJobDefinitio
     )
 
 
+def _load_contract_check(key: dg.AssetKey) -> dg.AssetChecksDefinition:
+    system, resource = key.path[1], key.path[-1]
+
+    @dg.asset_check(asset=key, name="load_contract", blocking=True, description=_CONTRACT_DOC)
+    def load_contract(context: dg.AssetCheckExecutionContext, warehouse: Warehouse) -> dg.AssetCheckResult:
+        with warehouse.connect() as con:
+            loaded = con.rows(
+                "SELECT sum(rows_in), sum(rows_rejected) FROM audit.data_movement "
+                "WHERE run_id = ? AND asset = ? AND direction = 'load'",
+                [context.run.run_id, key.to_user_string()],
+            )
+        rows_in, rejected = (int(v or 0) for v in loaded[0]) if loaded else (0, 0)
+        share = rejected / rows_in if rows_in else 0.0
+        metadata = {"rows_in": rows_in, "rows_rejected": rejected, "reject_share": round(share, 4)}
+        if not rejected:
+            return dg.AssetCheckResult(passed=True, metadata=metadata)
+        reasons = _top_reasons(warehouse, f"{system}__{resource}", context.run.run_id)
+        severe = share > float(os.environ.get("HUB_CONTRACT_MAX_REJECT_SHARE", "0.1"))
+        return dg.AssetCheckResult(
+            passed=False,
+            severity=dg.AssetCheckSeverity.ERROR if severe else dg.AssetCheckSeverity.WARN,
+            description=(
+                f"{'Contract violation: ' if severe else ''}{rejected} of {rows_in} rows of {system}.{resource} "
+                f"broke the row contract ({share:.1%}) and are in quarantine.{system}__{resource}: {reasons}"
+            ),
+            metadata=metadata,
+        )
+
+    return load_contract
+
+
+_CONTRACT_DOC = (
+    "Share of rows the adapter refused in this run's load (quarantined): WARN if any, ERROR if many."
+)
+
+
+def _top_reasons(warehouse: Warehouse, table: str, run_id: str) -> str:
+    with warehouse.connect() as con:
+        rows = con.rows(
+            f'SELECT reason, count(*) FROM quarantine."{table}" WHERE run_id = ? GROUP BY 1 ORDER BY 2 DESC LIMIT 3',
+            [run_id],
+        )
+    return "; ".join(f"{reason} ({n})" for reason, n in rows)
+
+
+RAW_KEYS = sorted(
+    (key for a in ingestion.ASSETS for key in a.keys if key.path[0] == "raw"), key=lambda k: k.path
+)
+
 ASSETS: list = [retention.retention]
-CHECKS: list = []
+CHECKS: list = [_load_contract_check(key) for key in RAW_KEYS]
 JOBS: list = [retention.retention_job] + [
     celery_job(job)
     for job in getattr(automation, "JOBS", [])
