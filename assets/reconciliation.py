@@ -7,6 +7,12 @@ truth can be checked one-to-one. Keys are reported as each system's own identifi
 orders as the ERP `order_number` (`SO-…`), invoices `in_…`, payments `py_…`, customers as
 the ERP customer id, CRM account `Id` and shop customer `id`.
 
+Two completeness flows check that nothing was lost on the way: `source_completeness` asks
+every source how many rows it holds (appended to `recon.source_counts`) and compares that
+with raw plus the rows quarantined at load; `canonical_completeness` compares raw with
+canonical plus the rows the canonical validation quarantined. Their models are written at
+run time for the raw and quarantine tables that exist.
+
 Each flow carries asset checks, one per finding kind, that fail (or warn) when that kind's
 findings exceed a share of the flow's left rows; `ReconConfig.max_share` overrides a
 threshold per kind at launch time.

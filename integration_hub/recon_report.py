@@ -12,11 +12,10 @@ import html
 import json
 import math
 
-from integration_hub.reconciliation import SCHEMA, SUMMARY
+from integration_hub.reconciliation import SCHEMA, SUMMARY, sample_findings
 from resources.warehouse import Warehouse
 
 HISTORY_RUNS = 60  # summary rows per flow shown in the trend
-SAMPLE_ROWS = 5
 BINS = 20
 PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4d7c0f", "#be185d"]
 
@@ -60,7 +59,7 @@ def build_report(warehouse: Warehouse) -> dict:
             differences = [] if latest["entity"] == "row_count" else _differences(con, flow, latest["run_id"])
             flows[flow] = {
                 **latest,
-                "samples": _samples(con, flow, latest["run_id"]),
+                "samples": sample_findings(con, flow, latest["run_id"]),
                 "differences": differences,
             }
     return {
@@ -76,21 +75,6 @@ def build_report(warehouse: Warehouse) -> dict:
 
 def _table(flow: str) -> str:
     return f'{SCHEMA}."{flow}__results"'
-
-
-def _samples(con, flow: str, run_id: str) -> dict[str, list[dict]]:
-    rows = con.rows(
-        "SELECT kind, left_key, right_key, left_value, right_value, difference FROM ("
-        "SELECT *, row_number() OVER (PARTITION BY kind ORDER BY left_key, right_key) AS n "
-        f"FROM {_table(flow)} WHERE run_id = ?) s WHERE n <= {SAMPLE_ROWS} ORDER BY kind, n",
-        [run_id],
-    )
-    out: dict[str, list[dict]] = {}
-    for kind, lk, rk, lv, rv, diff in rows:
-        out.setdefault(kind, []).append(
-            {"left_key": lk, "right_key": rk, "left_value": lv, "right_value": rv, "difference": diff}
-        )
-    return out
 
 
 def _differences(con, flow: str, run_id: str) -> list[float]:

@@ -2,10 +2,11 @@
 
 A `Flow` names two models (a table or a SELECT), the columns that join them, the columns
 it compares (each with its tolerance) and the finding kind for every way the two sides
-can disagree. `run_flow` compiles that into one FULL OUTER JOIN plus window functions for
-duplicates, runs it inside the warehouse (DuckDB or Postgres, the same SQL) and appends the
-findings to `recon.<flow>__results` and one row to `recon.summary`. No row leaves the
-warehouse except the counts and a small sample, so it scales with the database, not Python.
+can disagree. `run_flow` compiles that into one FULL OUTER JOIN (plus a count of repeated
+keys for a side that may repeat them), runs it inside the warehouse (written in DuckDB's
+dialect, transpiled by sqlglot for Postgres) and appends the findings to
+`recon.<flow>__results` and one row to `recon.summary`, both kept over time. No row leaves
+the warehouse except the counts and a small sample, so it scales with the database, not Python.
 
 Each model must expose `id` (the record's own key, reported as `left_key`/`right_key`), the
 join columns and the compared columns. A side's join keys are taken as unique unless the flow
@@ -43,9 +44,9 @@ SUMMARY_COLUMNS = (
 class Compare:
     """One compared column and the finding it raises when the sides differ beyond tolerance.
 
-    `as_` picks the comparison: `money` or `number` (|r - l| <= abs_tol + rel_tol * |l|, exact
-    decimals, so a difference equal to the tolerance matches), `date` (within `days`), `text` (case and
-    whitespace-insensitive) or `exact`. `kind_over`, when set, is raised instead of `kind`
+    `as_` picks the comparison: `money` or `number` (|r - l| <= abs_tol + rel_tol * |l|, in exact
+    decimals, so a difference equal to the tolerance matches), `date` (within `days`), `text`
+    (case and whitespace-insensitive) or `exact`. `kind_over`, when set, is raised instead of `kind`
     when the right side is the larger (e.g. overpaid rather than partially paid).
     """
 
@@ -78,7 +79,13 @@ class Threshold:
 
     kind: str
     max_share: float = 0.0
-    severity: str = "WARN"  # or "ERROR"
+    severity: str = "WARN"
+
+    def __post_init__(self) -> None:
+        if self.severity not in ("WARN", "ERROR"):
+            raise ValueError(
+                f"Threshold {self.kind!r}: severity must be WARN or ERROR, not {self.severity!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -156,7 +163,7 @@ def _literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-PAIRS = "_recon_pairs"  # session-temporary: one row per join key, both sides side by side
+PAIRS = "_recon_pairs"  # session-temporary: one row per join key that is not a clean match
 
 
 def _side(flow: Flow, side: str) -> str:
@@ -335,7 +342,7 @@ def run_flow(warehouse: Warehouse, flow: Flow, run_id: str, run_at: dt.datetime 
         models = ", ".join(".".join(t) for t in flow.tables)
         raise RuntimeError(
             f"flow {flow.name!r} could not run: {str(exc).splitlines()[0].rstrip('.!')}. "
-            f"It reads {models}: materialize those first. Earlier results are untouched."
+            f"It reads {models}; materialize any that is missing. Earlier results are untouched."
         ) from exc
     return result
 
@@ -359,7 +366,7 @@ def _reconcile(warehouse, flow, sql, results, summary, head, run_id, run_at) -> 
         counts = dict(
             con.rows(f"SELECT kind, count(*) FROM {results} WHERE run_id = {_literal(run_id)} GROUP BY kind")
         )
-        samples = _samples(con, results, run_id)
+        samples = sample_findings(con, flow.name, run_id)
         findings = {k: int(counts.get(k, 0)) for k in dict.fromkeys(flow.kinds)}
         amounts = {name: float(v or 0) for name, v in zip(flow.amounts, stats[4:], strict=True)}
         result = FlowResult(
@@ -384,15 +391,16 @@ def _reconcile(warehouse, flow, sql, results, summary, head, run_id, run_at) -> 
     return result
 
 
-def _samples(con, results: str, run_id: str) -> dict[str, list[dict]]:
-    """The first few findings of each kind, ordered by key, for metadata and reports."""
+def sample_findings(con, flow: str, run_id: str, size: int = SAMPLE_SIZE) -> dict[str, list[dict]]:
+    """The first few findings of each kind of one run, ordered by key, for metadata and reports."""
     rows = con.rows(
         "SELECT kind, left_key, right_key, left_value, right_value, difference FROM ("
         "SELECT *, row_number() OVER (PARTITION BY kind ORDER BY left_key, right_key) AS n "
-        f"FROM {results} WHERE run_id = {_literal(run_id)}) s WHERE n <= {SAMPLE_SIZE} ORDER BY kind, n"
+        f'FROM {SCHEMA}."{flow}__results" WHERE run_id = ?) s WHERE n <= {int(size)} ORDER BY kind, n',
+        [run_id],
     )
+    names = ("left_key", "right_key", "left_value", "right_value", "difference")
     out: dict[str, list[dict]] = {}
     for kind, *values in rows:
-        names = ("left_key", "right_key", "left_value", "right_value", "difference")
         out.setdefault(kind, []).append(dict(zip(names, values, strict=True)))
     return out
