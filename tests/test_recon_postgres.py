@@ -7,6 +7,8 @@ import uuid
 import psycopg
 import pytest
 
+from assets.reconciliation import completeness_flows
+from integration_hub.reconciliation import run_flow
 from resources.warehouse import Warehouse
 from tests.test_recon_truth import assert_exactly_the_truth, reconcile
 from tests.test_recon_world import load_canonical
@@ -28,3 +30,14 @@ def test_flows_find_exactly_the_truth_on_postgres(postgres_warehouse, sandbox_wo
     load_canonical(postgres_warehouse, sandbox_world)
     reconcile(postgres_warehouse, "run-1")
     assert_exactly_the_truth(postgres_warehouse, sandbox_world.truth, "run-1")
+
+
+@pytest.mark.postgres
+def test_raw_and_canonical_counts_agree_on_postgres(postgres_warehouse, sandbox_world):
+    load_canonical(postgres_warehouse, sandbox_world)
+    with postgres_warehouse.connect() as con:  # dlt lands settlement lines with their file's name
+        con.execute(
+            "ALTER TABLE raw_payments.settlement ADD COLUMN file_name VARCHAR DEFAULT 'settlement.csv'"
+        )
+    result = run_flow(postgres_warehouse, completeness_flows(postgres_warehouse)[1], "run-1")
+    assert (result.left_rows, result.matched, result.total_findings) == (11, 8, 0)
