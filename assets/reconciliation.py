@@ -171,41 +171,62 @@ SOURCE_COUNTS = pa.schema([("counted_at", pa.timestamp("us")), ("system", pa.str
                            ("resource", pa.string()), ("rows", pa.int64())])  # fmt: skip
 
 
+def _count_crm(http: httpx.Client, crm: dict) -> dict[str, int]:
+    token = http.post(f"{crm['base_url']}/oauth/token", data={
+        "grant_type": "client_credentials", "client_id": crm["client_id"], "client_secret": crm["client_secret"],
+    })  # fmt: skip
+    auth = {"Authorization": f"Bearer {token.raise_for_status().json()['access_token']}"}
+    return {
+        r: http.get(f"{crm['base_url']}/services/data/v1/{r}", params={"limit": 1}, headers=auth)
+        .raise_for_status().json()["total_size"]
+        for r in ("accounts", "contacts")
+    }  # fmt: skip
+
+
+def _count_shop(http: httpx.Client, shop: dict) -> dict[str, int]:
+    auth = {"X-Shopify-Access-Token": shop["api_key"]}
+    return {
+        r: http.get(f"{shop['base_url']}/admin/api/2025-01/{r}/count.json", headers=auth)
+        .raise_for_status()
+        .json()["count"]
+        for r in ("orders", "customers")
+    }
+
+
+def _count_billing(http: httpx.Client, billing: dict) -> dict[str, int]:
+    auth = {"Authorization": f"Bearer {billing['api_key']}"}
+    return {
+        r: http.get(f"{billing['base_url']}/v1/{r}", params={"limit": 1}, headers=auth)
+        .raise_for_status()
+        .json()["total"]
+        for r in ("invoices", "payments")
+    }
+
+
+def _count_erp(url: str) -> dict[str, int]:
+    tables = ("customers", "products", "sales_orders", "sales_order_lines")
+    if url.startswith("sqlite"):
+        with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as con:
+            return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as con:
+        return {t: con.execute(f"SELECT count(*) FROM erp.{t}").fetchone()[0] for t in tables}
+
+
 def count_sources(clients: dict[str, dict]) -> dict[tuple[str, str], int]:
     """Rows each source reports now, asked the way each reports it: the CRM's `total_size`, the
     shop's count endpoints, billing's `total`, the ERP's `count(*)` and the settlement files' lines.
     `clients` maps a system to its client's `source_kwargs()` (URL and credentials)."""
     counts: dict[tuple[str, str], int] = {}
     with httpx.Client(timeout=30) as http:
-        crm = clients["crm"]
-        token = http.post(f"{crm['base_url']}/oauth/token", data={
-            "grant_type": "client_credentials", "client_id": crm["client_id"], "client_secret": crm["client_secret"],
-        })  # fmt: skip
-        token.raise_for_status()
-        auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
-        for resource in ("accounts", "contacts"):
-            page = http.get(
-                f"{crm['base_url']}/services/data/v1/{resource}", params={"limit": 1}, headers=auth
-            )
-            counts[("crm", resource)] = page.raise_for_status().json()["total_size"]
-        shop = clients["shop"]
-        for resource in ("orders", "customers"):
-            answer = http.get(f"{shop['base_url']}/admin/api/2025-01/{resource}/count.json",
-                              headers={"X-Shopify-Access-Token": shop["api_key"]})  # fmt: skip
-            counts[("shop", resource)] = answer.raise_for_status().json()["count"]
-        billing = clients["billing"]
-        for resource in ("invoices", "payments"):
-            answer = http.get(f"{billing['base_url']}/v1/{resource}", params={"limit": 1},
-                              headers={"Authorization": f"Bearer {billing['api_key']}"})  # fmt: skip
-            counts[("billing", resource)] = answer.raise_for_status().json()["total"]
-    url = clients["erp"]["url"]
-    erp = ["customers", "products", "sales_orders", "sales_order_lines"]
-    if url.startswith("sqlite"):
-        with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as con:
-            counts |= {("erp", t): con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in erp}
-    else:
-        with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as con:
-            counts |= {("erp", t): con.execute(f"SELECT count(*) FROM erp.{t}").fetchone()[0] for t in erp}
+        for system, count in (("crm", _count_crm), ("shop", _count_shop), ("billing", _count_billing)):
+            try:
+                counts |= {(system, r): n for r, n in count(http, clients[system]).items()}
+            except (httpx.HTTPError, KeyError, ValueError) as exc:
+                raise RuntimeError(
+                    f"could not count {system}'s rows at {clients[system]['base_url']}: {exc!r}. "
+                    "Source completeness asks every source; retry when it answers."
+                ) from exc
+    counts |= {("erp", t): n for t, n in _count_erp(clients["erp"]["url"]).items()}
     files = sorted(Path(clients["payments"]["folder"]).glob("*.csv"))
     counts[("payments", "settlement")] = sum(sum(1 for _ in f.open()) - 1 for f in files)
     return counts

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from assets import reconciliation
-from assets.reconciliation import SOURCE_CLIENTS, completeness_flows
+from assets.reconciliation import SOURCE_CLIENTS, completeness_flows, count_sources
 from integration_hub.quarantine import quarantine
 from integration_hub.reconciliation import run_flow
 from resources import systems
@@ -121,3 +121,14 @@ def test_counts_are_snapshots_kept_over_time(warehouse):
         "rows_extra_in_raw",
         raw - 12,
     )
+
+
+def test_an_unreachable_source_fails_the_count_with_a_clear_error(make_sandbox):
+    box = make_sandbox(export=True)
+    box.set_fault("shop", "outage")
+    clients = {system: systems.client(system).source_kwargs() for system in SOURCE_CLIENTS}
+    with pytest.raises(
+        RuntimeError, match=r"could not count shop's rows at http://127\.0\.0\.1:\d+: .*503"
+    ) as err:
+        count_sources(clients)
+    assert clients["shop"]["api_key"] not in str(err.value)
