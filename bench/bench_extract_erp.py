@@ -1,0 +1,196 @@
+"""Benchmark: ERP extraction, TPC-H `orders` from Postgres into the DuckDB warehouse.
+
+    .venv/bin/python bench/bench_extract_erp.py [--scale 1] [--postgres postgresql://postgres@127.0.0.1:5432/test]
+
+Prepares (not timed) the ERP's `erp.sales_orders` in a scratch Postgres database from
+`tpchgen-cli` at the scale (SF1: 1.5M rows), plus a 150k-row sample database. Then, in
+the same run, measures:
+- the baseline: `psql \\copy (SELECT * FROM erp.sales_orders) TO /dev/null`;
+- the hub: the `raw_erp` asset (subset `raw/erp/sales_orders`) through `dg.materialize`, i.e.
+  the adapter's COPY → pyarrow → dlt → DuckDB path with the asset's audit and metadata;
+- dlt's default `sql_database` backend (SQLAlchemy, row by row) on the sample, and the
+  hub on the same sample.
+Each extraction runs in a child process, so its peak RSS (`ru_maxrss`) is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import itertools
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SAMPLE_ROWS = 150_000
+
+
+def prepare(admin_url: str, scale: float, work: Path) -> tuple[str, str, int]:
+    """Two scratch ERP databases (full and sample); returns their URLs and the full row count."""
+    import duckdb
+    import psycopg
+
+    tpch = work / "tpch"
+    tpch.mkdir(exist_ok=True)
+    exe = Path(sys.executable).with_name("tpchgen-cli")
+    subprocess.run(
+        [str(exe), "parquet", "-s", f"{scale:g}", "--tables", "orders", "-o", str(tpch)], check=True
+    )
+    csv = work / "sales_orders.csv"
+    anchor = dt.date.today()
+    shift = (anchor - dt.date(1998, 8, 3)).days
+    duckdb.sql(f"""
+        COPY (SELECT o_orderkey AS order_id, 'SO-' || lpad(o_orderkey::VARCHAR, 10, '0') AS order_number,
+                     o_custkey AS customer_id, o_orderdate + {shift} AS order_date,
+                     CASE o_orderstatus WHEN 'F' THEN 'fulfilled' WHEN 'O' THEN 'open' ELSE 'partially_fulfilled' END
+                         AS status,
+                     o_totalprice::DECIMAL(15, 2) AS total_amount, 'USD' AS currency, 'direct' AS channel,
+                     NULL AS external_ref, o_orderpriority AS priority,
+                     TIMESTAMP '{anchor}' - INTERVAL 20 DAY AS created_at,
+                     TIMESTAMP '{anchor}' - to_microseconds((o_orderkey % 1209600) * 1000000) AS updated_at
+              FROM '{tpch}/orders.parquet') TO '{csv}' (HEADER false)
+    """)
+    ddl = """CREATE TABLE erp.sales_orders (order_id BIGINT PRIMARY KEY, order_number TEXT, customer_id BIGINT,
+             order_date DATE, status TEXT, total_amount NUMERIC(15, 2), currency TEXT, channel TEXT,
+             external_ref TEXT, priority TEXT, created_at TIMESTAMP, updated_at TIMESTAMP)"""
+    urls = []
+    for name, limit in [("hub_bench_erp", None), ("hub_bench_erp_sample", SAMPLE_ROWS)]:
+        with psycopg.connect(admin_url, autocommit=True) as con:
+            con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            con.execute(f'CREATE DATABASE "{name}"')
+        url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+        with psycopg.connect(url) as con, con.cursor() as cur:
+            cur.execute("CREATE SCHEMA erp")
+            cur.execute(ddl)
+            with csv.open("rb") as f, cur.copy("COPY erp.sales_orders FROM STDIN (FORMAT csv)") as copy:
+                for line in itertools.islice(f, limit):
+                    copy.write(line)
+            cur.execute("CREATE INDEX ON erp.sales_orders (updated_at)")
+            cur.execute("ANALYZE erp.sales_orders")
+            rows = cur.execute("SELECT count(*) FROM erp.sales_orders").fetchone()[0]
+        urls.append((url, rows))
+    return urls[0][0], urls[1][0], urls[0][1]
+
+
+def psql_copy(url: str) -> float:
+    started = time.perf_counter()
+    subprocess.run(
+        ["psql", url, "-q", "-c", "\\copy (SELECT * FROM erp.sales_orders) TO '/dev/null'"], check=True
+    )
+    return time.perf_counter() - started
+
+
+def child(kind: str, url: str) -> dict:
+    """Run one measured extraction in a fresh process; returns its figures."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", kind, "--erp-url", url],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_hub(url: str) -> dict:
+    """The `raw_erp` asset, subset to sales_orders, at the live partition, into a fresh DuckDB."""
+    home = Path(tempfile.mkdtemp(prefix="hub-bench-"))
+    os.environ.update(HUB_HOME=str(home), HUB_ERP_URL=url)
+    os.environ.pop("HUB_WAREHOUSE_URL", None)
+    import dagster as dg
+
+    from assets import ingestion
+
+    key = dg.AssetKey(["raw", "erp", "sales_orders"])
+    assets = [a for a in ingestion.build_assets() if key in a.keys]
+    started = time.perf_counter()
+    result = dg.materialize(
+        assets,
+        selection=[key],
+        resources=ingestion.build_resources(),
+        partition_key=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    seconds = time.perf_counter() - started
+    [event] = result.get_asset_materialization_events()
+    step = [e for e in result.all_events if e.event_type_value == "STEP_SUCCESS"][0]
+    return {
+        "rows": event.materialization.metadata["dagster/row_count"].value,
+        "seconds": round(seconds, 2),
+        "step_seconds": round(step.event_specific_data.duration_ms / 1000, 2),
+    }
+
+
+def run_dlt_sqlalchemy(url: str) -> dict:
+    """dlt's default `sql_database` backend (SQLAlchemy) into a fresh DuckDB: the slow baseline."""
+    import dlt
+    from dlt.sources.sql_database import sql_table
+
+    home = Path(tempfile.mkdtemp(prefix="hub-bench-dlt-"))
+    table = sql_table(
+        credentials=url.replace("postgresql://", "postgresql+psycopg://"), schema="erp", table="sales_orders"
+    )
+    pipeline = dlt.pipeline(
+        "bench_sqlalchemy",
+        pipelines_dir=str(home),
+        destination=dlt.destinations.duckdb(str(home / "w.duckdb")),
+    )
+    started = time.perf_counter()
+    pipeline.run(table)
+    seconds = time.perf_counter() - started
+    return {
+        "rows": pipeline.last_trace.last_normalize_info.row_counts["sales_orders"],
+        "seconds": round(seconds, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("HUB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+    )
+    parser.add_argument("--child", choices=["hub", "dlt_sqlalchemy"])
+    parser.add_argument("--erp-url")
+    args = parser.parse_args()
+    if args.child:
+        figures = run_hub(args.erp_url) if args.child == "hub" else run_dlt_sqlalchemy(args.erp_url)
+        figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        print(json.dumps(figures))
+        return
+
+    with tempfile.TemporaryDirectory(prefix="hub-bench-erp-") as work:
+        started = time.perf_counter()
+        full, sample, rows = prepare(args.postgres, args.scale, Path(work))
+        prepared = time.perf_counter() - started
+    copy_seconds = min(psql_copy(full) for _ in range(2))
+    hub = child("hub", full)
+    hub_sample = child("hub", sample)
+    sqlalchemy = child("dlt_sqlalchemy", sample)
+    report = {
+        "scale": args.scale,
+        "rows": rows,
+        "prepare_seconds": round(prepared, 1),
+        "psql_copy_seconds": round(copy_seconds, 2),
+        "hub": hub,
+        "hub_vs_copy_throughput": round(copy_seconds / hub["seconds"], 2),
+        "hub_step_vs_copy_throughput": round(copy_seconds / hub["step_seconds"], 2),
+        "sample_rows": sqlalchemy["rows"],
+        "hub_sample": hub_sample,
+        "dlt_sqlalchemy_sample": sqlalchemy,
+        "hub_vs_dlt_sqlalchemy_speedup": round(sqlalchemy["seconds"] / hub_sample["seconds"], 1),
+    }
+    assert hub["rows"] == rows and hub_sample["rows"] == sqlalchemy["rows"] == SAMPLE_ROWS
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
