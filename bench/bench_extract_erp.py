@@ -80,6 +80,14 @@ def prepare(admin_url: str, scale: float, work: Path) -> tuple[str, str, int]:
     return urls[0][0], urls[1][0], urls[0][1]
 
 
+def drop_databases(admin_url: str, *urls: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as con:
+        for url in urls:
+            con.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+
 def psql_copy(url: str) -> float:
     started = time.perf_counter()
     subprocess.run(
@@ -171,10 +179,13 @@ def main() -> None:
         started = time.perf_counter()
         full, sample, rows = prepare(args.postgres, args.scale, Path(work))
         prepared = time.perf_counter() - started
-    copy_seconds = min(psql_copy(full) for _ in range(2))
-    hub = child("hub", full)
-    hub_sample = child("hub", sample)
-    sqlalchemy = child("dlt_sqlalchemy", sample)
+    try:
+        copy_seconds = min(psql_copy(full) for _ in range(2))
+        hub = child("hub", full)
+        hub_sample = child("hub", sample)
+        sqlalchemy = child("dlt_sqlalchemy", sample)
+    finally:
+        drop_databases(args.postgres, full, sample)
     report = {
         "scale": args.scale,
         "rows": rows,
