@@ -27,7 +27,7 @@ from integration_hub.settings import SANDBOX_PORT_OFFSETS
 
 APPS = {"crm": crm.build_app, "shop": shop.build_app, "billing": billing.build_app,
         "support": support.build_app, "marketing": marketing.build_app}  # fmt: skip
-START_TIMEOUT = 60.0
+START_TIMEOUT = 120.0  # generous: the CI box is often loaded
 PORT_HINT = (
     "stop what holds it or choose other ports with HUB_SANDBOX_PORT_BASE (the systems use base+1 … base+5)"
 )
@@ -74,10 +74,11 @@ def running_pid(home: Path) -> int | None:
     if not path.exists():
         return None
     pid = int(path.read_text().split()[0])
-    if _alive(pid) and _is_runner(pid):
-        return pid
-    path.unlink(missing_ok=True)
-    return None
+    if not _alive(pid):
+        path.unlink(missing_ok=True)
+        return None
+    # Alive but no runner: a recycled pid, or our child between fork and exec (keep the file).
+    return pid if _is_runner(pid) else None
 
 
 def _is_runner(pid: int) -> bool:
