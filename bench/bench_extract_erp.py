@@ -109,7 +109,7 @@ def child(kind: str, url: str) -> dict:
 
 def run_hub(url: str) -> dict:
     """The `raw_erp` asset, subset to sales_orders, at the live partition, into a fresh DuckDB."""
-    home = Path(tempfile.mkdtemp(prefix="hub-bench-"))
+    home = Path(tempfile.mkdtemp(prefix="hub-bench-extract-hub-"))
     os.environ.update(HUB_HOME=str(home), HUB_ERP_URL=url)
     os.environ.pop("HUB_WAREHOUSE_URL", None)
     import dagster as dg
@@ -141,7 +141,7 @@ def run_dlt_sqlalchemy(url: str) -> dict:
     import dlt
     from dlt.sources.sql_database import sql_table
 
-    home = Path(tempfile.mkdtemp(prefix="hub-bench-dlt-"))
+    home = Path(tempfile.mkdtemp(prefix="hub-bench-extract-dlt-"))
     table = sql_table(
         credentials=url.replace("postgresql://", "postgresql+psycopg://"), schema="erp", table="sales_orders"
     )
@@ -175,7 +175,7 @@ def main() -> None:
         print(json.dumps(figures))
         return
 
-    with tempfile.TemporaryDirectory(prefix="hub-bench-erp-") as work:
+    with tempfile.TemporaryDirectory(prefix="hub-bench-extract-erp-") as work:
         started = time.perf_counter()
         full, sample, rows = prepare(args.postgres, args.scale, Path(work))
         prepared = time.perf_counter() - started
