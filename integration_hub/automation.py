@@ -1,10 +1,12 @@
 """When things run: the hourly and nightly jobs, the payments landing sensor, the CRM change sensor.
 
-Downstream layers follow their inputs through the jobs, not declarative automation: the
-nightly job selects the ERP and everything downstream of it by asset lineage, so a later
-layer joins the nightly run by depending on raw tables, with no edit here. One run per
-night (instead of one per upstream change) keeps the DuckDB single writer free and makes
-"what ran last night" one run to look at.
+Downstream layers follow their inputs through the jobs, not declarative automation. The
+nightly job is the whole graph but housekeeping: every source (the ERP's nightly export,
+plus a catch-up of the hourly systems and any pending settlement file, so the night's
+canonical build sees one consistent cut) and every layer below it. A later layer joins
+the nightly run by existing, with no edit here. One run per night (instead of one per
+upstream change) keeps the DuckDB single writer free and makes "what ran last night" one
+run to look at. Between nights, the hourly job and the sensors keep the raw layer fresh.
 
 Incremental sources are daily-partitioned; scheduled and sensor runs target the partition
 that contains now (the live edge, read from the stored cursor: see `assets/ingestion.py`).
@@ -20,6 +22,7 @@ from integration_hub.adapters import crm, payments
 from resources.systems import CrmClient, LandingFolder
 
 HOURLY_SYSTEMS = ("crm", "shop", "billing")
+HOUSEKEEPING_GROUP = "operations"  # retention runs on its own schedule, not in the nightly
 
 
 def _raw(*systems: str) -> dg.AssetSelection:
@@ -38,8 +41,8 @@ hourly_job = dg.define_asset_job(
 )
 nightly_job = dg.define_asset_job(
     "nightly",
-    selection=_raw("erp").downstream(),
-    description="The ERP's changes, then every layer downstream of it (staging, canonical, recon, sync).",
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups(HOUSEKEEPING_GROUP),
+    description="Every source's changes, then every layer below them (staging, canonical, recon, sync).",
 )
 crm_job = dg.define_asset_job(
     "crm_changes", selection=_raw("crm"), description="The CRM's changes, as soon as it reports some."
