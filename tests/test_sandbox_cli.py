@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import pytest
@@ -101,3 +102,13 @@ def test_bad_arguments_get_clear_errors(home_env, args, message):
 def test_faults_on_a_stopped_sandbox_says_so(home_env):
     result = hub("faults", "shop", "outage", env=home_env)
     assert result.exit_code == 1 and "is the sandbox up" in " ".join(result.output.split())
+
+
+def test_a_runner_whose_home_is_gone_shuts_itself_down(make_sandbox):
+    box = make_sandbox()
+    pid = runner.running_pid(box.home)
+    runner.pid_file(box.home).unlink()  # what deleting the tmp home does
+    deadline = time.monotonic() + runner.ORPHAN_GRACE + 20
+    while runner._alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not runner._alive(pid)

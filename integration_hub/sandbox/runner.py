@@ -28,6 +28,7 @@ from integration_hub.settings import SANDBOX_PORT_OFFSETS
 APPS = {"crm": crm.build_app, "shop": shop.build_app, "billing": billing.build_app,
         "support": support.build_app, "marketing": marketing.build_app}  # fmt: skip
 START_TIMEOUT = 120.0  # generous: the CI box is often loaded
+ORPHAN_GRACE = 10.0
 PORT_HINT = (
     "stop what holds it or choose other ports with HUB_SANDBOX_PORT_BASE (the systems use base+1 … base+5)"
 )
@@ -143,15 +144,26 @@ def start(
         if all(s["status"] == "ok" for s in current["systems"].values()):
             strangers = [s["url"] for s in current["systems"].values() if s["pid"] != proc.pid]
             if strangers:
-                stop(home)
+                _abandon(proc, home)
                 raise SandboxError(f"another process answers at {', '.join(strangers)}; {PORT_HINT}")
             return current
         if time.monotonic() > deadline:
-            stop(home)
+            _abandon(proc, home)
             raise SandboxError(
                 f"the sandbox did not answer within {START_TIMEOUT:.0f} s; see {log_file(home)}"
             )
         time.sleep(0.2)
+
+
+def _abandon(proc: subprocess.Popen, home: Path) -> None:
+    """Stop a runner that never became healthy, by its own handle (not via the pid file)."""
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    pid_file(home).unlink(missing_ok=True)
 
 
 def stop(home: Path, timeout: float = 15.0) -> bool:
@@ -194,10 +206,32 @@ async def serve(home: Path, port_base: int) -> None:
         sock = bind(port_base + SANDBOX_PORT_OFFSETS[name])
         config = uvicorn.Config(build(home), log_level="warning", access_log=False, lifespan="off")
         servers.append((_QuietServer(config), sock))
+
+    def shut_down() -> None:
+        for server, _ in servers:
+            server.should_exit = True
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda: [setattr(s, "should_exit", True) for s, _ in servers])
+        loop.add_signal_handler(sig, shut_down)
+    watchdog = asyncio.create_task(_exit_when_orphaned(home, shut_down))
     await asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in servers))
+    watchdog.cancel()
+
+
+async def _exit_when_orphaned(home: Path, shut_down) -> None:
+    """Shut down once our pid file is gone or names another process (the home was deleted, as
+    pytest does with old tmp folders, or a test died before its teardown): no leaked servers."""
+    await asyncio.sleep(ORPHAN_GRACE)  # `start` writes the pid file just after spawning us
+    while True:
+        try:
+            owner = pid_file(home).read_text().split()[0]
+        except (OSError, IndexError):
+            owner = None
+        if owner != str(os.getpid()):
+            shut_down()
+            return
+        await asyncio.sleep(2)
 
 
 class _QuietServer(uvicorn.Server):
