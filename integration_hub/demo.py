@@ -6,6 +6,7 @@ afterwards in the UI with its assets, checks and metadata.
 
 from __future__ import annotations
 
+import json
 import time
 
 from rich.console import Console
@@ -15,6 +16,7 @@ from integration_hub import settings
 from integration_hub.instance import ensure_dagster_home
 
 MAIN_JOB = "nightly"
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the event log keeps everything
 LAYER_SCHEMAS = ("raw_", "staging", "canonical", "quarantine", "recon", "sync", "audit")
 
 
@@ -32,7 +34,7 @@ def run_demo(scale: float, seed: int, keep_running: bool = False) -> int:
         f"{s} {settings.system_url(s)}" for s in settings.SANDBOX_PORT_OFFSETS))  # fmt: skip
     try:
         ok, run_id, elapsed = _run_main_job(console)
-        _summary(console)
+        _summary(console, run_id)
         status = "[green]succeeded" if ok else "[red]failed"
         console.print(f"Run {run_id} {status}[/] in {elapsed:.1f}s. `make dev` opens it in the Dagster UI.")
         return 0 if ok else 1
@@ -56,15 +58,19 @@ def _run_main_job(console: Console) -> tuple[bool, str, float]:
     t0 = time.monotonic()
     label = f"Running job '{MAIN_JOB}'" + (f" for partition {partition_key}" if partition_key else "")
     with console.status(label + "…"), dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(instance=instance, partition_key=partition_key, raise_on_error=False)
+        result = job.execute_in_process(
+            instance=instance, partition_key=partition_key, raise_on_error=False, run_config=QUIET
+        )
     elapsed = time.monotonic() - t0
     for event in result.all_events:
         if event.is_step_failure:
-            console.print(f"[red]step failed:[/] {event.step_key}: {event.event_specific_data.error.message.strip()}")
+            console.print(
+                f"[red]step failed:[/] {event.step_key}: {event.event_specific_data.error.message.strip()}"
+            )
     return result.success, result.run_id, elapsed
 
 
-def _summary(console: Console) -> None:
+def _summary(console: Console, run_id: str) -> None:
     from resources.warehouse import warehouse_from_env
 
     warehouse = warehouse_from_env()
@@ -82,11 +88,21 @@ def _summary(console: Console) -> None:
                 table.add_row(f"{schema}.{name}", f"{rows:,}")
         console.print(table)
         if ("recon", "summary") in tables:
-            findings = con.rows("SELECT flow, matched, findings, match_rate FROM recon.summary "
-                                "WHERE run_at = (SELECT max(run_at) FROM recon.summary) ORDER BY flow")  # fmt: skip
-            recon = Table(title="Reconciliation (latest run)")
+            flows = con.rows("SELECT flow, matched, findings, match_rate FROM recon.summary WHERE run_id = ? "
+                             "ORDER BY flow", [run_id])  # fmt: skip
+            recon = Table(title="Reconciliation findings of this run")
             for col in ("flow", "matched", "findings by kind", "match rate"):
                 recon.add_column(col)
-            for flow, matched, by_kind, rate in findings:
-                recon.add_row(flow, f"{matched:,}", str(by_kind), f"{rate:.2%}")
+            for flow, matched, by_kind, rate in flows:
+                found = ", ".join(f"{k} {n}" for k, n in json.loads(by_kind).items() if n) or "none"
+                recon.add_row(flow, f"{matched:,}", found, f"{rate:.2%}")
             console.print(recon)
+        if ("sync", "changelog") in tables:
+            pushes = con.rows("SELECT sync, operation, status, count(*) FROM sync.changelog WHERE run_id = ? "
+                              "GROUP BY ALL ORDER BY ALL", [run_id])  # fmt: skip
+            sync = Table(title="Reverse sync: records pushed by this run")
+            for col in ("sync", "operation", "status", "records"):
+                sync.add_column(col)
+            for name, operation, status, n in pushes:
+                sync.add_row(name, operation, status, f"{n:,}")
+            console.print(sync)
