@@ -10,6 +10,7 @@ again with backoff, re-sending only what was not confirmed.
 import dagster as dg
 
 from integration_hub import reverse_sync
+from integration_hub.destinations import DestinationUnusable
 from integration_hub.reverse_sync import Sync
 from resources.warehouse import Warehouse, warehouse_from_env
 
@@ -45,7 +46,10 @@ def sync_asset(sync: Sync) -> dg.AssetsDefinition:
     def _push(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
         current = reverse_sync.plan(sync, warehouse)
         context.log.info(f"{sync.name} plan: {current.counts}")
-        result = reverse_sync.apply(sync, warehouse, run_id=context.run_id, current=current)
+        try:
+            result = reverse_sync.apply(sync, warehouse, run_id=context.run_id, current=current)
+        except DestinationUnusable as exc:  # retrying cannot fix credentials or a URL
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
         metadata = {
             **{f"plan_{k}": v for k, v in current.counts.items()},
             "filtered_by_reason": current.filtered,

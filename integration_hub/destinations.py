@@ -2,8 +2,9 @@
 
 A writer knows its system's endpoint, auth and response shape, nothing else. It returns one
 `Outcome` per record for what the destination answered; it raises `TransientError` for what
-is worth retrying as is (429, 5xx, a dropped connection) and `BatchRejected` when the whole
-request was refused, so the engine can retry, split or dead-letter without knowing the API.
+is worth retrying as is (429, 5xx, a dropped connection), `BatchRejected` when the whole
+request was refused, and `DestinationUnusable` when no request can succeed (credentials, URL),
+so the engine can retry, split, dead-letter or stop without knowing the API.
 Credentials come from the environment (`settings.secret`) and never appear in an error.
 """
 
@@ -48,6 +49,13 @@ class BatchRejected(Exception):
     """The destination refused the whole request (4xx): resending it unchanged will not help."""
 
 
+class DestinationUnusable(Exception):
+    """No request can succeed (401/403 after a fresh token, 404/405): a configuration problem."""
+
+
+UNUSABLE = {401, 403, 404, 405}
+
+
 def _retry_after(response: httpx.Response) -> float | None:
     try:
         return float(response.headers["Retry-After"])
@@ -88,27 +96,37 @@ class Destination:
     def write(self, http: httpx.Client, records: list[Record]) -> list[Outcome]:
         raise NotImplementedError
 
+    def delete(self, http: httpx.Client, records: list[Record]) -> list[Outcome]:
+        """Remove records by key (mirror mode); only writers with `can_delete` implement it."""
+        raise NotImplementedError(f"{self.system}.{self.object} cannot delete records")
+
     def post(self, http: httpx.Client, path: str, body: dict, headers: dict | None = None) -> httpx.Response:
-        """POST with auth; maps failures to `TransientError` / `BatchRejected`, refreshing auth once."""
-        for attempt in range(2):
-            try:
-                response = http.post(
-                    self.base_url + path,
-                    json=body,
-                    headers={**self.auth_headers(http, refresh=attempt > 0), **(headers or {})},
-                )
-            except httpx.TransportError as exc:
-                raise TransientError(f"{self.system}: {type(exc).__name__} on POST {path}") from None
-            if response.status_code == 401 and attempt == 0:
-                continue
-            if response.status_code == 429 or response.status_code >= 500:
-                raise TransientError(f"{self.system} {path}: {_error_text(response)}", _retry_after(response))
-            if response.status_code >= 400:
-                raise BatchRejected(f"{self.system} {path}: {_error_text(response)}")
-            return response
-        raise BatchRejected(
-            f"{self.system} {path}: still unauthorized after a fresh token; check the credentials"
-        )
+        """POST with auth (refreshed once on a 401); failures become this module's exceptions."""
+        response = self._post(http, path, body, headers, refresh=False)
+        if response.status_code == 401:  # an expired token: one fresh try
+            response = self._post(http, path, body, headers, refresh=True)
+        if response.status_code == 429 or response.status_code >= 500:
+            raise TransientError(f"{self.system} {path}: {_error_text(response)}", _retry_after(response))
+        if response.status_code in UNUSABLE:
+            raise DestinationUnusable(
+                f"{self.system} {path}: {_error_text(response)}; check HUB_{self.system.upper()}_URL "
+                "and the system's credentials"
+            )
+        if response.status_code >= 400:
+            raise BatchRejected(f"{self.system} {path}: {_error_text(response)}")
+        return response
+
+    def _post(
+        self, http: httpx.Client, path: str, body: dict, headers: dict | None, refresh: bool
+    ) -> httpx.Response:
+        try:
+            return http.post(
+                self.base_url + path,
+                json=body,
+                headers={**self.auth_headers(http, refresh), **(headers or {})},
+            )
+        except httpx.TransportError as exc:
+            raise TransientError(f"{self.system}: {type(exc).__name__} on POST {path}") from None
 
 
 class _BearerToken(Destination):
@@ -152,7 +170,9 @@ class CrmAccounts(Destination):
         if response.status_code == 429 or response.status_code >= 500:
             raise TransientError(f"crm /oauth/token: {_error_text(response)}", _retry_after(response))
         if response.status_code >= 400:
-            raise BatchRejected(f"crm /oauth/token: {_error_text(response)}; check HUB_CRM_CLIENT_ID/SECRET")
+            raise DestinationUnusable(
+                f"crm /oauth/token: {_error_text(response)}; check HUB_CRM_CLIENT_ID / HUB_CRM_CLIENT_SECRET"
+            )
         return response.json()["access_token"]
 
     def write(self, http: httpx.Client, records: list[Record]) -> list[Outcome]:

@@ -343,7 +343,8 @@ class _Sender:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             self.pace.wait()
             try:
-                outcomes = {o.key: o for o in self.writer.write(self.http, records)}
+                send = self.writer.delete if batch[0].operation == "delete" else self.writer.write
+                outcomes = {o.key: o for o in send(self.http, records)}
             except TransientError as exc:
                 if attempt == MAX_ATTEMPTS:
                     gave_up = f"gave up after {attempt} attempts: {exc}"
@@ -451,12 +452,27 @@ def push(
     run_id: str | None = None,
     counts: dict | None = None,
 ) -> SyncResult:
-    """Send `changes` and record every outcome; returns what happened (never raises on rejections)."""
+    """Send `changes` and record every outcome; returns what happened.
+
+    Rejections never raise (they are dead-lettered); `DestinationUnusable` (credentials, URL)
+    stops the push after recording what was confirmed.
+    """
     ensure_tables(warehouse, sync)
     run_id = run_id or uuid.uuid4().hex
     result = SyncResult(run_id, sync.name, dict(counts or {}))
     started, started_at = time.monotonic(), audit.now()
-    batches = iter([changes[i : i + sync.batch_size] for i in range(0, len(changes), sync.batch_size)])
+    # A batch holds one kind of operation: deletes go through the destination's delete call.
+    writes, deletes = (
+        [c for c in changes if c.operation != "delete"],
+        [c for c in changes if c.operation == "delete"],
+    )
+    batches = iter(
+        [
+            part[i : i + sync.batch_size]
+            for part in (writes, deletes)
+            for i in range(0, len(part), sync.batch_size)
+        ]
+    )
     requests = count()
     hooks = {"request": [lambda _request: next(requests)]}
     limits = httpx.Limits(max_connections=sync.concurrency, max_keepalive_connections=sync.concurrency)
@@ -481,25 +497,30 @@ def push(
     ):
         sender = _Sender(sync, destination(sync.destination, sync.object), http)
         in_flight: set[Future] = set()
-        while True:
-            # A small window of batches in flight keeps memory flat and a kill's loss small.
-            while len(in_flight) < sync.concurrency * 2 and (batch := next(batches, None)) is not None:
-                in_flight.add(pool.submit(sender.send, batch))
-            if not in_flight:
-                break
-            finished, in_flight = wait(in_flight, timeout=FLUSH_SECONDS, return_when=FIRST_COMPLETED)
-            for future in finished:
-                for change, outcome, status in future.result():
-                    result.delivered += status == DELIVERED
-                    result.rejected += status == REJECTED
-                    result.failed += status == FAILED
-                    if status != DELIVERED and len(result.errors) < 5:
-                        result.errors.append(f"{change.key}: {outcome.error}")
-                    pending.append((change, outcome, status))
-            if len(pending) >= FLUSH_RECORDS or time.monotonic() - last_flush >= FLUSH_SECONDS:
-                flush()
-        flush()
-        recording.result()
+        try:
+            while True:
+                # A small window of batches in flight keeps memory flat and a kill's loss small.
+                while len(in_flight) < sync.concurrency * 2 and (batch := next(batches, None)) is not None:
+                    in_flight.add(pool.submit(sender.send, batch))
+                if not in_flight:
+                    break
+                finished, in_flight = wait(in_flight, timeout=FLUSH_SECONDS, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    for change, outcome, status in future.result():
+                        result.delivered += status == DELIVERED
+                        result.rejected += status == REJECTED
+                        result.failed += status == FAILED
+                        if status != DELIVERED and len(result.errors) < 5:
+                            result.errors.append(f"{change.key}: {outcome.error}")
+                        pending.append((change, outcome, status))
+                if len(pending) >= FLUSH_RECORDS or time.monotonic() - last_flush >= FLUSH_SECONDS:
+                    flush()
+        finally:
+            # Also when the destination turned out unusable: what it confirmed is recorded.
+            for future in in_flight:
+                future.cancel()
+            flush()
+            recording.result()
     result.requests = next(requests)
     result.seconds = round(time.monotonic() - started, 3)
     audit.record(

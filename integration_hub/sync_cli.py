@@ -62,8 +62,13 @@ def plan(name: str, as_json: bool = typer.Option(False, "--json", help="Print th
 def apply(name: str, as_json: bool = typer.Option(False, "--json", help="Print the result as JSON.")) -> None:
     """Send the plan; exits 1 when records could not be delivered for now (they are retried next run)."""
     from integration_hub import reverse_sync
+    from integration_hub.destinations import DestinationUnusable
 
-    result = reverse_sync.apply(_sync(name), _warehouse())
+    try:
+        result = reverse_sync.apply(_sync(name), _warehouse())
+    except DestinationUnusable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     if as_json:
         typer.echo(json.dumps(result.to_dict(), default=str, indent=2))
     else:
@@ -101,10 +106,15 @@ def list_letters(
 def replay(sync: str | None = typer.Option(None, "--sync", help="Only this sync's dead letters.")) -> None:
     """Send every open dead letter again; delivered ones leave the queue."""
     from integration_hub import reverse_sync
+    from integration_hub.destinations import DestinationUnusable
 
     if sync:
         _sync(sync)
-    results = reverse_sync.replay(_warehouse(), sync)
+    try:
+        results = reverse_sync.replay(_warehouse(), sync)
+    except DestinationUnusable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     if not results:
         typer.echo("no open dead letters")
     for r in results:

@@ -145,3 +145,21 @@ def test_a_source_without_a_mapped_column_fails_with_both_column_lists(warehouse
     sync = orders_sync(mapping={"external_id": "order_id", "status": "state", "total": "total_amount"})
     with pytest.raises(ValueError, match=r"its source has no column \['state'\]; it has \['order_id'"):
         rs.plan(sync, warehouse)
+
+
+def test_mirror_mode_plans_a_delete_for_every_pushed_key_the_source_lost(warehouse, monkeypatch):
+    from integration_hub import destinations
+
+    class DeletingOrders(destinations.SupportOrders):
+        can_delete = True
+
+    monkeypatch.setitem(destinations.DESTINATIONS, ("support", "orders"), DeletingOrders)
+    sync = orders_sync(name="tiny_mirror", mode="mirror")
+    rs.ensure_tables(warehouse, sync)
+    with warehouse.connect() as con:
+        con.execute(f"INSERT INTO {sync.state_table} VALUES ('SO-9', 'gone', NULL, 'r0', NULL)")
+    plan = rs.plan(sync, warehouse)
+    assert plan.counts["delete"] == 1
+    assert [(c.key, c.payload) for c in plan.changes if c.operation == "delete"] == [
+        ("SO-9", {"external_id": "SO-9"})
+    ]
