@@ -121,6 +121,7 @@ def expected_payloads(sync: rs.Sync, warehouse: Warehouse) -> dict[str, dict]:
 # ---- acceptance ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_each_destination_holds_exactly_what_the_sync_sent_and_a_rerun_sends_nothing(hub):
     box, warehouse = hub
     expected = {name: expected_payloads(sync, warehouse) for name, sync in rs.SYNCS.items()}
@@ -372,6 +373,7 @@ def build_canonical(warehouse: Warehouse) -> None:
     assert result.success
 
 
+@pytest.mark.slow
 def test_the_hub_recognises_its_own_crm_write_when_it_reads_it_back(make_sandbox, monkeypatch, tmp_path):
     monkeypatch.delenv("HUB_WAREHOUSE_URL", raising=False)
     box = make_sandbox(export=True)
