@@ -22,7 +22,6 @@ import json
 import os
 import random
 import shutil
-import sqlite3
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -32,32 +31,6 @@ import httpx
 import pyarrow as pa
 
 SUPPORT_PATH = "/api/v2/orders/create_or_update_many"
-
-
-def prime_store_statistics(store: Path) -> bool:
-    """Point SQLite's planner at the match-key index when it would not choose it by itself.
-
-    Without statistics, the sandbox store's `find` (match key + ORDER BY id) walks the primary
-    key of the whole resource for every record, so each upsert costs O(rows held) and 100k
-    upserts take quadratic time. Returns whether statistics had to be written.
-    """
-    con = sqlite3.connect(store)
-    plan = con.execute(
-        "EXPLAIN QUERY PLAN SELECT body FROM records WHERE resource = 'orders' AND match_key = 'x' ORDER BY id LIMIT 1"
-    ).fetchall()
-    if any("records_by_key" in str(step) for step in plan):
-        con.close()
-        return False
-    con.execute("ANALYZE")
-    con.execute("DELETE FROM sqlite_stat1 WHERE tbl = 'records'")
-    con.executemany(
-        "INSERT INTO sqlite_stat1 VALUES ('records', ?, ?)",
-        [("records_by_key", "100000 50000 1"), ("sqlite_autoindex_records_1", "100000 50000 1"),
-         ("records_by_updated", "100000 50000 2 1")],
-    )  # fmt: skip
-    con.commit()
-    con.close()
-    return True
 
 
 def orders(n: int, bump: int) -> pa.Table:
@@ -125,7 +98,6 @@ def main() -> None:
     from resources.warehouse import Warehouse
 
     seeding.seed(home, 0.01, 42)
-    primed = prime_store_statistics(home / "sandbox" / "support.sqlite")
     base = random.randrange(30000, 60000, 10)
     os.environ["HUB_SANDBOX_PORT_BASE"] = str(base)
     runner.start(home, base, 0.01, 42)
@@ -166,7 +138,7 @@ def main() -> None:
     hub_rps = n / hub_seconds
     naive_rps = args.naive_sample / naive_seconds
     ceiling_rps = n / ceiling_seconds
-    print(f"records: {n:,} changed orders → support desk (store primed: {primed})")
+    print(f"records: {n:,} changed orders → support desk")
     print(f"hub initial push (inserts):  {initial.seconds:7.1f} s  {n / initial.seconds:9,.0f} rec/s")
     print(
         f"hub changed push (updates):  {hub_seconds:7.1f} s  {hub_rps:9,.0f} rec/s  ({changed.requests} requests)"

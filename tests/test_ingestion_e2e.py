@@ -86,14 +86,9 @@ def check_lifecycle(box, warehouse: Warehouse) -> None:
     reported: list[str] = []
     third = load_everything(instance, reported)
     changed = {tuple(k.split(".")): v["new"] + v["changed"] for k, v in tick.items()}
-    # The tick writes its settlements under a date that may already have a file: a rewritten
-    # file is reported and not merged (payments adapter); a new file loads its rows.
-    rewritten = sorted(
-        p.name for p in landing.glob("*.csv") if p.name in before and p.read_bytes() != before[p.name]
-    )
-    assert reported == rewritten
-    if rewritten:
-        changed[("payments", "settlement")] = 0
+    # The tick's settlements arrive as a new file: its rows load, no delivered file changes.
+    assert reported == []
+    assert all(p.read_bytes() == before[p.name] for p in landing.glob("*.csv") if p.name in before)
     assert {k: third[k] for k in changed} == changed
     assert third[("erp", "products")] == 0
     with warehouse.connect() as con:

@@ -272,8 +272,12 @@ def write_rest_store(world: World, system: str, path: Path) -> None:
     db.close()
 
 
-def write_settlements(lines: pa.Table, folder: Path, clear: bool = False) -> list[Path]:
-    """One CSV per settlement date (the processor's daily report); returns the files written."""
+def write_settlements(lines: pa.Table, folder: Path, clear: bool = False, suffix: str = "") -> list[Path]:
+    """One CSV per settlement date (the processor's daily report); returns the files written.
+
+    `suffix` names a further report for a date that already has one (the processor sends
+    a new file rather than rewriting a delivered one).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     if clear:
         for old in folder.glob("settlement_*.csv"):
@@ -283,7 +287,7 @@ def write_settlements(lines: pa.Table, folder: Path, clear: bool = False) -> lis
     written, start = [], 0
     for i in range(1, len(dates) + 1):
         if i == len(dates) or dates[i] != dates[start]:
-            path = folder / f"settlement_{dates[start]}.csv"
+            path = folder / f"settlement_{dates[start]}{suffix}.csv"
             tmp = path.with_suffix(".part")
             pacsv.write_csv(lines.slice(start, i - start), tmp, pacsv.WriteOptions(quoting_style="needed"))
             tmp.replace(path)  # the sensor never sees a half-written file

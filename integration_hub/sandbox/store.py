@@ -20,7 +20,7 @@ CREATE TABLE IF NOT EXISTS idempotency (key TEXT PRIMARY KEY, request_hash TEXT 
 """
 INDEXES = """
 CREATE INDEX IF NOT EXISTS records_by_updated ON records (resource, updated_at, id);
-CREATE INDEX IF NOT EXISTS records_by_key ON records (resource, match_key);
+CREATE INDEX IF NOT EXISTS records_by_match_key ON records (resource, match_key, id);
 """
 
 

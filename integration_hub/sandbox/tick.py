@@ -244,7 +244,8 @@ def run_tick(home: Path, fraction: float = 0.01) -> dict:
     anchor = dt.datetime.strptime(info["anchor"], "%Y-%m-%dT%H:%M:%SZ").date()
     settlement_date = str(anchor + dt.timedelta(days=tick_no))
     files = write_settlements(
-        pa.Table.from_pylist([{"settlement_date": settlement_date, **s} for s in settle]), home / "landing" / "payments"
+        pa.Table.from_pylist([{"settlement_date": settlement_date, **s} for s in settle]), home / "landing" / "payments",
+        suffix=f"_tick{tick_no}",
     ) if settle else []  # fmt: skip
 
     for name, c in counts.items():
