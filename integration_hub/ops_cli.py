@@ -18,6 +18,8 @@ from rich.table import Table
 audit_app = typer.Typer(no_args_is_help=True)
 console = Console()
 
+# `hub run hourly` is the hourly job of integration_hub.automation.
+JOB_ALIASES = {"hourly": "hourly_sources"}
 CELERY_EXECUTOR = "hub_celery_executor"  # integration_hub.operations.celery_job
 FINISHED_BACKFILL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 
@@ -43,6 +45,7 @@ def run_job(name: str, partition: str | None = None, defs=None):
     from integration_hub.instance import get_instance
 
     defs = defs or _defs()
+    name = JOB_ALIASES.get(name, name)
     try:
         job = defs.resolve_job_def(name)
     except dg.DagsterInvariantViolationError:

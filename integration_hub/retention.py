@@ -97,7 +97,8 @@ def apply_retention(
         # Parents before children (`orders` before `orders__line_items`), so orphans are seen.
         for schema, table in sorted(tables, key=lambda t: (t[0], t[1].count("__"), t[1])):
             rule = rule_for(schema, table, rules)
-            if rule is None or table.startswith("_dlt_"):
+            # dlt's own tables, and its `<dataset>_staging` scratch schemas (emptied every merge load).
+            if rule is None or table.startswith("_dlt_") or schema.endswith("_staging"):
                 continue
             cutoff = now - dt.timedelta(days=rule.days)
             qualified = f'"{schema}"."{table}"'
@@ -105,10 +106,10 @@ def apply_retention(
             if rule.column == LOAD_ID and LOAD_ID in columns and (schema, "_dlt_loads") in present:
                 expired = f'{LOAD_ID} IN (SELECT load_id FROM "{schema}"._dlt_loads WHERE inserted_at < ?)'
                 params = [cutoff.replace(tzinfo=dt.UTC)]  # dlt stores it WITH TIME ZONE
-            elif rule.column == LOAD_ID and "_dlt_parent_id" in columns:
+            elif rule.column == LOAD_ID:
                 parent = table.rsplit("__", 1)[0]
-                if (schema, parent) not in present:
-                    continue
+                if "_dlt_parent_id" not in columns or (schema, parent) not in present:
+                    continue  # no load to date it by: kept
                 expired = f'_dlt_parent_id NOT IN (SELECT _dlt_id FROM "{schema}"."{parent}")'
                 params = []
             elif rule.column in columns:
