@@ -8,8 +8,6 @@ policy, so nothing else builds `Definitions` and no layer repeats it:
   are stale after 2 h, everything loaded or built nightly after 26 h (seeds are files in
   the repository: they change with a deploy, not a schedule);
 - owner and warehouse kind defaults for assets whose layer left them out;
-- a dlt child table read by SQL (`raw_shop.orders__line_items`) is loaded by its parent's
-  asset, so a dependency on it is a dependency on the parent;
 - code references to each asset's Python definition, linked to the repository when
   `HUB_GIT_URL` is set (else to the local file).
 """
@@ -49,30 +47,15 @@ def _freshness(key: dg.AssetKey) -> dg.FreshnessPolicy | None:
     return HOURLY if hourly else NIGHTLY
 
 
-def _parent_table(dep: dg.AssetKey, defined: set[dg.AssetKey]) -> dg.AssetKey:
-    """`raw/shop/orders__line_items` → `raw/shop/orders` when only the parent is an asset."""
-    if dep in defined or dep.path[0] != "raw" or "__" not in dep.path[-1]:
-        return dep
-    parent = dg.AssetKey([*dep.path[:-1], dep.path[-1].split("__")[0]])
-    return parent if parent in defined else dep
-
-
-def _policy(defined: set[dg.AssetKey]):
-    dialect = "postgres" if settings.warehouse_url() else "duckdb"
-
-    def apply(spec: dg.AssetSpec) -> dg.AssetSpec:
-        kinds = set(spec.kinds)
-        if not kinds & {"duckdb", "postgres"}:
-            kinds.add(dialect)
-        deps = list({_parent_table(d.asset_key, defined): None for d in spec.deps})
-        return spec.replace_attributes(
-            owners=spec.owners or OWNERS,
-            kinds=kinds,
-            deps=deps,
-            freshness_policy=spec.freshness_policy or _freshness(spec.key),
-        )
-
-    return apply
+def _policy(spec: dg.AssetSpec) -> dg.AssetSpec:
+    kinds = set(spec.kinds)
+    if not kinds & {"duckdb", "postgres"}:
+        kinds.add("postgres" if settings.warehouse_url() else "duckdb")
+    return spec.replace_attributes(
+        owners=spec.owners or OWNERS,
+        kinds=kinds,
+        freshness_policy=spec.freshness_policy or _freshness(spec.key),
+    )
 
 
 def _with_code_references(assets: list) -> list:
@@ -93,9 +76,7 @@ def _with_code_references(assets: list) -> list:
 
 
 def _assets() -> list:
-    assets = _collect("ASSETS")
-    defined = {spec.key for a in assets for spec in a.specs}
-    return _with_code_references(list(dg.map_asset_specs(_policy(defined), assets)))
+    return _with_code_references(list(dg.map_asset_specs(_policy, _collect("ASSETS"))))
 
 
 defs = dg.Definitions(
