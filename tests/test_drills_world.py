@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from pathlib import Path
 
 import dagster as dg
 import httpx
@@ -37,6 +38,20 @@ VOLATILE = (
     "pushed_at",
     "file_name",
 )
+
+
+def start_sandbox(template: Path, home: Path, attempts: int = 3):
+    """A running private copy of the sandbox; retried, as a start can time out on a loaded machine."""
+    from integration_hub.sandbox.runner import SandboxError
+    from tests.conftest import start_copy
+
+    for attempt in range(attempts):
+        target = home / f"try{attempt}"
+        try:
+            return start_copy(template, target)
+        except SandboxError:
+            if attempt == attempts - 1:
+                raise
 
 
 def live_partition() -> str:
