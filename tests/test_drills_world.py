@@ -27,7 +27,7 @@ RAW = (
     "raw_crm.accounts", "raw_crm.contacts", "raw_shop.orders", "raw_shop.orders__line_items",
     "raw_shop.customers", "raw_billing.invoices", "raw_billing.payments", "raw_payments.settlement",
 )  # fmt: skip
-# Columns that differ between two correct runs (load bookkeeping, run ids, clocks).
+# Columns that differ between two correct runs (dlt's `_dlt_*` bookkeeping too: run ids, clocks).
 VOLATILE = (
     "_dlt_load_id",
     "_dlt_id",
@@ -90,7 +90,7 @@ def _table_digest(con, table: str) -> tuple[int, str]:
         c for (c,) in con.rows(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
             "ORDER BY column_name", [schema, name],
-        ) if c not in VOLATILE
+        ) if c not in VOLATILE and not c.startswith("_dlt_")
     ]  # fmt: skip
     if not columns:
         return 0, "missing"

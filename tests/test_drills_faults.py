@@ -1,0 +1,132 @@
+"""Fault drills: each fault is injected into a fully built hub, then recovered from the way the
+runbook says, and the warehouse and destinations must end equal to the clean build's.
+
+One build serves the module (a full build is minutes on two cores); each drill restores
+what it broke, and the fingerprint comparison at its end proves it did. Past-day
+partitions (explicit windows) let a drill push rows through a load again without
+changing the sandbox's data, so the clean fingerprint stays the reference.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from integration_hub import alerts, settings
+from integration_hub.instance import get_instance
+from resources.alerts import AlertSink
+from resources.warehouse import Warehouse
+from tests.test_alerts_webhook import Receiver
+from tests.test_drills_world import build_everything, fingerprint, start_sandbox
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
+BIN = Path(sys.executable).parent
+SHOP_TO_CANONICAL = ("staging/shop__sales_order", "staging/shop__order_line", "canonical/sales_order")
+
+
+def yesterday() -> str:
+    return (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).strftime("%Y-%m-%d")
+
+
+@pytest.fixture(scope="module")
+def drilled(tmp_path_factory, sandbox_template):
+    """A private sandbox, a clean full build of the hub against it, and that build's fingerprint."""
+    box = start_sandbox(sandbox_template, tmp_path_factory.mktemp("drills"))
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in box.env().items():
+            mp.setenv(key, value)
+        mp.setenv("DAGSTER_HOME", str(box.home / "dagster"))
+        for var in ("HUB_WAREHOUSE_URL", "HUB_DAGSTER_STORAGE_URL", "HUB_ALERT_WEBHOOK_URL"):
+            mp.delenv(var, raising=False)
+        assert all(r.success for r in build_everything())
+        yield box, fingerprint(box)
+    from integration_hub.sandbox import runner
+
+    runner.stop(box.home)
+
+
+def _materialize(keys_prefix: list[str], partition: str, downstream: tuple[str, ...] = ()):
+    """Run the given raw assets (and named downstream assets) for one partition, with their checks."""
+    from integration_hub.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    keys = [k for k in graph.materializable_asset_keys if list(k.path[: len(keys_prefix)]) == keys_prefix]
+    keys += [dg.AssetKey(k.split("/")) for k in downstream]
+    with get_instance() as instance:
+        return defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance, asset_selection=keys, partition_key=partition, raise_on_error=False
+        )
+
+
+def _warehouse() -> Warehouse:
+    return Warehouse(url=settings.warehouse_url())
+
+
+def _check_results(result) -> dict[str, tuple[bool, str]]:
+    out = {}
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            ev = event.asset_check_evaluation_data
+            out[f"{ev.asset_key.to_user_string()}:{ev.check_name}"] = (ev.passed, ev.severity.value)
+    return out
+
+
+def test_schema_drift_is_a_contract_violation_that_alerts_and_leaves_canonical_intact(drilled):
+    box, clean = drilled
+    receiver = Receiver()
+    try:
+        box.set_fault("shop", "schema_drift")  # total_price → total_price_set in every row
+        drifted = _materialize(["raw", "shop"], yesterday(), downstream=SHOP_TO_CANONICAL)
+        checks = _check_results(drifted)
+        assert checks["raw/shop/orders:load_contract"] == (False, "ERROR")
+        assert checks["raw/shop/customers:load_contract"][0]  # customers carry no total_price
+        assert not drifted.success  # the blocking check stopped canonical from rebuilding on it
+        assert dg.AssetKey(["canonical", "sales_order"]) not in {
+            e.asset_key for e in drifted.get_asset_materialization_events()
+        }
+        with _warehouse().connect() as con:
+            quarantined = con.scalar(
+                "SELECT count(*) FROM quarantine.shop__orders WHERE run_id = ? AND reason = ?",
+                [drifted.run_id, "missing field 'total_price'"],
+            )
+        assert quarantined > 0
+        assert fingerprint(box) == clean  # nothing corrupted: raw merged nothing, canonical untouched
+
+        with get_instance() as instance:
+            sink = AlertSink(webhook_url=receiver.url)
+            ctx = dg.build_sensor_context(instance=instance, resources={"alerts": sink})
+            alerts.alert_on_check_failure.evaluate_tick(ctx)
+        texts = [m["text"] for m in receiver.received if drifted.run_id in m["text"]]
+        assert any("Contract violation" in t and "raw/shop/orders" in t and "missing field 'total_price'" in t
+                   for t in texts)  # fmt: skip
+
+        box.clear_faults("shop")
+        recovered = _materialize(["raw", "shop"], yesterday(), downstream=SHOP_TO_CANONICAL)
+        assert recovered.success
+        assert fingerprint(box) == clean
+    finally:
+        box.clear_faults("shop")
+        receiver.close()
+
+
+def test_malformed_rows_are_quarantined_then_reloaded_to_the_clean_state(drilled):
+    box, clean = drilled
+    box.set_fault("billing", "malformed", share=0.05)
+    try:
+        bad = _materialize(["raw", "billing"], yesterday())
+        assert bad.success  # a few bad rows are a WARN, not a stop
+        checks = _check_results(bad)
+        assert (False, "WARN") in {
+            checks["raw/billing/invoices:load_contract"],
+            checks["raw/billing/payments:load_contract"],
+        }
+        assert fingerprint(box) == clean  # good rows merged unchanged; bad ones never reached raw
+    finally:
+        box.clear_faults("billing")
+    again = _materialize(["raw", "billing"], yesterday())
+    assert again.success and all(passed for passed, _ in _check_results(again).values())
+    assert fingerprint(box) == clean
