@@ -84,7 +84,13 @@ class Warehouse(dg.ConfigurableResource):
 
     @property
     def dialect(self) -> str:
-        return "postgres" if self.url and self.url.startswith(("postgresql", "postgres")) else "duckdb"
+        url = self.resolved_url
+        return "postgres" if url and url.startswith(("postgresql", "postgres")) else "duckdb"
+
+    @property
+    def resolved_url(self) -> str | None:
+        """The URL itself: Dagster resolves an `EnvVar` at launch, plain Python callers need it here."""
+        return self.url.get_value() if isinstance(self.url, dg.EnvVar) else self.url
 
     @property
     def duckdb_path(self) -> Path:
@@ -97,7 +103,7 @@ class Warehouse(dg.ConfigurableResource):
             return str(self.duckdb_path)
         from sqlalchemy.engine import make_url
 
-        return make_url(self.url).render_as_string(hide_password=True)
+        return make_url(self.resolved_url).render_as_string(hide_password=True)
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[Connection]:
@@ -105,7 +111,7 @@ class Warehouse(dg.ConfigurableResource):
         if self.dialect == "postgres":
             import psycopg
 
-            with psycopg.connect(_libpq_url(self.url), autocommit=False) as raw:
+            with psycopg.connect(_libpq_url(self.resolved_url), autocommit=False) as raw:
                 yield Connection(raw, "postgres")
                 raw.commit()
             return
@@ -124,7 +130,7 @@ class Warehouse(dg.ConfigurableResource):
             return dlt.destinations.duckdb(str(self.duckdb_path))
         from dlt.destinations.impl.postgres.configuration import PostgresCredentials
 
-        credentials = PostgresCredentials(_libpq_url(self.url))
+        credentials = PostgresCredentials(_libpq_url(self.resolved_url))
         # dlt insists on a password; a server with trust or peer auth ignores an empty one.
         credentials.password = credentials.password or ""
         return dlt.destinations.postgres(credentials=credentials)
