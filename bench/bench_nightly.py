@@ -9,8 +9,8 @@ for each executor, a child process with a fresh warehouse and Dagster instance r
 1. **full**: one run of every asset except retention (the live-edge partition), through
    `dg.execute_job` on a real instance: every source loaded by dlt over HTTP / SQL / files,
    staging and canonical SQL, identity, validation, reconciliation, reverse sync pushed
-   over HTTP. (The `nightly` job alone does not build a cold warehouse: it selects what is
-   downstream of the ERP only, so the CRM/shop/billing staging tables would be missing.)
+   over HTTP: the same assets as today's `nightly` job, which first selected only the ERP
+   and its downstream and so could not build a cold warehouse.
 2. `hub sandbox tick` (1% of records changed or added), then **incremental**: the
    scheduled jobs as they run in production, `hourly_sources` then `nightly`.
 
