@@ -19,10 +19,7 @@ from integration_hub.sandbox import runner
 from tests.test_drills_world import fingerprint, start_sandbox
 
 BIN = Path(sys.executable).parent
-FLOW = ("nightly",)
-# The night's sources first: every raw asset, then every layer once (in-process, on the
-# profile's own warehouse); the nightly job then runs on top, embedded or on the workers.
-PREPARE = "from tests.test_drills_world import build_everything\nassert all(r.success for r in build_everything())\n"
+FLOW = ("nightly",)  # every source and every layer below, on a fresh warehouse
 KEYS = {
     "canonical.sales_order": "order_id",
     "canonical.invoice": "invoice_id",
@@ -39,13 +36,6 @@ def _hub_run(job: str, env: dict) -> dict:
     failed = {k: v["error"] for k, v in summary["steps"].items() if v["status"] != "success"}
     assert summary["success"], failed
     return summary
-
-
-def _prepare(env: dict) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", PREPARE], env=env, capture_output=True, text=True, timeout=900
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def _counts(fp: dict) -> dict:
@@ -125,7 +115,6 @@ def test_nightly_on_two_celery_workers_equals_the_embedded_run(
     boxes = [embedded]
     try:
         env_a = {**clean, **embedded.env(), "DAGSTER_HOME": str(embedded.home / "dagster")}
-        _prepare(env_a)
         for job in FLOW:
             _hub_run(job, env_a)
         for key, value in env_a.items():
@@ -145,7 +134,6 @@ def test_nightly_on_two_celery_workers_equals_the_embedded_run(
         workers = _start_workers(env_b, scaled.home, queue)
         try:
             runs = []
-            _prepare(env_b)
             for job in FLOW:
                 runs.append(_hub_run(f"{job}_celery", env_b))
         finally:
