@@ -16,7 +16,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from integration_hub import alerts, settings
+from integration_hub import alerts, reverse_sync, settings
 from integration_hub.instance import get_instance
 from resources.alerts import AlertSink
 from resources.warehouse import Warehouse
@@ -129,4 +129,54 @@ def test_malformed_rows_are_quarantined_then_reloaded_to_the_clean_state(drilled
         box.clear_faults("billing")
     again = _materialize(["raw", "billing"], yesterday())
     assert again.success and all(passed for passed, _ in _check_results(again).values())
+    assert fingerprint(box) == clean
+
+
+def test_duplicate_delivery_of_a_settlement_file_changes_nothing(drilled):
+    box, clean = drilled
+    folder = settings.landing_dir("payments")
+    first = sorted(folder.glob("settlement_*.csv"))[0]
+    content = first.read_bytes()
+    first.unlink()
+    first.write_bytes(content)  # the processor delivers the same file again
+    result = _materialize(["raw", "payments"], None)
+    assert result.success
+    skipped = [
+        e.materialization.metadata["files_skipped"].value for e in result.get_asset_materialization_events()
+    ]
+    assert skipped and all(first.name in names for names in skipped)  # recognised by content, not reloaded
+    assert fingerprint(box) == clean  # raw settlement holds each line once, recon is unchanged
+
+
+def test_destination_rejecting_writes_dead_letters_then_replay_restores_it(drilled):
+    box, clean = drilled
+    warehouse = _warehouse()
+    sync = reverse_sync.get_sync("support_orders")
+    with warehouse.connect() as con:
+        # Forget 300 confirmations, so the next push re-sends them (as after a lost response).
+        first_300 = f"SELECT key FROM {sync.state_table} ORDER BY key LIMIT 300"
+        con.execute(f"DELETE FROM {sync.state_table} WHERE key IN ({first_300})")
+    receiver = Receiver()
+    try:
+        box.set_fault("support", "reject_writes", share=0.2)
+        with get_instance() as instance:
+            sink = AlertSink(webhook_url=receiver.url)
+            ctx = dg.build_sensor_context(
+                instance=instance, resources={"alerts": sink, "warehouse": warehouse}
+            )
+            alerts.alert_on_dead_letter_growth.evaluate_tick(ctx)
+            rejected = reverse_sync.apply(sync, warehouse)
+            assert rejected.rejected > 0 and rejected.delivered + rejected.rejected == 300
+            ctx = dg.build_sensor_context(
+                instance=instance, cursor=ctx.cursor, resources={"alerts": sink, "warehouse": warehouse}
+            )
+            alerts.alert_on_dead_letter_growth.evaluate_tick(ctx)
+        assert len(receiver.received) == 1 and f"→ {rejected.rejected}" in receiver.received[0]["text"]
+        assert "support_orders" in receiver.received[0]["text"]
+    finally:
+        box.clear_faults("support")
+        receiver.close()
+    (replayed,) = reverse_sync.replay(warehouse, sync.name)
+    assert replayed.delivered == rejected.rejected and replayed.rejected == 0
+    assert reverse_sync.dead_letters(warehouse, sync.name) == []
     assert fingerprint(box) == clean
