@@ -10,6 +10,9 @@ changing the sandbox's data, so the clean fingerprint stays the reference.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,7 +24,7 @@ from integration_hub.instance import get_instance
 from resources.alerts import AlertSink
 from resources.warehouse import Warehouse
 from tests.test_alerts_webhook import Receiver
-from tests.test_drills_world import build_everything, fingerprint, start_sandbox
+from tests.test_drills_world import build_everything, fingerprint, live_partition, start_sandbox
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 BIN = Path(sys.executable).parent
@@ -40,6 +43,7 @@ def drilled(tmp_path_factory, sandbox_template):
         for key, value in box.env().items():
             mp.setenv(key, value)
         mp.setenv("DAGSTER_HOME", str(box.home / "dagster"))
+        mp.setenv("HUB_LOAD_MAX_RETRIES", "0")  # a drill's fault outlasts any step retry: fail fast
         for var in ("HUB_WAREHOUSE_URL", "HUB_DAGSTER_STORAGE_URL", "HUB_ALERT_WEBHOOK_URL"):
             mp.delenv(var, raising=False)
         assert all(r.success for r in build_everything())
@@ -179,4 +183,31 @@ def test_destination_rejecting_writes_dead_letters_then_replay_restores_it(drill
     (replayed,) = reverse_sync.replay(warehouse, sync.name)
     assert replayed.delivered == rejected.rejected and replayed.rejected == 0
     assert reverse_sync.dead_letters(warehouse, sync.name) == []
+    assert fingerprint(box) == clean
+
+
+def test_outage_then_backfill_through_the_daemon_ends_clean(drilled):
+    box, clean = drilled
+    from integration_hub.definitions import defs
+    from integration_hub.ops_cli import launch_backfill, wait_for_backfill
+
+    box.set_fault("shop", "outage")
+    try:
+        down = _materialize(["raw", "shop"], live_partition())
+        assert not down.success
+    finally:
+        box.clear_faults("shop")
+    with get_instance() as instance:
+        backfill_id = launch_backfill(instance, defs, "shop", yesterday(), live_partition(), downstream=False)
+        daemon = subprocess.Popen(
+            [str(BIN / "dagster-daemon"), "run", "-w", str(Path(__file__).parents[1] / "workspace.yaml")],
+            cwd=Path(__file__).parents[1], env={**os.environ}, stdout=subprocess.DEVNULL,
+            stderr=(box.home / "daemon.log").open("w"), start_new_session=True,
+        )  # fmt: skip
+        try:
+            status = wait_for_backfill(instance, backfill_id, timeout=420)
+        finally:
+            os.killpg(daemon.pid, signal.SIGTERM)
+            daemon.wait(60)
+    assert status in ("COMPLETED", "COMPLETED_SUCCESS"), (box.home / "daemon.log").read_text()[-3000:]
     assert fingerprint(box) == clean
