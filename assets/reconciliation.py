@@ -42,44 +42,70 @@ FULFILLED_ORDERS = """
     FROM canonical.sales_order WHERE erp_order_id IS NOT NULL AND status = 'fulfilled'"""
 XREF = "SELECT source_id AS id, customer_id FROM canonical.customer_xref WHERE system = '{}'"
 
+# The checks of every flow, declared once. Each finding kind is an asset check on its flow's
+# asset; the keyed kinds (a key on one side only, or repeated) are named here per flow and role,
+# compared columns name theirs in `Compare`. A kind warns on any finding unless listed in
+# `STOPS`: those fail the check as an ERROR above `STOP_SHARE` of the left rows.
+KEYED_FINDINGS = {
+    "shop_orders": {"missing_right": "erp_order_missing_in_shop", "missing_left": "shop_order_missing_in_erp",
+                    "duplicate_right": "shop_order_duplicated"},
+    "order_invoices": {"missing_right": "invoice_missing", "missing_left": "invoice_without_order",
+                       "duplicate_right": "invoice_duplicated"},
+    "invoice_payments": {"missing_right": "invoice_unpaid", "missing_left": "payment_without_invoice"},
+    "payment_settlements": {"missing_right": "payment_not_settled", "missing_left": "settlement_without_payment",
+                            "duplicate_right": "settlement_duplicated"},
+    "crm_customers": {"missing_right": "crm_account_missing", "missing_left": "crm_account_unmatched",
+                      "duplicate_right": "crm_duplicate_account"},
+    "shop_customers": {"missing_right": "shop_customer_unmatched", "duplicate_left": "shop_duplicate_customer"},
+    "source_completeness": {"missing_right": "resource_not_loaded"},
+}  # fmt: skip
+STOP_SHARE = 0.005
+STOPS = {"shop_order_missing_in_erp", "erp_order_missing_in_shop", "invoice_missing", "invoice_duplicated"}
+
+
+def _flow(name: str, **declared) -> Flow:
+    """A flow with its keyed finding kinds and thresholds from the declarations above."""
+    keyed = KEYED_FINDINGS.get(name, {})
+    stops = tuple(Threshold(kind, STOP_SHARE, "ERROR") for kind in keyed.values() if kind in STOPS)
+    return Flow(name=name, **keyed, **declared, thresholds=stops)
+
+
+def _identity_flow(name: str, left: str, right: str, description: str) -> Flow:
+    """Customers of one system against another's, joined on the resolved customer id."""
+    return _flow(
+        name,
+        entity="customer",
+        description=description,
+        left=XREF.format(left),
+        right=XREF.format(right),
+        on=("customer_id",),
+    )
+
+
 FLOWS = [
-    Flow(
-        name="shop_orders",
+    _flow(
+        "shop_orders",
         entity="sales_order",
         description="Every web-shop order is in the ERP with the same total and status, and the reverse.",
         left=ERP_WEB_ORDERS,
         right="SELECT shop_order_id AS id, shop_order_id, total_amount, status FROM staging.shop__sales_order",
         on=("shop_order_id",),
-        missing_right="erp_order_missing_in_shop",
-        missing_left="shop_order_missing_in_erp",
-        duplicate_right="shop_order_duplicated",
         compares=(
             Compare("total_amount", "shop_amount_mismatch", as_="money", abs_tol=MONEY_TOLERANCE),
             Compare("status", "shop_status_mismatch", as_="text"),
         ),
-        thresholds=(
-            Threshold("shop_order_missing_in_erp", 0.005, "ERROR"),
-            Threshold("erp_order_missing_in_shop", 0.005, "ERROR"),
-        ),
     ),
-    Flow(
-        name="order_invoices",
+    _flow(
+        "order_invoices",
         entity="invoice",
         description="Every fulfilled ERP order is invoiced exactly once, for its total.",
         left=FULFILLED_ORDERS,
         right="SELECT invoice_id AS id, order_id, amount_usd FROM canonical.invoice",
         on=("order_id",),
-        missing_right="invoice_missing",
-        missing_left="invoice_without_order",
-        duplicate_right="invoice_duplicated",
         compares=(Compare("amount_usd", "invoice_amount_mismatch", as_="money", abs_tol=MONEY_TOLERANCE),),
-        thresholds=(
-            Threshold("invoice_missing", 0.005, "ERROR"),
-            Threshold("invoice_duplicated", 0.005, "ERROR"),
-        ),
     ),
-    Flow(
-        name="invoice_payments",
+    _flow(
+        "invoice_payments",
         entity="payment",
         description="Every invoice is paid in full: not unpaid, not partially paid, not over-paid.",
         left="SELECT invoice_id AS id, invoice_id, amount_usd FROM canonical.invoice",
@@ -87,8 +113,6 @@ FLOWS = [
             SELECT invoice_id AS id, invoice_id, sum(amount_usd) AS amount_usd, count(*) AS payments
             FROM canonical.payment GROUP BY invoice_id""",
         on=("invoice_id",),
-        missing_right="invoice_unpaid",
-        missing_left="payment_without_invoice",
         compares=(
             Compare(
                 "amount_usd",
@@ -100,8 +124,8 @@ FLOWS = [
         ),  # fmt: skip
         amounts={"paid_usd": "amount_usd"},
     ),
-    Flow(
-        name="payment_settlements",
+    _flow(
+        "payment_settlements",
         entity="payment",
         description="Every payment appears once in a settlement file for its gross amount; fees are reported.",
         left="SELECT payment_id AS id, payment_id, currency, amount FROM canonical.payment",
@@ -112,37 +136,21 @@ FLOWS = [
                    CAST(fx.rate_to_usd AS DECIMAL(12, 6)) AS fx_rate
             FROM raw_payments.settlement AS s LEFT JOIN seeds.fx_rates AS fx ON fx.currency = upper(s.currency)""",
         on=("payment_id",),
-        missing_right="payment_not_settled",
-        missing_left="settlement_without_payment",
-        duplicate_right="settlement_duplicated",
         compares=(
             Compare("amount", "settlement_amount_mismatch", as_="money", abs_tol=MONEY_TOLERANCE),
             Compare("currency", "settlement_currency_mismatch", as_="text"),
         ),
         amounts={"fees_usd": "fee_amount * fx_rate", "gross_usd": "amount * fx_rate"},
     ),
-    Flow(
-        name="crm_customers",
-        entity="customer",
-        description="Every ERP customer has exactly one CRM account, and every CRM account is a known customer.",
-        left=XREF.format("erp"),
-        right=XREF.format("crm"),
-        on=("customer_id",),
-        missing_right="crm_account_missing",
-        missing_left="crm_account_unmatched",
-        duplicate_right="crm_duplicate_account",
+    _identity_flow(
+        "crm_customers", "erp", "crm",
+        "Every ERP customer has exactly one CRM account, and every CRM account is a known customer.",
     ),
-    Flow(
-        name="shop_customers",
-        entity="customer",
-        description="Every shop customer is an ERP customer (identity resolved through customer_xref).",
-        left=XREF.format("shop"),
-        right=XREF.format("erp"),
-        on=("customer_id",),
-        missing_right="shop_customer_unmatched",
-        duplicate_left="shop_duplicate_customer",
+    _identity_flow(
+        "shop_customers", "shop", "erp",
+        "Every shop customer is an ERP customer (identity resolved through customer_xref).",
     ),
-]
+]  # fmt: skip
 
 
 # ---- Completeness: what each source reports vs raw vs canonical --------------------------------
@@ -264,8 +272,8 @@ def completeness_flows(warehouse: Warehouse | None = None) -> list[Flow]:
         or "SELECT '' AS id, '' AS resource, 0 AS rows WHERE FALSE"
     )
     return [
-        Flow(
-            name="source_completeness",
+        _flow(
+            "source_completeness",
             entity="row_count",
             description="Rows each source reports vs rows landed in raw (plus rows quarantined on the way).",
             left="""
@@ -273,11 +281,10 @@ def completeness_flows(warehouse: Warehouse | None = None) -> list[Flow]:
                 FROM recon.source_counts WHERE counted_at = (SELECT max(counted_at) FROM recon.source_counts)""",
             right=f"SELECT id, resource, landed FROM ({raw}) w",
             on=("resource",),
-            missing_right="resource_not_loaded",
             compares=(Compare("landed", "rows_missing_in_raw", as_="number", kind_over="rows_extra_in_raw"),),
         ),
-        Flow(
-            name="canonical_completeness",
+        _flow(
+            "canonical_completeness",
             entity="row_count",
             description="Rows in raw vs rows in canonical (plus rows the canonical validation quarantined).",
             left=f"SELECT id, resource, rows FROM ({raw}) w",
@@ -321,20 +328,22 @@ def _markdown(flow: Flow, result: FlowResult) -> str:
     return "\n".join(lines)
 
 
+def _rules(flow: Flow) -> list[Threshold]:
+    """One rule per finding kind: the flow's asset checks, for both their specs and their results."""
+    return [flow.threshold(kind) for kind in dict.fromkeys(flow.kinds)]
+
+
 def _check_results(flow: Flow, result: FlowResult, overrides: dict[str, float]) -> list[dg.AssetCheckResult]:
     checks = []
-    for kind in dict.fromkeys(flow.kinds):
-        rule = flow.threshold(kind)
-        limit = overrides.get(kind, rule.max_share)
-        found = result.findings.get(kind, 0)
+    for rule in _rules(flow):
+        limit = overrides.get(rule.kind, rule.max_share)
+        found = result.findings.get(rule.kind, 0)
         share = found / result.left_rows if result.left_rows else float(found > 0)
         checks.append(
             dg.AssetCheckResult(
-                check_name=kind,
+                check_name=rule.kind,
                 passed=found == 0 or share <= limit,
-                severity=dg.AssetCheckSeverity.ERROR
-                if rule.severity == "ERROR"
-                else dg.AssetCheckSeverity.WARN,
+                severity=dg.AssetCheckSeverity[rule.severity],
                 metadata={"findings": found, "share_of_left_rows": share, "max_share": limit},
             )
         )
@@ -349,14 +358,14 @@ def _flow_asset(
     key = dg.AssetKey(["recon", flow.name])
     specs = [
         dg.AssetCheckSpec(
-            kind,
+            rule.kind,
             asset=key,
             description=(
-                f"{kind} findings at most {flow.threshold(kind).max_share:.2%} of the left rows "
-                f"({flow.threshold(kind).severity.lower()} otherwise)"
+                f"{rule.kind} findings at most {rule.max_share:.2%} of the left rows "
+                f"({rule.severity.lower()} otherwise)"
             ),
         )
-        for kind in dict.fromkeys(flow.kinds)
+        for rule in _rules(flow)
     ]
 
     @dg.asset(
