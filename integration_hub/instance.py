@@ -11,7 +11,10 @@ Two profiles, chosen by the environment:
 
 Both retry crashed runs (run retries) and watch running ones (run monitoring). Asset
 failures are not retried as whole runs: assets carry their own retry policies, and a
-contract violation would only fail again.
+contract violation would only fail again. A run whose process was killed (OOM, SIGKILL)
+never releases its `warehouse` pool slot itself; run monitoring frees a finished run's
+slots after `free_slots_after_run_end_seconds`, or the one slot of the embedded profile
+would block every later run.
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ run_monitoring:
   start_timeout_seconds: 180
   max_resume_run_attempts: 0
   max_runtime_seconds: 21600
-  poll_interval_seconds: 30
+  poll_interval_seconds: 15
+  free_slots_after_run_end_seconds: 10
 concurrency:
   runs:
     max_concurrent_runs: {max_runs}

@@ -9,11 +9,15 @@ changing the sandbox's data, so the clean fingerprint stays the reference.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
 import os
 import signal
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import dagster as dg
@@ -28,6 +32,7 @@ from tests.test_drills_world import build_everything, fingerprint, live_partitio
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).parents[1]
 SHOP_TO_CANONICAL = ("staging/shop__sales_order", "staging/shop__order_line", "canonical/sales_order")
 
 
@@ -47,6 +52,15 @@ def drilled(tmp_path_factory, sandbox_template):
         for var in ("HUB_WAREHOUSE_URL", "HUB_DAGSTER_STORAGE_URL", "HUB_ALERT_WEBHOOK_URL"):
             mp.delenv(var, raising=False)
         assert all(r.success for r in build_everything())
+        # A drill's daemon runs sensors too. The landing and CRM-change sensors would load the
+        # settlement files and the accounts the build pushed to the CRM: real work, but not the
+        # drill's, and it would move the reference. Stopped as an operator would in the UI.
+        stops = [
+            subprocess.Popen([str(BIN / "dagster"), "sensor", "stop", name, "-w", str(ROOT / "workspace.yaml")],
+                             cwd=ROOT, stdout=subprocess.DEVNULL)
+            for name in ("payments_landing", "crm_change_sensor")
+        ]  # fmt: skip
+        assert [p.wait(120) for p in stops] == [0, 0]
         yield box, fingerprint(box)
     from integration_hub.sandbox import runner
 
@@ -197,17 +211,101 @@ def test_outage_then_backfill_through_the_daemon_ends_clean(drilled):
         assert not down.success
     finally:
         box.clear_faults("shop")
-    with get_instance() as instance:
+    with get_instance() as instance, _daemon(box):
         backfill_id = launch_backfill(instance, defs, "shop", yesterday(), live_partition(), downstream=False)
-        daemon = subprocess.Popen(
-            [str(BIN / "dagster-daemon"), "run", "-w", str(Path(__file__).parents[1] / "workspace.yaml")],
-            cwd=Path(__file__).parents[1], env={**os.environ}, stdout=subprocess.DEVNULL,
-            stderr=(box.home / "daemon.log").open("w"), start_new_session=True,
-        )  # fmt: skip
-        try:
-            status = wait_for_backfill(instance, backfill_id, timeout=420)
-        finally:
-            os.killpg(daemon.pid, signal.SIGTERM)
-            daemon.wait(60)
+        status = wait_for_backfill(instance, backfill_id, timeout=420)
     assert status in ("COMPLETED", "COMPLETED_SUCCESS"), (box.home / "daemon.log").read_text()[-3000:]
     assert fingerprint(box) == clean
+
+
+def test_sigkill_of_a_run_during_its_load_is_retried_by_the_instance_and_ends_clean(drilled):
+    """A run process killed mid-load (OOM killer, node loss) is failed by its code server, the
+    instance's run retries launch it again, and the retry leaves no duplicate and no gap."""
+    box, clean = drilled
+    run_id = str(uuid.uuid4())
+    box.set_fault("shop", "slow", delay=1.0)  # keep the shop load running long enough to kill it in
+    try:
+        with get_instance() as instance, _daemon(box) as daemon:
+            box.reset_stats("shop")
+            subprocess.run(
+                [str(BIN / "dagster"), "job", "launch", "-w", str(ROOT / "workspace.yaml"), "-j", "hourly_sources",
+                 "--run-id", run_id, "--tags", json.dumps({"dagster/partition": yesterday()})],
+                cwd=ROOT, check=True, capture_output=True,
+            )  # fmt: skip
+            _wait(lambda: box.stats("shop")["requests"] >= 2, 240, "the shop load to be under way")
+            worker = _run_worker(daemon.pid)
+            assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.STARTED
+            for pid in [worker, *_descendants(worker)]:
+                os.kill(pid, signal.SIGKILL)
+            box.clear_faults("shop")
+
+            _wait(lambda: instance.get_run_by_id(run_id).is_finished, 120, "the code server to fail the run")
+            assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
+            crash = [e.message for e in instance.all_logs(run_id) if e.is_dagster_event and e.message]
+            assert any("terminated by signal 9 (SIGKILL)" in m for m in crash), crash[-5:]
+
+            retries = lambda: instance.get_runs(dg.RunsFilter(tags={"dagster/parent_run_id": run_id}))  # noqa: E731
+            _wait(lambda: any(r.is_finished for r in retries()), 420, "the retried run to finish")
+            (retry,) = retries()
+        assert retry.status == dg.DagsterRunStatus.SUCCESS, (box.home / "daemon.log").read_text()[-3000:]
+        assert retry.tags["dagster/retry_number"] == "1"
+    finally:
+        box.clear_faults("shop")
+    assert fingerprint(box) == clean  # the killed load's partial package neither duplicated nor lost rows
+
+
+@contextlib.contextmanager
+def _daemon(box):
+    """A real `dagster-daemon` on the hub's instance: queued runs, backfills, run retries, monitoring."""
+    daemon = subprocess.Popen(
+        [str(BIN / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")],
+        cwd=ROOT, env={**os.environ}, stdout=subprocess.DEVNULL,
+        stderr=(box.home / "daemon.log").open("a"), start_new_session=True,
+    )  # fmt: skip
+    try:
+        yield daemon
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        daemon.wait(60)
+
+
+def _wait(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.5)
+
+
+def _processes() -> dict[int, tuple[int, str]]:
+    """pid → (parent pid, command line) of every process, from /proc."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                out[int(entry.name)] = (ppid, (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+            except (OSError, IndexError, ValueError):
+                continue
+    return out
+
+
+def _descendants(pid: int) -> list[int]:
+    procs, found, frontier = _processes(), [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [p for p, (pp, _) in procs.items() if pp == parent]
+        found += children
+        frontier += children
+    return found
+
+
+def _run_worker(daemon_pid: int) -> int:
+    """The run's process: the code server's spawned child (`dagster api grpc` → spawn_main)."""
+    procs = _processes()
+    workers = [
+        pid for pid in _descendants(daemon_pid)
+        if "spawn_main" in procs[pid][1] and "grpc" in procs.get(procs[pid][0], (0, ""))[1]
+    ]  # fmt: skip
+    assert len(workers) == 1, {p: procs[p][1][:120] for p in _descendants(daemon_pid) if p in procs}
+    return workers[0]
