@@ -1,9 +1,16 @@
 """The ERP database (NetSuite-like tables): customers, products, sales orders and their lines.
 
 A fast SQL path, Arrow end to end: Postgres rows arrive through `COPY (SELECT …) TO STDOUT`
-parsed by pyarrow in streaming batches, SQLite rows through connectorx; dlt receives Arrow
-tables and writes them as Parquet. dlt's default row-by-row SQLAlchemy backend is ~300x
-slower here (DESIGN.md). Incremental on `updated_at`, filtered in the database.
+parsed by pyarrow in streaming batches (the next chunk is parsed while the COPY stream
+goes on), SQLite rows through connectorx; dlt receives Arrow tables and writes them as
+Parquet. dlt's default row-by-row SQLAlchemy backend is ~300x slower here (DESIGN.md).
+Incremental on `updated_at`, filtered in the database.
+
+With an Arrow `sink` (the ingestion layer passes one for a DuckDB warehouse) the rows skip
+dlt's Parquet and staging-merge steps: each chunk goes through dlt's own incremental (the
+same filter and cursor state as if it were yielded) and then straight into the warehouse,
+while the next chunk is read; dlt gets a zero-row table of the same schema, so its schema,
+state and load bookkeeping stay as they are.
 """
 
 from __future__ import annotations
@@ -11,17 +18,18 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections.abc import Iterable, Iterator
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
 
 import dlt
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from integration_hub.adapters._contract import Rejects
 
 SYSTEM = "erp"
 INCREMENTAL = True
+ARROW_SINK = True  # `source(sink=...)` lands the Arrow chunks without dlt's load (ingestion.DuckDBArrowSink)
 DESCRIPTIONS = {
     "customers": "ERP customers: the company's customer master (account_number, name, email, phone, country).",
     "products": "ERP products: SKU, name, brand, category and list price.",
@@ -40,6 +48,13 @@ EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 CHUNK_BYTES = 16 << 20
 
 
+class ArrowSink(Protocol):
+    """Where a resource's Arrow chunks land when they bypass dlt's load (see the module doc)."""
+
+    def write(self, table: str, primary_key: list[str], chunks: Iterable[pa.Table]) -> None:
+        """Merge the chunks into the raw table by primary key, all or nothing."""
+
+
 @dlt.source(name=SYSTEM)
 def source(
     url: str = dlt.secrets.value,
@@ -47,16 +62,17 @@ def source(
     end=None,
     tables: Iterable[str] | None = None,
     rejects: Rejects | None = None,
+    sink: ArrowSink | None = None,
 ):
     """The ERP tables changed in [start, end); no bounds = since the stored cursor.
 
     The database types every column, so no row can break a contract: `rejects` stays empty.
     """
     for table in tables or PRIMARY_KEYS:
-        yield _table_resource(url, table, start, end)
+        yield _table_resource(url, table, start, end, sink)
 
 
-def _table_resource(url: str, table: str, start, end):
+def _table_resource(url: str, table: str, start, end, sink: ArrowSink | None):
     # Upsert (MERGE by primary key): ~30 % faster than dlt's default delete-insert on DuckDB at SF1;
     # valid because one query per table returns each key once.
     @dlt.resource(
@@ -67,7 +83,22 @@ def _table_resource(url: str, table: str, start, end):
     def rows(
         updated_at=dlt.sources.incremental(CURSOR, initial_value=_utc(start) or EPOCH, end_value=_utc(end)),
     ) -> Iterator[pa.Table]:
-        yield from read_table(url, table, updated_at.last_value, updated_at.end_value)
+        chunks = read_table(url, table, updated_at.last_value, updated_at.end_value)
+        if sink is None:
+            yield from chunks
+            return
+        schema: list[pa.Schema] = []
+
+        def kept() -> Iterator[pa.Table]:
+            # dlt's incremental, called as its pipe step would be: same filter, cursor and hashes.
+            for chunk in chunks:
+                schema[:] = [chunk.schema]
+                if (chunk := updated_at(chunk)) is not None and chunk.num_rows:
+                    yield chunk
+
+        sink.write(table, PRIMARY_KEYS[table], kept())
+        if schema:
+            yield schema[0].empty_table()
 
     return rows
 
@@ -132,11 +163,21 @@ def _postgres_copy(url: str, table: str, where: str, params: list[str]) -> Itera
         convert = pacsv.ConvertOptions(
             column_types=schema, strings_can_be_null=True, quoted_strings_can_be_null=False
         )
-        with cur.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)") as copy:
+
+        def parse(chunk: bytearray) -> pa.Table:
+            return _utc_cursor(
+                pacsv.read_csv(pa.BufferReader(chunk), read_options=read, convert_options=convert)
+            )
+
+        # pyarrow parses (without the GIL) while the next chunk streams in: one chunk ahead at most.
+        with cur.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)") as copy, ThreadPoolExecutor(1) as parser:
+            ahead = None
             for chunk in _whole_rows(copy, CHUNK_BYTES):
-                yield _utc_cursor(
-                    pacsv.read_csv(pa.BufferReader(chunk), read_options=read, convert_options=convert)
-                )
+                if ahead is not None:
+                    yield ahead.result()
+                ahead = parser.submit(parse, chunk)
+            if ahead is not None:
+                yield ahead.result()
 
 
 def _whole_rows(copy: Iterable[Any], size: int) -> Iterator[bytearray]:
@@ -181,7 +222,8 @@ def _utc_cursor(data: pa.Table) -> pa.Table:
     """Timestamps as UTC-aware, so the cursor compares with the UTC bounds."""
     for i, field in enumerate(data.schema):
         if pa.types.is_timestamp(field.type) and field.type.tz is None:
-            data = data.set_column(i, field.name, pc.assume_timezone(data.column(i), "UTC"))
+            # The values are UTC already: a cast only relabels them (no per-value work).
+            data = data.set_column(i, field.name, data.column(i).cast(pa.timestamp(field.type.unit, "UTC")))
     return data
 
 
