@@ -97,10 +97,16 @@ def _table_resource(url: str, table: str, start, end, sink: ArrowSink | None):
                     yield chunk
 
         sink.write(table, PRIMARY_KEYS[table], kept())
-        if schema:
-            yield schema[0].empty_table()
+        if schema and not _known(table, schema[0]):
+            yield schema[0].empty_table()  # dlt's schema learns the table (its load job is empty)
 
     return rows
+
+
+def _known(table: str, schema: pa.Schema) -> bool:
+    """Whether dlt's schema already holds the table with these columns (then no zero-row load job)."""
+    columns = dlt.current.source_schema().tables.get(table, {}).get("columns", {})
+    return set(schema.names) <= set(columns)
 
 
 def read_table(
