@@ -21,16 +21,18 @@ threshold per kind at launch time.
 import contextlib
 import sqlite3
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import httpx
-import psycopg
 import pyarrow as pa
 
 from integration_hub.audit import now as audit_now
 from integration_hub.reconciliation import Compare, Flow, FlowResult, Threshold, run_flow
 from integration_hub.sql_models import table_key
 from resources.warehouse import Warehouse, warehouse_from_env
+
+if TYPE_CHECKING:  # imported where sources are counted: not at every load of the code location
+    import httpx
 
 MONEY_TOLERANCE = 0.01  # USD, absolute: a rounding difference of one cent is a match
 
@@ -179,7 +181,7 @@ SOURCE_COUNTS = pa.schema([("counted_at", pa.timestamp("us")), ("system", pa.str
                            ("resource", pa.string()), ("rows", pa.int64())])  # fmt: skip
 
 
-def _count_crm(http: httpx.Client, crm: dict) -> dict[str, int]:
+def _count_crm(http: "httpx.Client", crm: dict) -> dict[str, int]:
     token = http.post(f"{crm['base_url']}/oauth/token", data={
         "grant_type": "client_credentials", "client_id": crm["client_id"], "client_secret": crm["client_secret"],
     })  # fmt: skip
@@ -191,7 +193,7 @@ def _count_crm(http: httpx.Client, crm: dict) -> dict[str, int]:
     }  # fmt: skip
 
 
-def _count_shop(http: httpx.Client, shop: dict) -> dict[str, int]:
+def _count_shop(http: "httpx.Client", shop: dict) -> dict[str, int]:
     auth = {"X-Shopify-Access-Token": shop["api_key"]}
     return {
         r: http.get(f"{shop['base_url']}/admin/api/2025-01/{r}/count.json", headers=auth)
@@ -201,7 +203,7 @@ def _count_shop(http: httpx.Client, shop: dict) -> dict[str, int]:
     }
 
 
-def _count_billing(http: httpx.Client, billing: dict) -> dict[str, int]:
+def _count_billing(http: "httpx.Client", billing: dict) -> dict[str, int]:
     auth = {"Authorization": f"Bearer {billing['api_key']}"}
     return {
         r: http.get(f"{billing['base_url']}/v1/{r}", params={"limit": 1}, headers=auth)
@@ -216,6 +218,8 @@ def _count_erp(url: str) -> dict[str, int]:
     if url.startswith("sqlite"):
         with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as con:
             return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+    import psycopg
+
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as con:
         return {t: con.execute(f"SELECT count(*) FROM erp.{t}").fetchone()[0] for t in tables}
 
@@ -224,6 +228,8 @@ def count_sources(clients: dict[str, dict]) -> dict[tuple[str, str], int]:
     """Rows each source reports now, asked the way each reports it: the CRM's `total_size`, the
     shop's count endpoints, billing's `total`, the ERP's `count(*)` and the settlement files' lines.
     `clients` maps a system to its client's `source_kwargs()` (URL and credentials)."""
+    import httpx
+
     counts: dict[tuple[str, str], int] = {}
     with httpx.Client(timeout=30) as http:
         for system, count in (("crm", _count_crm), ("shop", _count_shop), ("billing", _count_billing)):

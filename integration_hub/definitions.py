@@ -12,7 +12,7 @@ policy, so nothing else builds `Definitions` and no layer repeats it:
   `HUB_GIT_URL` is set (else to the local file);
 - the default executor (what a run launched from the UI or a schedule uses): multiprocess
   steps fork from a server that imported this code location once, instead of each step
-  process importing it again (seconds per step; see `_forkserver`).
+  process importing it again, and run one at a time on DuckDB (see `_multiprocess`).
 """
 
 import datetime as dt
@@ -78,17 +78,25 @@ def _with_code_references(assets: list) -> list:
         )
 
 
-def _forkserver(config: dict) -> dict:
-    """Multiprocess runs start steps by `forkserver` with this module preloaded, unless the run
-    config picks its own start method: a step is then a fork of an imported code location."""
+def _multiprocess(config: dict) -> dict:
+    """Defaults of multiprocess runs, each overridable in the run config.
+
+    - steps start by `forkserver` with this module preloaded: a step is a fork of an imported
+      code location, not a fresh interpreter importing it again;
+    - on DuckDB one step at a time: the `warehouse` pool has one slot (one writer), so a second
+      concurrent step would only poll for it with Dagster's back-off (1 s and up) per step.
+    """
     if "multiprocess" not in config:
         return config
-    start = {"forkserver": {"preload_modules": ["integration_hub.definitions"]}}
-    return {"multiprocess": {"start_method": start, **config["multiprocess"]}}
+    run = dict(config["multiprocess"])
+    run.setdefault("start_method", {"forkserver": {"preload_modules": ["integration_hub.definitions"]}})
+    if run.get("max_concurrent") is None and not settings.warehouse_url():
+        run["max_concurrent"] = 1
+    return {"multiprocess": run}
 
 
 EXECUTOR = dg.multi_or_in_process_executor.configured(
-    _forkserver, config_schema=dg.multi_or_in_process_executor.config_schema.as_field()
+    _multiprocess, config_schema=dg.multi_or_in_process_executor.config_schema.as_field()
 )
 
 
