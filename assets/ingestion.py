@@ -13,17 +13,18 @@ Partitions (daily, UTC, from `HUB_PARTITION_START`) for incremental sources:
   share dlt state. Rows merge into the same raw tables by primary key: no duplicates.
 This is dagster-dlt's documented pattern (pass a source built for the partition to
 `DagsterDltResource.run`), with a pipeline per window added against state races.
+`dlt_assets` takes no `retry_policy` and no resource keys, so the assets are built from the
+same two parts it is made of: `build_dlt_asset_specs` and `multi_asset`.
 
 Direct Arrow load (`DuckDBArrowSink`): an adapter that reads Arrow (`ARROW_SINK = True`, the
 ERP) writes its rows straight into a DuckDB warehouse, chunk by chunk while it reads, instead
-of through dlt's Parquet file, staging table and MERGE (3-4x faster at SF1, BENCHMARKS.md).
-dlt still runs the same pipeline: its incremental filters every chunk and keeps the cursor,
-and it loads a zero-row table of the same schema, so its schema, state and `_dlt_loads`
-stay as with a dlt load. Bypassed: the Parquet file and the staging dataset (the rows carry
-no `_dlt_load_id`, as with dlt's Arrow loads). `HUB_DIRECT_ARROW_LOAD=0` turns it off; a
-Postgres warehouse always loads through dlt.
-`dlt_assets` takes no `retry_policy` and no resource keys, so the assets are built from the
-same two parts it is made of: `build_dlt_asset_specs` and `multi_asset`.
+of through dlt's Parquet file, staging dataset and MERGE (BENCHMARKS.md, "Extraction").
+dlt still runs the same pipeline: its incremental filters every chunk and keeps the cursor
+and boundary hashes in dlt state, stored in the warehouse by dlt's load as before (with a
+`_dlt_loads` row); while dlt's schema lacks the table or a column, dlt also gets a zero-row
+table of the same schema, so its schema knows the columns. Bypassed: the Parquet file, the
+staging table and dlt's MERGE; `rows_loaded` is the sink's count. `HUB_DIRECT_ARROW_LOAD=0`
+turns it off; a Postgres warehouse always loads through dlt.
 """
 
 import contextlib
@@ -205,6 +206,8 @@ class DuckDBArrowSink:
         try:
             if create:
                 con.execute(f"CREATE TABLE {target} AS SELECT * FROM _chunk")
+                for key in keys:  # as dlt declares a primary key's columns
+                    con.execute(f'ALTER TABLE {target} ALTER COLUMN "{key}" SET NOT NULL')
                 return chunk.num_rows
             if evolve:  # columns new in the source are added, as dlt's schema evolution would
                 have = self._columns(con, table)

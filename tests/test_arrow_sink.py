@@ -33,6 +33,14 @@ def test_appends_into_a_new_table_then_upserts_by_composite_key(warehouse):
     sink.write("lines", key, iter([lines([(1, 1), (1, 2)], 1), lines([(2, 1)], 1)]))
     assert sink.modes["lines"] == "append" and sink.rows["lines"] == 3
     assert content(warehouse) == [(1, 1, 1), (1, 2, 1), (2, 1, 1)]
+    with warehouse.connect() as con:
+        nullable = con.rows(
+            "SELECT column_name, is_nullable FROM information_schema.columns "
+            "WHERE table_schema = 'raw_erp' AND table_name = 'lines' ORDER BY ordinal_position"
+        )
+    assert nullable == [("order_id", "NO"), ("line_number", "NO"), ("qty", "YES")], (
+        "keys NOT NULL, as dlt makes them"
+    )
 
     # (1, 2) and (2, 1) change, (3, 1) is new, (1, 1) is not in the batch: kept as it was.
     sink.write("lines", key, iter([lines([(1, 2), (3, 1)], 5), lines([(2, 1)], 7)]))
