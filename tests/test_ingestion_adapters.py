@@ -88,3 +88,39 @@ def test_erp_on_postgres_streams_typed_arrow_within_the_window(postgres_url, san
     finally:
         with psycopg.connect(postgres_url, autocommit=True) as con:
             con.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def test_settlement_file_lands_as_arrow_and_bad_lines_are_quarantined_with_reasons(tmp_path):
+    from integration_hub.adapters import payments
+
+    folder = tmp_path / "landing"
+    folder.mkdir()
+    header = "settlement_date,payment_id,invoice_id,currency,gross_amount,fee_amount,net_amount\n"
+    good = [f"2026-11-12,py_{i:04d},in_{i:04d},USD,{i}.50,0.10,{i}.40\n" for i in range(1, 101)]
+    bad = [
+        "2026-11-12,py_bad,in_x,USD,n/a,0.10,1.00\n",  # wrong type
+        '"",py_nodate,in_y,USD,1.00,0.10,0.90\n',  # empty required field
+        "2026-11-12,py_short,in_z\n",  # too few fields
+    ]
+    (folder / "settlement_2026-11-12.csv").write_text(header + "".join(good[:50] + bad + good[50:]))
+    rejects = adapters.Rejects()
+    pipeline = dlt.pipeline(
+        "settle", pipelines_dir=str(tmp_path), destination=dlt.destinations.duckdb(str(tmp_path / "w.duckdb"))
+    )
+
+    pipeline.run(payments.source(str(folder), rejects=rejects))
+
+    assert pipeline.last_trace.last_normalize_info.row_counts["settlement"] == 100
+    assert sorted((key, reason) for key, reason, _ in rejects.by_resource["settlement"]) == [
+        ("py_bad", "field 'gross_amount': expected decimal text, got 'n/a'"),
+        ("py_nodate", "field 'settlement_date': expected text, got ''"),
+        ("py_short", "expected 7 fields, got 3"),
+    ]
+    with pipeline.sql_client() as client:
+        rows = client.execute_sql(
+            "SELECT count(*), count(DISTINCT _dlt_id), count(DISTINCT _dlt_load_id), min(gross_amount),"
+            " min(file_name) FROM settlement"
+        )
+    assert rows == [(100, 100, 1, "1.50", "settlement_2026-11-12.csv")]
+    pipeline.run(payments.source(str(folder), rejects=adapters.Rejects()))
+    assert "settlement" not in pipeline.last_trace.last_normalize_info.row_counts, "a loaded file is skipped"

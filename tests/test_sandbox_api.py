@@ -54,8 +54,22 @@ def billing_pages(sandbox, resource: str, **params) -> list[dict]:
         rows += body["data"]
         offset += len(body["data"])
         if not body["has_more"]:
-            assert offset == body["total"]
+            assert offset == body["total"] and body["next_page"] is None
             return rows
+
+
+def billing_token_pages(sandbox, resource: str, **params) -> list[dict]:
+    """Billing by `page` tokens: the first request carries the filters, every next one only the token."""
+    headers = {"Authorization": f"Bearer {CREDS['HUB_BILLING_API_KEY']}"}
+    rows, query = [], {"limit": 700, **params}
+    while True:
+        body = httpx.get(f"{sandbox.url('billing')}/v1/{resource}", params=query, headers=headers).json()
+        rows += body["data"]
+        assert body["has_more"] == (body["next_page"] is not None)
+        if not body["has_more"]:
+            assert len(rows) == body["total"]
+            return rows
+        query = {"page": body["next_page"], "limit": 700}
 
 
 PROTECTED = [
@@ -105,6 +119,7 @@ def test_crm_token_needs_the_right_client_secret(sandbox):
         ("shop", "customers", "id", shop_pages),
         ("billing", "invoices", "id", billing_pages),
         ("billing", "payments", "id", billing_pages),
+        ("billing", "invoices", "id", billing_token_pages),
     ],
 )
 def test_paging_returns_every_record_exactly_once(sandbox, sandbox_world, system, resource, id_field, pages):
@@ -142,6 +157,11 @@ def test_time_filters_are_inclusive_lower_and_exclusive_upper_bounds(sandbox, sa
     invoices = sandbox_world.tables["billing"]["invoices"].to_pylist()
     want = {i["id"] for i in invoices if i["updated_at"] < high}
     assert {i["id"] for i in billing_pages(sandbox, "invoices", updated_before=high)} == want
+    assert [
+        i["id"] for i in billing_token_pages(sandbox, "invoices", updated_since=low, updated_before=high)
+    ] == [i["id"] for i in billing_pages(sandbox, "invoices", updated_since=low, updated_before=high)], (
+        "the token carries the filters and continues where the previous page ended"
+    )
 
 
 def test_bad_filter_values_get_a_clear_400(sandbox):
@@ -156,6 +176,9 @@ def test_bad_filter_values_get_a_clear_400(sandbox):
     assert answer.status_code == 400
     answer = httpx.get(f"{sandbox.url('shop')}{SHOP}/orders.json", params={"limit": 251}, headers=headers)
     assert answer.status_code == 422
+    billing = {"Authorization": f"Bearer {CREDS['HUB_BILLING_API_KEY']}"}
+    answer = httpx.get(f"{sandbox.url('billing')}/v1/invoices", params={"page": "garbage!"}, headers=billing)
+    assert answer.status_code == 400 and "page" in answer.json()["message"]
 
 
 def test_crm_changes_and_total_size(sandbox, sandbox_world):

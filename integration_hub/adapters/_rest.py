@@ -1,5 +1,10 @@
-"""HTTP plumbing the REST adapters share: a retrying session that says when it retries,
-and OAuth2 client credentials that re-authenticate when the server expires a token early.
+"""What the REST adapters share: one builder of their dlt sources, a retrying session that
+says when it retries, and OAuth2 client credentials that re-authenticate when the server
+expires a token early.
+
+Every REST resource lands through Parquet files (`file_format`): dlt's default for DuckDB
+and Postgres is INSERT statements, which loaded a 150 k-row page stream 20x slower than the
+Parquet COPY (a Postgres warehouse without an ADBC driver falls back to INSERTs by itself).
 
 Retries follow dlt's runtime configuration (`RUNTIME__REQUEST_MAX_ATTEMPTS`,
 `RUNTIME__REQUEST_BACKOFF_FACTOR`, `RUNTIME__REQUEST_MAX_RETRY_DELAY`): 429 and 5xx answers
@@ -9,20 +14,28 @@ and dropped connections are retried, waiting what `Retry-After` asks for when it
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import dlt
 from dlt.common.configuration import configspec
 from dlt.common.configuration.specs import RuntimeConfiguration
+from dlt.common.json import json as dlt_json
 from dlt.sources.helpers.requests import Client
 from dlt.sources.helpers.requests.retry import DEFAULT_RETRY_EXCEPTIONS, DEFAULT_RETRY_STATUS
-from dlt.sources.helpers.rest_client.auth import OAuth2ClientCredentials
+from dlt.sources.helpers.rest_client.auth import AuthConfigBase, OAuth2ClientCredentials
+from dlt.sources.helpers.rest_client.paginators import BasePaginator
+from dlt.sources.rest_api import rest_api_source
 from requests import PreparedRequest, Response
+
+from integration_hub.adapters._contract import Contract, Rejects, guarded
 
 log = logging.getLogger("integration_hub.adapters")
 
 RETRIED_STATUS = DEFAULT_RETRY_STATUS
 RETRIED_EXCEPTIONS = DEFAULT_RETRY_EXCEPTIONS
+EPOCH = "1970-01-01T00:00:00Z"
 
 
 def _runtime(name: str, cast: type) -> Any:
@@ -50,8 +63,12 @@ def _retryable(response: Response | None, exception: BaseException | None) -> bo
 
 
 def session():
-    """A requests session with dlt's retry policy (read from dlt's runtime config) that logs retries."""
-    return Client(
+    """A requests session with dlt's retry policy (read from dlt's runtime config) that logs retries.
+
+    Its responses parse their JSON once, with dlt's (orjson) parser: dlt's client asks every
+    page for `.json()` twice (records, then the paginator), and requests' parser is slower.
+    """
+    http = Client(
         raise_for_status=False,
         request_timeout=_runtime("request_timeout", float),
         request_max_attempts=_runtime("request_max_attempts", int),
@@ -62,6 +79,20 @@ def session():
         exceptions=(),
         retry_condition=_retryable,
     ).session
+    http.hooks["response"].append(_parse_json_once)
+    return http
+
+
+def _parse_json_once(response: Response, *args: Any, **kwargs: Any) -> Response:
+    parsed: list = []
+
+    def json(**_kwargs: Any) -> Any:
+        if not parsed:
+            parsed.append(dlt_json.loadb(response.content))
+        return parsed[0]
+
+    response.json = json  # type: ignore[method-assign]
+    return response
 
 
 @configspec
@@ -106,3 +137,68 @@ def iso(value: Any) -> str | None:
     if isinstance(value, str):
         return value
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Api:
+    """How one REST system lists its resources: where, under which key, filtered and paged how.
+
+    `path` and `data_selector` are templates over `{name}` (the resource); `since`/`before`
+    are the inclusive/exclusive filter parameters on `cursor` (the updated-at field).
+    """
+
+    path: str
+    data_selector: str
+    primary_key: str
+    cursor: str
+    since: str
+    before: str
+    params: Mapping[str, Any] | None = None
+
+
+def rest_source(
+    system: str,
+    api: Api,
+    *,
+    base_url: str,
+    auth: AuthConfigBase,
+    paginator: BasePaginator,
+    contracts: Mapping[str, Contract],
+    rejects: Rejects | None,
+    start=None,
+    end=None,
+    columns: Mapping[str, dict] | None = None,
+) -> dlt.sources.DltSource:
+    """The system's resources (one per contract) changed in [start, end), guarded by their contracts.
+
+    No bounds = since the stored cursor. `columns` types, per resource, fields the system
+    fills only later, so their columns exist from the first load.
+    """
+    resources = [_resource(name, api, start, end, (columns or {}).get(name, {})) for name in contracts]
+    client = {"base_url": base_url, "auth": auth, "paginator": paginator, "session": session()}
+    src = rest_api_source({"client": client, "resources": resources}, name=system)
+    return guarded(src, contracts, rejects)
+
+
+def _resource(name: str, api: Api, start, end, columns: dict) -> dict:
+    endpoint = {
+        "path": api.path.format(name=name),
+        "data_selector": api.data_selector.format(name=name),
+        "incremental": {
+            "start_param": api.since,
+            "end_param": api.before,
+            "cursor_path": api.cursor,
+            "initial_value": iso(start) or EPOCH,
+            "end_value": iso(end),
+        },
+    }
+    if api.params:
+        endpoint["params"] = dict(api.params)
+    return {
+        "name": name,
+        "primary_key": api.primary_key,
+        "write_disposition": "merge",
+        "file_format": "parquet",
+        "columns": columns,
+        "endpoint": endpoint,
+    }

@@ -1,6 +1,7 @@
 """Billing (Stripe-like): invoices and payments.
 
-Bearer API key, offset pagination (`offset`/`limit`, `total`), incremental on
+Bearer API key, token pagination (`next_page` → `page`: every page costs the server the
+same, where an offset page costs more the deeper it is), incremental on
 `updated_at` through `updated_since` (inclusive) / `updated_before` (exclusive).
 Money is integer cents in the invoice's currency.
 """
@@ -9,11 +10,10 @@ from __future__ import annotations
 
 import dlt
 from dlt.sources.helpers.rest_client.auth import BearerTokenAuth
-from dlt.sources.helpers.rest_client.paginators import OffsetPaginator
-from dlt.sources.rest_api import rest_api_source
+from dlt.sources.helpers.rest_client.paginators import JSONResponseCursorPaginator
 
-from integration_hub.adapters._contract import INTEGER, TEXT, TIMESTAMP, Contract, Rejects, guarded
-from integration_hub.adapters._rest import iso, session
+from integration_hub.adapters._contract import INTEGER, TEXT, TIMESTAMP, Contract, Rejects
+from integration_hub.adapters._rest import Api, rest_source
 
 SYSTEM = "billing"
 INCREMENTAL = True
@@ -25,7 +25,6 @@ CONTRACTS = {
     "invoices": Contract("id", {"id": TEXT, "updated_at": TIMESTAMP, "amount_due": INTEGER}),
     "payments": Contract("id", {"id": TEXT, "updated_at": TIMESTAMP, "amount": INTEGER}),
 }
-EPOCH = "1970-01-01T00:00:00Z"
 
 
 def source(
@@ -37,35 +36,22 @@ def source(
     rejects: Rejects | None = None,
 ) -> dlt.sources.DltSource:
     """Invoices and payments updated in [start, end); no bounds = since the stored cursor."""
-    resources = [
-        {
-            "name": name,
-            "primary_key": "id",
-            "write_disposition": "merge",
-            "endpoint": {
-                "path": f"/v1/{name}",
-                "data_selector": "data",
-                "incremental": {
-                    "start_param": "updated_since",
-                    "end_param": "updated_before",
-                    "cursor_path": "updated_at",
-                    "initial_value": iso(start) or EPOCH,
-                    "end_value": iso(end),
-                },
-            },
-        }
-        for name in DESCRIPTIONS
-    ]
-    src = rest_api_source(
-        {
-            "client": {
-                "base_url": base_url,
-                "auth": BearerTokenAuth(token=api_key),
-                "paginator": OffsetPaginator(limit=page_size, total_path="total"),
-                "session": session(),
-            },
-            "resources": resources,
-        },
-        name=SYSTEM,
+    return rest_source(
+        SYSTEM,
+        Api(
+            path="/v1/{name}",
+            data_selector="data",
+            primary_key="id",
+            cursor="updated_at",
+            since="updated_since",
+            before="updated_before",
+            params={"limit": page_size},
+        ),
+        base_url=base_url,
+        auth=BearerTokenAuth(token=api_key),
+        paginator=JSONResponseCursorPaginator(cursor_path="next_page", cursor_param="page"),
+        contracts=CONTRACTS,
+        rejects=rejects,
+        start=start,
+        end=end,
     )
-    return guarded(src, CONTRACTS, rejects)

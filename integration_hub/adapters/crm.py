@@ -12,10 +12,9 @@ from typing import Any
 
 import dlt
 from dlt.sources.helpers.rest_client.paginators import JSONResponseCursorPaginator
-from dlt.sources.rest_api import rest_api_source
 
-from integration_hub.adapters._contract import NUMBER, TEXT, TIMESTAMP, Contract, Rejects, guarded
-from integration_hub.adapters._rest import ReauthenticatingClientCredentials, iso, session
+from integration_hub.adapters._contract import NUMBER, TEXT, TIMESTAMP, Contract, Rejects
+from integration_hub.adapters._rest import Api, ReauthenticatingClientCredentials, rest_source, session
 
 SYSTEM = "crm"
 INCREMENTAL = True
@@ -30,7 +29,6 @@ CONTRACTS = {
     ),
     "contacts": Contract("Id", {"Id": TEXT, "LastModifiedDate": TIMESTAMP}),
 }
-EPOCH = "1970-01-01T00:00:00Z"
 NULLABLE_COLUMNS = {
     "accounts": {
         "Lifetime_Value__c": {"data_type": "double", "nullable": True},
@@ -58,41 +56,27 @@ def source(
     rejects: Rejects | None = None,
 ) -> dlt.sources.DltSource:
     """Accounts and contacts modified in [start, end); no bounds = since the stored cursor."""
-    resources = [
-        {
-            "name": name,
-            "primary_key": "Id",
-            "write_disposition": "merge",
-            # Fields the CRM fills only later (reverse sync): typed now so the columns exist.
-            "columns": NULLABLE_COLUMNS.get(name, {}),
-            "endpoint": {
-                "path": f"{API}/{name}",
-                "data_selector": "records",
-                "params": {"limit": page_size},
-                "incremental": {
-                    "start_param": "modified_since",
-                    "end_param": "modified_before",
-                    "cursor_path": "LastModifiedDate",
-                    "initial_value": iso(start) or EPOCH,
-                    "end_value": iso(end),
-                },
-            },
-        }
-        for name in DESCRIPTIONS
-    ]
-    src = rest_api_source(
-        {
-            "client": {
-                "base_url": base_url,
-                "auth": auth(base_url, client_id, client_secret),
-                "paginator": JSONResponseCursorPaginator(cursor_path="next_cursor", cursor_param="cursor"),
-                "session": session(),
-            },
-            "resources": resources,
-        },
-        name=SYSTEM,
+    return rest_source(
+        SYSTEM,
+        Api(
+            path=f"{API}/{{name}}",
+            data_selector="records",
+            primary_key="Id",
+            cursor="LastModifiedDate",
+            since="modified_since",
+            before="modified_before",
+            params={"limit": page_size},
+        ),
+        base_url=base_url,
+        auth=auth(base_url, client_id, client_secret),
+        paginator=JSONResponseCursorPaginator(cursor_path="next_cursor", cursor_param="cursor"),
+        contracts=CONTRACTS,
+        rejects=rejects,
+        start=start,
+        end=end,
+        # Fields the CRM fills only later (reverse sync): typed now so the columns exist.
+        columns=NULLABLE_COLUMNS,
     )
-    return guarded(src, CONTRACTS, rejects)
 
 
 def changed_since(base_url: str, client_id: str, client_secret: str, since: str | None) -> dict[str, Any]:

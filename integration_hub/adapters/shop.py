@@ -10,10 +10,9 @@ from __future__ import annotations
 import dlt
 from dlt.sources.helpers.rest_client.auth import APIKeyAuth
 from dlt.sources.helpers.rest_client.paginators import HeaderLinkPaginator
-from dlt.sources.rest_api import rest_api_source
 
-from integration_hub.adapters._contract import DECIMAL_TEXT, INTEGER, TIMESTAMP, Contract, Rejects, guarded
-from integration_hub.adapters._rest import iso, session
+from integration_hub.adapters._contract import DECIMAL_TEXT, INTEGER, TIMESTAMP, Contract, Rejects
+from integration_hub.adapters._rest import Api, rest_source
 
 SYSTEM = "shop"
 INCREMENTAL = True
@@ -26,7 +25,6 @@ CONTRACTS = {
     "orders": Contract("id", {"id": INTEGER, "updated_at": TIMESTAMP, "total_price": DECIMAL_TEXT}),
     "customers": Contract("id", {"id": INTEGER, "updated_at": TIMESTAMP}),
 }
-EPOCH = "1970-01-01T00:00:00Z"
 
 
 def source(
@@ -38,36 +36,22 @@ def source(
     rejects: Rejects | None = None,
 ) -> dlt.sources.DltSource:
     """Orders and customers changed in [start, end); no bounds = since the stored cursor."""
-    resources = [
-        {
-            "name": name,
-            "primary_key": "id",
-            "write_disposition": "merge",
-            "endpoint": {
-                "path": f"{API}/{name}.json",
-                "data_selector": name,
-                "params": {"limit": page_size},
-                "incremental": {
-                    "start_param": "updated_at_min",
-                    "end_param": "updated_at_max",
-                    "cursor_path": "updated_at",
-                    "initial_value": iso(start) or EPOCH,
-                    "end_value": iso(end),
-                },
-            },
-        }
-        for name in DESCRIPTIONS
-    ]
-    src = rest_api_source(
-        {
-            "client": {
-                "base_url": base_url,
-                "auth": APIKeyAuth(name="X-Shopify-Access-Token", api_key=api_key, location="header"),
-                "paginator": HeaderLinkPaginator(),
-                "session": session(),
-            },
-            "resources": resources,
-        },
-        name=SYSTEM,
+    return rest_source(
+        SYSTEM,
+        Api(
+            path=f"{API}/{{name}}.json",
+            data_selector="{name}",
+            primary_key="id",
+            cursor="updated_at",
+            since="updated_at_min",
+            before="updated_at_max",
+            params={"limit": page_size},
+        ),
+        base_url=base_url,
+        auth=APIKeyAuth(name="X-Shopify-Access-Token", api_key=api_key, location="header"),
+        paginator=HeaderLinkPaginator(),
+        contracts=CONTRACTS,
+        rejects=rejects,
+        start=start,
+        end=end,
     )
-    return guarded(src, CONTRACTS, rejects)

@@ -1,4 +1,4 @@
-"""Billing (Stripe-like): bearer key, offset pages, `updated_since`, idempotent invoice creation."""
+"""Billing (Stripe-like): bearer key, offset or token pages, `updated_since`, idempotent invoice creation."""
 
 from __future__ import annotations
 
@@ -8,18 +8,20 @@ import json
 from pathlib import Path
 
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from integration_hub.sandbox.app import (
     ApiError,
-    bearer,
-    check_secret,
+    bearer_guard,
+    decode_cursor,
+    encode_cursor,
     json_body,
+    keyset_page,
     now_ts,
+    page_response,
     parse_ts,
     system_app,
 )
-from integration_hub.settings import secret
 
 INVOICE_FIELDS = {
     "order_ref": str,
@@ -52,43 +54,47 @@ def validate_invoice(body: dict) -> dict:
 def build_app(home: Path) -> FastAPI:
     app, system = system_app("billing", home, "Sandbox billing")
 
-    def authorize(request: Request) -> None:
-        if not check_secret(bearer(request), secret("HUB_BILLING_API_KEY")):
-            raise ApiError(401, "unauthorized", "Invalid API key provided")
+    authorize = bearer_guard("HUB_BILLING_API_KEY", "Invalid API key provided")
 
-    def listing(resource, request, updated_since, updated_before, offset, limit) -> dict:
+    def listing(resource, request, updated_since, updated_before, offset, limit, page) -> Response:
+        """A page by `offset`, or after the position a `page` token names (then offset is null).
+
+        Both answer `next_page`: offset pages cost the server more the deeper they go, tokens don't.
+        """
         authorize(request)
         since, before = parse_ts(updated_since, "updated_since"), parse_ts(updated_before, "updated_before")
-        rows = system.store.page_offset(resource, offset, limit, since, before)
-        total = system.store.count(resource, since, before)
-        data = system.faults.shape(resource, [json.loads(r[2]) for r in rows])
-        return {
-            "data": data,
-            "total": total,
+        if page:
+            position = decode_cursor(page, "page")
+            since, before, offset = position.get("s"), position.get("b"), None
+            data, nxt = keyset_page(system, resource, position, since, before, limit)
+        else:
+            rows = system.store.page_offset(resource, offset, limit + 1, since, before)
+            data = system.faults.shape_bodies(resource, [r[2] for r in rows[:limit]])
+            last = rows[limit - 1] if len(rows) > limit else None
+            nxt = {"s": since, "b": before, "a": [last[0], last[1]]} if last else None
+        extra = {
+            "total": system.store.count(resource, since, before),
             "offset": offset,
             "limit": limit,
-            "has_more": offset + len(rows) < total,
+            "has_more": nxt is not None,
+            "next_page": encode_cursor(nxt) if nxt else None,
         }
+        return page_response("data", data, extra)
 
-    @app.get("/v1/invoices")
-    async def invoices(
-        request: Request,
-        updated_since: str | None = None,
-        updated_before: str | None = None,
-        offset: int = Query(0, ge=0),
-        limit: int = Query(100, ge=1, le=1000),
-    ) -> dict:
-        return listing("invoices", request, updated_since, updated_before, offset, limit)
+    def add_listing(resource: str) -> None:
+        @app.get(f"/v1/{resource}", name=f"list_{resource}")
+        async def list_records(
+            request: Request,
+            updated_since: str | None = None,
+            updated_before: str | None = None,
+            offset: int = Query(0, ge=0),
+            limit: int = Query(100, ge=1, le=1000),
+            page: str | None = None,
+        ) -> Response:
+            return listing(resource, request, updated_since, updated_before, offset, limit, page)
 
-    @app.get("/v1/payments")
-    async def payments(
-        request: Request,
-        updated_since: str | None = None,
-        updated_before: str | None = None,
-        offset: int = Query(0, ge=0),
-        limit: int = Query(100, ge=1, le=1000),
-    ) -> dict:
-        return listing("payments", request, updated_since, updated_before, offset, limit)
+    add_listing("invoices")
+    add_listing("payments")
 
     @app.post("/v1/invoices")
     async def create_invoice(request: Request) -> JSONResponse:

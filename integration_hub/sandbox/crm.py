@@ -9,17 +9,19 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Query, Request
+from fastapi.responses import Response
 
 from integration_hub.sandbox.app import (
     ApiError,
     batch_of,
+    batch_upsert,
     bearer,
     check_secret,
     decode_cursor,
     encode_cursor,
     json_body,
     keyset_page,
-    now_ts,
+    page_response,
     parse_ts,
     system_app,
 )
@@ -73,7 +75,7 @@ def build_app(home: Path) -> FastAPI:
         ttl = system.faults.token_ttl(token_ttl_default())
         return {"access_token": access, "token_type": "Bearer", "expires_in": ttl}
 
-    def listing(resource: str, request: Request, modified_since, modified_before, limit, cursor) -> dict:
+    def listing(resource: str, request: Request, modified_since, modified_before, limit, cursor) -> Response:
         client_of(request)
         since, before = (
             parse_ts(modified_since, "modified_since"),
@@ -83,31 +85,28 @@ def build_app(home: Path) -> FastAPI:
         if position:
             since, before = position.get("s"), position.get("b")
         rows, nxt = keyset_page(system, resource, position, since, before, limit)
-        return {
-            "records": rows,
-            "next_cursor": encode_cursor(nxt) if nxt else None,
-            "total_size": system.store.count(resource, since, before),
-        }
+        return page_response(
+            "records",
+            rows,
+            {
+                "next_cursor": encode_cursor(nxt) if nxt else None,
+                "total_size": system.store.count(resource, since, before),
+            },
+        )
 
-    @app.get(f"{API}/accounts")
-    async def accounts(
-        request: Request,
-        modified_since: str | None = None,
-        modified_before: str | None = None,
-        limit: int = Query(200, ge=1, le=2000),
-        cursor: str | None = None,
-    ) -> dict:
-        return listing("accounts", request, modified_since, modified_before, limit, cursor)
+    def add_listing(resource: str) -> None:
+        @app.get(f"{API}/{resource}", name=f"list_{resource}")
+        async def list_records(
+            request: Request,
+            modified_since: str | None = None,
+            modified_before: str | None = None,
+            limit: int = Query(200, ge=1, le=2000),
+            cursor: str | None = None,
+        ) -> Response:
+            return listing(resource, request, modified_since, modified_before, limit, cursor)
 
-    @app.get(f"{API}/contacts")
-    async def contacts(
-        request: Request,
-        modified_since: str | None = None,
-        modified_before: str | None = None,
-        limit: int = Query(200, ge=1, le=2000),
-        cursor: str | None = None,
-    ) -> dict:
-        return listing("contacts", request, modified_since, modified_before, limit, cursor)
+    add_listing("accounts")
+    add_listing("contacts")
 
     @app.get(f"{API}/changes")
     async def changes(request: Request, since: str | None = None) -> dict:
@@ -120,38 +119,43 @@ def build_app(home: Path) -> FastAPI:
     @app.post(f"{API}/accounts/upsert")
     async def upsert(request: Request) -> dict:
         client_id = client_of(request)
-        records = batch_of(await json_body(request), "records", UPSERT_LIMIT)
-        results, pending, stamp = [], {}, now_ts()
-        created_before = created_count(system)
-        for record in records:
-            number = record.get("AccountNumber")
-            unknown = sorted(set(record) - WRITABLE)
-            errors = (
-                ["REQUIRED_FIELD_MISSING: AccountNumber"] if not isinstance(number, str) or not number else []
-            ) + [f"INVALID_FIELD: {f}" for f in unknown]
-            if not errors and system.faults.rejects(number):
-                errors = ["FIELD_CUSTOM_VALIDATION_EXCEPTION: rejected by the CRM (fault injection)"]
-            if errors:
-                results.append({"AccountNumber": number, "id": None, "created": False, "success": False,
-                                "errors": errors})  # fmt: skip
-                continue
-            current = pending.get(number) or system.store.find("accounts", number)
-            created = current is None
-            if created:
-                created_before += 1
-                current = {f: None for f in WRITABLE} | {
-                    "Id": f"001W{created_before:014d}",
-                    "CreatedDate": stamp,
+        outcomes = batch_upsert(
+            system,
+            "accounts",
+            batch_of(await json_body(request), "records", UPSERT_LIMIT),
+            match=match,
+            new=lambda number, stamp: (
+                {f: None for f in WRITABLE} | {"Id": f"001W{number:014d}", "CreatedDate": stamp}
+            ),
+            merge=lambda current, record, _number, stamp: (
+                current | record | {"LastModifiedDate": stamp, "LastModifiedById": client_id}
+            ),
+            rejected="FIELD_CUSTOM_VALIDATION_EXCEPTION: rejected by the CRM (fault injection)",
+            first_number=created_count(system) + 1,
+            id_field="Id",
+        )
+        return {
+            "results": [
+                {
+                    "AccountNumber": o.key,
+                    "id": o.record["Id"] if o.record else None,
+                    "created": o.created,
+                    "success": not o.errors,
+                    "errors": o.errors,
                 }
-            pending[number] = current | record | {"LastModifiedDate": stamp, "LastModifiedById": client_id}
-            account = pending[number]
-            results.append({"AccountNumber": number, "id": account["Id"], "created": created, "success": True,
-                            "errors": []})  # fmt: skip
-        system.store.put("accounts", [(a["Id"], n, stamp, a) for n, a in pending.items()])
-        system.stats.records_written += len(pending)
-        return {"results": results}
+                for o in outcomes
+            ]
+        }
 
     return app
+
+
+def match(record: dict) -> tuple[object, list[str]]:
+    """The record's AccountNumber and what is wrong with it (a missing number, unwritable fields)."""
+    number = record.get("AccountNumber")
+    missing = not isinstance(number, str) or not number
+    errors = ["REQUIRED_FIELD_MISSING: AccountNumber"] if missing else []
+    return number, errors + [f"INVALID_FIELD: {f}" for f in sorted(set(record) - WRITABLE)]
 
 
 def created_count(system) -> int:

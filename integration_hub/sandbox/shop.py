@@ -12,6 +12,7 @@ from integration_hub.sandbox.app import (
     decode_cursor,
     encode_cursor,
     keyset_page,
+    page_response,
     parse_ts,
     system_app,
 )
@@ -31,15 +32,16 @@ def build_app(home: Path) -> FastAPI:
                 "[API] Invalid API key or access token (unrecognized login or wrong password)",
             )
 
-    def listing(resource, request, response, updated_at_min, updated_at_max, limit, page_info) -> dict:
+    def listing(resource, request, updated_at_min, updated_at_max, limit, page_info) -> Response:
         authorize(request)
         since, before = parse_ts(updated_at_min, "updated_at_min"), parse_ts(updated_at_max, "updated_at_max")
         position = decode_cursor(page_info, "page_info") if page_info else None
         rows, nxt = keyset_page(system, resource, position, since, before, limit)
+        headers = {}
         if nxt:
             url = request.url.replace(query=f"page_info={encode_cursor(nxt)}&limit={limit}")
-            response.headers["Link"] = f'<{url}>; rel="next"'
-        return {resource: rows}
+            headers["Link"] = f'<{url}>; rel="next"'
+        return page_response(resource, rows, headers=headers)
 
     def counting(resource, request, updated_at_min, updated_at_max) -> dict:
         authorize(request)
@@ -50,13 +52,12 @@ def build_app(home: Path) -> FastAPI:
         @app.get(f"{API}/{resource}.json", name=f"list_{resource}")
         async def list_records(
             request: Request,
-            response: Response,
             updated_at_min: str | None = None,
             updated_at_max: str | None = None,
             limit: int = Query(50, ge=1, le=250),
             page_info: str | None = None,
-        ) -> dict:
-            return listing(resource, request, response, updated_at_min, updated_at_max, limit, page_info)
+        ) -> Response:
+            return listing(resource, request, updated_at_min, updated_at_max, limit, page_info)
 
         @app.get(f"{API}/{resource}/count.json", name=f"count_{resource}")
         async def count_records(
