@@ -27,6 +27,20 @@ from integration_hub.settings import SANDBOX_PORT_OFFSETS
 SCALE, SEED = 0.01, 42
 POSTGRES_URL = os.environ.get("HUB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
+# The longest test files, longest first (per-file durations of a full run, `--durations=60`).
+# `make test` runs `--dist loadfile`: xdist hands files to its two workers in collection
+# order, so starting with the longest ones lets both workers finish at about the same time.
+LONGEST_FIRST = (
+    "test_drills_faults.py", "test_scaleout_celery.py", "test_reverse_sync_e2e.py", "test_drills_world.py",
+    "test_browser_ui.py", "test_recon_e2e.py", "test_ingestion_e2e.py", "test_ingestion_faults.py",
+    "test_backfill_daemon.py", "test_add_a_system.py", "test_canonical_e2e.py", "test_canonical_world.py",
+)  # fmt: skip
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
 
 @dataclass
 class Sandbox:
