@@ -79,11 +79,13 @@ def session():
         exceptions=(),
         retry_condition=_retryable,
     ).session
-    http.hooks["response"].append(_parse_json_once)
+    send = http.send
+    # Not a response hook: dlt's client passes its own hooks per request, which replace the session's.
+    http.send = lambda request, **kwargs: _parse_json_once(send(request, **kwargs))
     return http
 
 
-def _parse_json_once(response: Response, *args: Any, **kwargs: Any) -> Response:
+def _parse_json_once(response: Response) -> Response:
     parsed: list = []
 
     def json(**_kwargs: Any) -> Any:
