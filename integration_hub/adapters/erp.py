@@ -106,7 +106,12 @@ def _table_resource(url: str, table: str, start, end, sink: ArrowSink | None):
 
 def _known(table: str, schema: pa.Schema) -> bool:
     """Whether dlt's schema already holds the table with these columns (then no zero-row load job)."""
-    columns = dlt.current.source_schema().tables.get(table, {}).get("columns", {})
+    from dlt.extract.exceptions import CurrentSourceSchemaNotAvailable
+
+    try:
+        columns = dlt.current.source_schema().tables.get(table, {}).get("columns", {})
+    except CurrentSourceSchemaNotAvailable:  # iterated outside a pipeline: nothing to ask
+        return False
     return set(schema.names) <= set(columns)
 
 
