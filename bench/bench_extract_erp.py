@@ -27,6 +27,7 @@ import itertools
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -191,10 +192,14 @@ def main() -> None:
     parser.add_argument("--erp-url")
     args = parser.parse_args()
     if args.child:
-        if args.child == "dlt_sqlalchemy":
-            figures = run_dlt_sqlalchemy(args.erp_url)
-        else:
-            figures = run_hub(args.erp_url, reread=args.child == "hub_reread")
+        tempfile.tempdir = tempfile.mkdtemp(prefix="hub-bench-extract-child-")  # removed below
+        try:
+            if args.child == "dlt_sqlalchemy":
+                figures = run_dlt_sqlalchemy(args.erp_url)
+            else:
+                figures = run_hub(args.erp_url, reread=args.child == "hub_reread")
+        finally:
+            shutil.rmtree(tempfile.tempdir, ignore_errors=True)
         figures["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         print(json.dumps(figures))
         return
