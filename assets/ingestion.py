@@ -13,8 +13,8 @@ Partitions (daily, UTC, from `HUB_PARTITION_START`) for incremental sources:
   share dlt state. Rows merge into the same raw tables by primary key: no duplicates.
 This is dagster-dlt's documented pattern (pass a source built for the partition to
 `DagsterDltResource.run`), with a pipeline per window added against state races.
-`dlt_assets` takes no `retry_policy` and no resource keys, so the assets are built from the
-same two parts it is made of: `build_dlt_asset_specs` and `multi_asset`.
+`dlt_assets` takes no resource keys, so the assets are built from the same two parts it is
+made of: `build_dlt_asset_specs` and `multi_asset`.
 
 Direct Arrow load (`DuckDBArrowSink`): an adapter that reads Arrow (`ARROW_SINK = True`, the
 ERP) writes its rows straight into a DuckDB warehouse, chunk by chunk while it reads, instead
@@ -31,6 +31,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import random
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -66,14 +67,24 @@ def daily_partitions() -> dg.DailyPartitionsDefinition:
     return dg.DailyPartitionsDefinition(start_date=settings.partition_start(), end_offset=1)
 
 
-def retry_policy() -> dg.RetryPolicy:
-    """Step retries for loads that call a system (on top of dlt's per-request retries)."""
-    return dg.RetryPolicy(
-        max_retries=int(os.environ.get("HUB_LOAD_MAX_RETRIES", "3")),
-        delay=float(os.environ.get("HUB_LOAD_RETRY_DELAY", "30")),
-        backoff=dg.Backoff.EXPONENTIAL,
-        jitter=dg.Jitter.PLUS_MINUS,
+def retry_or_fail(context: dg.AssetExecutionContext, failure: dg.Failure) -> Exception:
+    """Step retries of a failed load (on top of dlt's per-request retries), budgeted at run
+    time: `HUB_LOAD_MAX_RETRIES` and `HUB_LOAD_RETRY_DELAY` (exponential, ±20 % jitter) apply
+    to the next run without reloading the code location, unlike a `RetryPolicy` fixed at
+    import. Only load failures are retried (not a bug or a contract violation); the last
+    attempt fails with the load's own message."""
+    budget = int(os.environ.get("HUB_LOAD_MAX_RETRIES", "3"))
+    if context.retry_number >= budget:
+        return failure
+    delay = (
+        float(os.environ.get("HUB_LOAD_RETRY_DELAY", "30"))
+        * 2**context.retry_number
+        * random.uniform(0.8, 1.2)
     )
+    context.log.warning(
+        f"{failure.description} Retry {context.retry_number + 1} of {budget} in {delay:.0f} s."
+    )
+    return dg.RetryRequested(max_retries=budget, seconds_to_wait=delay)
 
 
 def dialect() -> str:
@@ -331,7 +342,6 @@ def incremental_assets(adapter: ModuleType) -> dg.AssetsDefinition:
         can_subset=True,
         partitions_def=daily_partitions(),
         backfill_policy=dg.BackfillPolicy.single_run(),
-        retry_policy=retry_policy(),
         pool=POOL,
         required_resource_keys={"dlt", "warehouse", key},
     )
@@ -364,7 +374,7 @@ def incremental_assets(adapter: ModuleType) -> dg.AssetsDefinition:
                     events = list(context.resources.dlt.run(context, dlt_source=source, dlt_pipeline=pipeline,
                                                             dagster_dlt_translator=translator))  # fmt: skip
                 except PipelineStepFailed as exc:
-                    raise _failure(system, exc, f"partition {partition}") from exc
+                    raise retry_or_fail(context, _failure(system, exc, f"partition {partition}")) from exc
             after = (
                 _cursors(pipeline, system) if live else dict.fromkeys(adapter.DESCRIPTIONS, end.isoformat())
             )
@@ -395,7 +405,6 @@ def file_assets(adapter: ModuleType) -> dg.AssetsDefinition:
         name=f"raw_{system}",
         specs=build_dlt_asset_specs(template, _spec_pipeline(system), translator),
         can_subset=True,
-        retry_policy=retry_policy(),
         pool=POOL,
         required_resource_keys={"dlt", "warehouse", key},
     )
@@ -416,7 +425,9 @@ def file_assets(adapter: ModuleType) -> dg.AssetsDefinition:
                     events = list(context.resources.dlt.run(context, dlt_source=source, dlt_pipeline=pipeline,
                                                             dagster_dlt_translator=translator))  # fmt: skip
                 except PipelineStepFailed as exc:
-                    raise _failure(system, exc, f"files {config.files or 'pending'}") from exc
+                    raise retry_or_fail(
+                        context, _failure(system, exc, f"files {config.files or 'pending'}")
+                    ) from exc
             if report.changed:
                 context.log.warning(
                     f"{system}: changed files not loaded (same name, other content): {report.changed}"
