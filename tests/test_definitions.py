@@ -37,6 +37,7 @@ DESCRIBE = """
 import json, sys
 import dagster as dg
 from dagster._core.remote_representation.external_data import RepositorySnap
+from dagster._core.system_config.objects import ResolvedRunConfig
 from dagster._serdes import serialize_value
 from integration_hub.definitions import defs
 
@@ -53,6 +54,11 @@ print(json.dumps({
     "schedules": {s.name: [s.job_name, s.cron_schedule] for s in repo.schedule_defs},
     "sensors": sorted(s.name for s in repo.sensor_defs),
     "ui_payload": serialize_value(RepositorySnap.from_def(repo)),
+    "execution": {name: ResolvedRunConfig.build(defs.resolve_job_def(job), {"execution": {"config": cfg}} if cfg else {})
+                  .execution.execution_engine_config
+                  for name, job, cfg in (("default", "nightly", None), ("in_process", "nightly", {"in_process": {}}),
+                                         ("spawn", "nightly", {"multiprocess": {"start_method": {"spawn": {}}}}))},
+    "celery_executor": defs.resolve_job_def("nightly_celery").executor_def.name,
 }))
 """
 
@@ -136,6 +142,21 @@ def test_no_secret_reaches_the_ui(described):
     for var, value in SECRETS.items():
         token = value.split("placeholder-")[1].split("@")[0]
         assert token not in payload, f"{var}'s value is in the definitions the UI receives"
+
+
+def test_multiprocess_runs_fork_steps_from_a_preloaded_code_location(described):
+    """UI, schedule and sensor runs use the default executor: multiprocess steps are forks of a
+    forkserver that imported the code location once; one at a time on DuckDB's single writer."""
+    default, postgres = described
+    forkserver = {"forkserver": {"preload_modules": ["integration_hub.definitions"]}}
+    run = default["execution"]["default"]["multiprocess"]
+    assert run["start_method"] == forkserver
+    assert run["max_concurrent"] == 1
+    assert postgres["execution"]["default"]["multiprocess"]["start_method"] == forkserver
+    assert not postgres["execution"]["default"]["multiprocess"].get("max_concurrent")  # pool of 4: parallel
+    assert "in_process" in default["execution"]["in_process"]  # still selectable per run
+    assert default["execution"]["spawn"]["multiprocess"]["start_method"] == {"spawn": {}}  # run config wins
+    assert default["celery_executor"] == "hub_celery_executor"  # the scale-out twins keep theirs
 
 
 def test_dagster_validates_the_workspace(tmp_path):
