@@ -1,6 +1,6 @@
 """Bench: push 100,000 changed records to the sandbox support desk, against two baselines.
 
-    .venv/bin/python bench/bench_push.py [--records 100000] [--naive-sample 2000] [--concurrency 4]
+    .venv/bin/python bench/bench_push.py [--records 100000] [--naive-sample 2000] [--concurrency N]
 
 All three measurements hit the same endpoint (`POST /api/v2/orders/create_or_update_many`)
 of one private sandbox, with updates of orders the desk already holds:
@@ -84,7 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--naive-sample", type=int, default=2_000)
-    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--concurrency", type=int, help="default: what the support_orders sync declares")
     parser.add_argument("--ceiling-threads", type=int, default=8)
     args = parser.parse_args()
 
@@ -112,7 +112,7 @@ def main() -> None:
                      "customer_name": "customer_name", "customer_phone": "customer_phone"},
             allow=frozenset({"external_id", "status", "total", "currency", "order_date", "customer_email",
                              "customer_name"}),
-            batch_size=100, concurrency=args.concurrency,
+            batch_size=100, concurrency=args.concurrency or rs.SYNCS["support_orders"].concurrency,
         )  # fmt: skip
         n = args.records
         warehouse.write_arrow("bench", "orders", orders(n, 0), mode="replace")
