@@ -209,6 +209,7 @@ _DDL = [
 
 def ensure_tables(warehouse: Warehouse, sync: Sync | None = None) -> None:
     with warehouse.connect() as con:
+        con.lock_ddl()
         for ddl in _DDL:
             con.execute(ddl)
         if sync:

@@ -55,6 +55,16 @@ class Connection:
             cur.execute(_pg_params(sql, params), params)
             return cur.fetchall() if cur.description else []
 
+    def lock_ddl(self) -> None:
+        """Postgres: serialise `CREATE … IF NOT EXISTS` across sessions until this transaction ends.
+
+        Two sessions creating the same schema or table at once can both find it missing, and
+        the later one then fails on a unique index of the catalog (two Celery workers did).
+        DuckDB has one writer, so nothing to do there.
+        """
+        if self.dialect == "postgres":
+            self.execute("SELECT pg_advisory_xact_lock(hashtext('integration_hub.ddl'))")
+
     def scalar(self, sql: str, params: Sequence | None = None) -> Any:
         rows = self.rows(sql, params)
         return rows[0][0] if rows else None
@@ -137,6 +147,7 @@ class Warehouse(dg.ConfigurableResource):
 
     def ensure_schema(self, *schemas: str) -> None:
         with self.connect() as con:
+            con.lock_ddl()
             for schema in schemas:
                 con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
 
