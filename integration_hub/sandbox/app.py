@@ -419,19 +419,20 @@ def batch_upsert(
     new: Callable[[int, str], dict],
     merge: Callable[[dict, dict, Any, str], dict],
     rejected: str,
-    first_number: int | None = None,
+    first_number: Callable[[], int] | None = None,
     id_field: str = "id",
 ) -> list[Upserted]:
     """Upsert `items` by match key in one write; every system's batch endpoint answers from the outcomes.
 
     `match(item)` gives the match key and the item's errors; `new(number, stamp)` a record
-    not stored yet (numbered from `first_number`, by default after the stored records);
-    `merge(current, item, key, stamp)` the
+    not stored yet (numbered on from `first_number()` when the store remembers no number,
+    by default after the stored records); `merge(current, item, key, stamp)` the
     record to store. A key the `reject_writes` fault picks fails with `rejected`; an item
     repeated in a batch updates what the batch wrote before it.
     """
     outcomes, pending, stamp = [], {}, now_ts()
-    number = first_number if first_number is not None else system.store.count(resource) + 1
+    store = system.store
+    number = store.next_number(resource, first_number or (lambda: store.count(resource) + 1))
     for item in items:
         key, errors = match(item)
         if not errors and system.faults.rejects(key):
@@ -445,7 +446,8 @@ def batch_upsert(
             current, number = new(number, stamp), number + 1
         pending[key] = merge(current, item, key, stamp)
         outcomes.append(Upserted(item, key, pending[key], created))
-    system.store.put(resource, [(r[id_field], k, stamp, r) for k, r in pending.items()])
+    store.put(resource, [(r[id_field], k, stamp, r) for k, r in pending.items()])
+    store.numbered(resource, number)
     system.stats.records_written += len(pending)
     return outcomes
 

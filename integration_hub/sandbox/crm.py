@@ -131,7 +131,7 @@ def build_app(home: Path) -> FastAPI:
                 current | record | {"LastModifiedDate": stamp, "LastModifiedById": client_id}
             ),
             rejected="FIELD_CUSTOM_VALIDATION_EXCEPTION: rejected by the CRM (fault injection)",
-            first_number=created_count(system) + 1,
+            first_number=lambda: created_count(system) + 1,
             id_field="Id",
         )
         return {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 TABLES = """
@@ -43,6 +43,9 @@ class Store:
         # Counts are asked on every page (`total`, `total_size`) and cost a scan at scale 1:
         # they are cached until this store writes or another connection commits.
         self._counts: dict[tuple, int] = {}
+        # The next number of a record created through the API, per resource: kept across this
+        # store's own writes (a count per upsert batch made a bulk push quadratic).
+        self._numbers: dict[str, int] = {}
         self._version = None
 
     def close(self) -> None:
@@ -56,10 +59,13 @@ class Store:
             sql, args = sql + " AND updated_at < ?", [*args, before]
         return sql, args
 
-    def count(self, resource: str, since: str | None = None, before: str | None = None) -> int:
+    def _forget_if_others_wrote(self) -> None:
         version = self.con.execute("PRAGMA data_version").fetchone()[0]
         if version != self._version:
-            self._counts, self._version = {}, version
+            self._counts, self._numbers, self._version = {}, {}, version
+
+    def count(self, resource: str, since: str | None = None, before: str | None = None) -> int:
+        self._forget_if_others_wrote()
         key = (resource, since, before)
         if key not in self._counts:
             where, args = self._where(resource, since, before)
@@ -119,6 +125,18 @@ class Store:
                 "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?)",
                 ((resource, i, k, u, json.dumps(b, separators=(",", ":"))) for i, k, u, b in rows),
             )
+
+    def next_number(self, resource: str, first: Callable[[], int]) -> int:
+        """The number the next record of `resource` created through the API gets; `first()`
+        computes it when nothing is remembered (at start, or after another connection wrote)."""
+        self._forget_if_others_wrote()
+        if resource not in self._numbers:
+            self._numbers[resource] = first()
+        return self._numbers[resource]
+
+    def numbered(self, resource: str, next_number: int) -> None:
+        """Remember, after a committed write, the number the next created record gets."""
+        self._numbers[resource] = next_number
 
     def counts(self) -> dict[str, int]:
         return dict(
