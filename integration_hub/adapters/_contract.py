@@ -3,18 +3,20 @@
 A row that breaks its contract (a key missing, a number that is not one) is diverted
 before the incremental cursor and the loader see it, and kept with its reason, so one
 bad row neither fails the load nor disappears. Arrow tables are checked column-wise
-(`Contract.split`): only the rows a column test doubts are read as dicts and judged row
-by row, so their reasons are the same as on the row path.
+(`Contract.split`): only the rows a column test doubts (a failed test, or a column whose
+type cannot tell) are judged row by row, on the records as the source sent them where
+they are at hand, so their reasons are the same as on the row path.
 """
 
 from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from dlt.extract.resource import DltResource
@@ -31,32 +33,65 @@ class Kind:
     name: str
     test: Callable[[Any], bool]
     nullable: bool = False
-    # The same test over an Arrow column (a boolean mask; may be stricter, never looser), if any.
-    column_test: Callable[[pa.ChunkedArray], pa.ChunkedArray] | None = None
+    # The same test over an Arrow column of non-null values: a boolean mask (may be stricter,
+    # never looser), or None when the column's type cannot tell (then every row is doubted).
+    column_test: Callable[[pa.ChunkedArray], pa.ChunkedArray | None] | None = None
 
     def accepts(self, value: Any) -> bool:
         return (value is None and self.nullable) or (value is not None and self.test(value))
 
     def accepts_column(self, column: pa.ChunkedArray) -> pa.ChunkedArray | None:
-        """Which values pass, column-wise; None when this kind has no column test."""
-        if self.column_test is None or not pa.types.is_string(column.type):
+        """Which values pass, column-wise; None when this kind cannot judge the column."""
+        if pa.types.is_null(column.type):  # a page where the field is always null
+            return pc.fill_null(pc.is_valid(column), self.nullable) if self.nullable else None
+        passed = self.column_test(column) if self.column_test is not None else None
+        if passed is None:
             return None
-        return pc.fill_null(self.column_test(column), self.nullable)
+        passed = pc.fill_null(passed, False)
+        return pc.or_(passed, pc.is_null(column)) if self.nullable else pc.and_(passed, pc.is_valid(column))
 
     @property
     def or_null(self) -> Kind:
         return Kind(f"{self.name} or null", self.test, nullable=True, column_test=self.column_test)
 
 
-INTEGER = Kind("integer", lambda v: isinstance(v, int) and not isinstance(v, bool))
-NUMBER = Kind("number", lambda v: isinstance(v, int | float) and not isinstance(v, bool))
-TEXT = Kind("text", lambda v: isinstance(v, str) and v != "", column_test=lambda c: pc.not_equal(c, ""))
+def _of_type(*is_type: Callable[[pa.DataType], bool]) -> Callable[[pa.ChunkedArray], pa.ChunkedArray | None]:
+    """A column test that passes every value of a column of one of these types."""
+    return lambda c: pc.is_valid(c) if any(t(c.type) for t in is_type) else None
+
+
+def _strings(test: Callable[[pa.ChunkedArray], pa.ChunkedArray]) -> Callable:
+    return lambda c: test(c) if pa.types.is_string(c.type) else None
+
+
+INTEGER = Kind(
+    "integer",
+    lambda v: isinstance(v, int) and not isinstance(v, bool),
+    column_test=_of_type(pa.types.is_integer),
+)
+NUMBER = Kind(
+    "number",
+    lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    column_test=_of_type(pa.types.is_integer, pa.types.is_floating),
+)
+TEXT = Kind(
+    "text", lambda v: isinstance(v, str) and v != "", column_test=_strings(lambda c: pc.not_equal(c, ""))
+)
 DECIMAL_TEXT = Kind(
     "decimal text",
     lambda v: isinstance(v, str) and bool(_DECIMAL.fullmatch(v)),
-    column_test=lambda c: pc.match_substring_regex(c, rf"^{_DECIMAL.pattern}$"),
+    column_test=_strings(lambda c: pc.match_substring_regex(c, rf"^{_DECIMAL.pattern}$")),
 )
-TIMESTAMP = Kind("ISO timestamp", lambda v: isinstance(v, str) and bool(_TIMESTAMP.fullmatch(v)))
+TIMESTAMP = Kind(
+    "ISO timestamp",
+    lambda v: isinstance(v, str) and bool(_TIMESTAMP.fullmatch(v)),
+    column_test=_strings(lambda c: pc.match_substring_regex(c, rf"^{_TIMESTAMP.pattern}$")),
+)
+
+
+def looks_like_timestamps(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Which text values are ISO timestamps (null where the value is null)."""
+    return pc.match_substring_regex(column, rf"^{_TIMESTAMP.pattern}$")
 
 
 @dataclass(frozen=True)
@@ -77,25 +112,33 @@ class Contract:
                 return f"field {name!r}: expected {kind.name}, got {row[name]!r:.60}"
         return None
 
-    def split(self, table: pa.Table) -> tuple[pa.Table, list[tuple[str, str, dict]]]:
-        """The rows of `table` that keep the contract, and the refused ones as `(key, reason, row)`."""
+    def split(
+        self, table: pa.Table, rows: Sequence[Any] | None = None
+    ) -> tuple[pa.Table, list[tuple[str, str, Any]]]:
+        """The rows of `table` that keep the contract, and the refused ones as `(key, reason, row)`.
+
+        `rows` are the records the table was built from, if any: a doubted row is judged, and
+        kept in a reject, as the source sent it.
+        """
         mask = pa.array([True] * table.num_rows, pa.bool_())
         for name, kind in self.fields.items():
             passed = kind.accepts_column(table[name]) if name in table.column_names else None
             mask = pc.and_(mask, passed) if passed is not None else pa.array([False] * table.num_rows)
         if pc.all(mask).as_py() is not False:
             return table, []
-        rejected, kept = [], []
-        for row in table.filter(pc.invert(mask)).to_pylist():
+        if isinstance(mask, pa.ChunkedArray):
+            mask = mask.combine_chunks()
+        keep = mask.to_numpy(zero_copy_only=False).copy()
+        rejected = []
+        for i in np.flatnonzero(~keep):
+            row = rows[i] if rows is not None else table.slice(int(i), 1).to_pylist()[0]
             reason = self.violation(row)
             if reason:
-                rejected.append((str(row.get(self.key)), reason, row))
+                key = row.get(self.key) if isinstance(row, Mapping) else None
+                rejected.append((str(key), reason, row))
             else:
-                kept.append(row)
-        good = table.filter(mask)
-        if kept:
-            good = pa.concat_tables([good, pa.Table.from_pylist(kept, schema=table.schema)])
-        return good, rejected
+                keep[i] = True
+        return table.filter(pa.array(keep)), rejected
 
 
 @dataclass

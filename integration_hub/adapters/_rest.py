@@ -2,6 +2,15 @@
 says when it retries, and OAuth2 client credentials that re-authenticate when the server
 expires a token early.
 
+A system is declared as data (`Api`: path, selector, key, cursor, filter parameters) plus its
+auth and paginator; `rest_source` makes one dlt resource per listing from dlt's `RESTClient`
+and `dlt.sources.incremental`, as `rest_api_source` would, with what the declarative source
+cannot say: pages are fetched one ahead on a thread (the system prepares the next page while
+the last one is shaped) and joined into Arrow tables of `BATCH_RECORDS` records, checked
+by contract column-wise (`_arrow.contracted_table`) before dlt's cursor sees them and shaped
+as dlt's JSON normalizer would land them after it (`_arrow.LandingShape`). At SF1 that took
+the billing load from 114 s to 50 s; dlt's per-row normalizer had been ~95 % of its CPU.
+
 Every REST resource lands through Parquet files (`file_format`): dlt's default for DuckDB
 and Postgres is INSERT statements, which loaded a 150 k-row page stream 20x slower than the
 Parquet COPY (a Postgres warehouse without an ADBC driver falls back to INSERTs by itself).
@@ -14,28 +23,36 @@ and dropped connections are retried, waiting what `Retry-After` asks for when it
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from queue import Full, Queue
 from typing import Any
 
 import dlt
+import pyarrow as pa
 from dlt.common.configuration import configspec
 from dlt.common.configuration.specs import RuntimeConfiguration
 from dlt.common.json import json as dlt_json
+from dlt.extract.resource import DltResource
 from dlt.sources.helpers.requests import Client
 from dlt.sources.helpers.requests.retry import DEFAULT_RETRY_EXCEPTIONS, DEFAULT_RETRY_STATUS
 from dlt.sources.helpers.rest_client.auth import AuthConfigBase, OAuth2ClientCredentials
+from dlt.sources.helpers.rest_client.client import RESTClient
 from dlt.sources.helpers.rest_client.paginators import BasePaginator
-from dlt.sources.rest_api import rest_api_source
 from requests import PreparedRequest, Response
 
-from integration_hub.adapters._contract import Contract, Rejects, guarded
+from integration_hub.adapters._arrow import LandingShape, contracted_table
+from integration_hub.adapters._contract import Contract, Rejects
 
 log = logging.getLogger("integration_hub.adapters")
 
 RETRIED_STATUS = DEFAULT_RETRY_STATUS
 RETRIED_EXCEPTIONS = DEFAULT_RETRY_EXCEPTIONS
 EPOCH = "1970-01-01T00:00:00Z"
+# Pages are joined into Arrow tables of at least this many records: dlt's cost per item
+# (schema, cursor, writer) is ~10 ms, a 1,000-record page's shaping ~2 ms.
+BATCH_RECORDS = 20_000
 
 
 def _runtime(name: str, cast: type) -> Any:
@@ -171,36 +188,95 @@ def rest_source(
     end=None,
     columns: Mapping[str, dict] | None = None,
 ) -> dlt.sources.DltSource:
-    """The system's resources (one per contract) changed in [start, end), guarded by their contracts.
+    """The system's resources (one per contract) changed in [start, end), checked by their contracts.
 
     No bounds = since the stored cursor. `columns` types, per resource, fields the system
     fills only later, so their columns exist from the first load.
     """
-    resources = [_resource(name, api, start, end, (columns or {}).get(name, {})) for name in contracts]
-    client = {"base_url": base_url, "auth": auth, "paginator": paginator, "session": session()}
-    src = rest_api_source({"client": client, "resources": resources}, name=system)
-    return guarded(src, contracts, rejects)
+    client = RESTClient(base_url=base_url, auth=auth, paginator=paginator, session=session())
+    sink = rejects if rejects is not None else Rejects()
+    resources = [
+        _resource(client, api, name, contract, sink, start, end, (columns or {}).get(name, {}))
+        for name, contract in contracts.items()
+    ]
+    return dlt.source(name=system)(lambda: resources)()
 
 
-def _resource(name: str, api: Api, start, end, columns: dict) -> dict:
-    endpoint = {
-        "path": api.path.format(name=name),
-        "data_selector": api.data_selector.format(name=name),
-        "incremental": {
-            "start_param": api.since,
-            "end_param": api.before,
-            "cursor_path": api.cursor,
-            "initial_value": iso(start) or EPOCH,
-            "end_value": iso(end),
-        },
-    }
-    if api.params:
-        endpoint["params"] = dict(api.params)
-    return {
-        "name": name,
-        "primary_key": api.primary_key,
-        "write_disposition": "merge",
-        "file_format": "parquet",
-        "columns": columns,
-        "endpoint": endpoint,
-    }
+def _resource(
+    client: RESTClient, api: Api, name: str, contract: Contract, rejects: Rejects, start, end, columns: dict
+) -> DltResource:
+    """One listing as a dlt resource: pages fetched one ahead, batched into Arrow tables."""
+
+    @dlt.resource(
+        name=name,
+        primary_key=api.primary_key,
+        write_disposition="merge",
+        file_format="parquet",
+        columns=columns,
+    )
+    def records(
+        changed=dlt.sources.incremental(api.cursor, initial_value=iso(start) or EPOCH, end_value=iso(end)),
+    ) -> Iterator[pa.Table]:
+        params = {**(api.params or {}), api.since: changed.last_value, api.before: changed.end_value}
+        pages = client.paginate(
+            api.path.format(name=name),
+            params={k: v for k, v in params.items() if v is not None},
+            data_selector=api.data_selector.format(name=name),
+        )
+        for batch in _batches(_ahead(pages), BATCH_RECORDS):
+            table, refused = contracted_table(batch, contract)
+            rejects.by_resource[name].extend(refused)
+            if table.num_rows:
+                yield table
+
+    return records.add_step(LandingShape(name, contract.key, rejects))
+
+
+def _batches(pages: Iterator[list], size: int) -> Iterator[list]:
+    """Pages joined into lists of at least `size` records (the last one smaller)."""
+    batch: list = []
+    for page in pages:
+        batch.extend(page)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _ahead(pages: Iterator[list], depth: int = 2) -> Iterator[list]:
+    """`pages`, fetched on a thread up to `depth` pages ahead: the system prepares the next
+    page while this process shapes the last one. An error is raised where it is reached."""
+    queue: Queue = Queue(depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(item, timeout=0.2)
+                return True
+            except Full:
+                continue
+        return False
+
+    def fetch() -> None:
+        try:
+            for page in pages:
+                if not put(page):
+                    return
+        except BaseException as exc:  # handed to the consumer
+            put(exc)
+            return
+        put(done)
+
+    worker = threading.Thread(target=fetch, name="rest-pages", daemon=True)
+    worker.start()
+    try:
+        while (page := queue.get()) is not done:
+            if isinstance(page, BaseException):
+                raise page
+            yield page
+    finally:
+        stop.set()
+        worker.join()

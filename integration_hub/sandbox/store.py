@@ -83,7 +83,9 @@ class Store:
         before: str | None = None,
     ) -> list[tuple]:
         """Up to `limit` (updated_at, id, body) rows after the keyset position `after`."""
-        where, args = self._where(resource, since, before)
+        # A position lies within the filter, so `since` adds nothing past it; kept, it made SQLite
+        # range over `updated_at >= since` and skip every earlier page again (quadratic paging).
+        where, args = self._where(resource, None if after else since, before)
         if after:
             where, args = where + " AND (updated_at, id) > (?, ?)", [*args, *after]
         return self.con.execute(
