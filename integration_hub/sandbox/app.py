@@ -433,14 +433,15 @@ def batch_upsert(
     outcomes, pending, stamp = [], {}, now_ts()
     store = system.store
     number = store.next_number(resource, first_number or (lambda: store.count(resource) + 1))
-    for item in items:
-        key, errors = match(item)
+    matched = [(item, *match(item)) for item in items]
+    stored = store.find_many(resource, list({str(key) for _, key, errors in matched if not errors}))
+    for item, key, errors in matched:
         if not errors and system.faults.rejects(key):
             errors = [rejected]
         if errors:
             outcomes.append(Upserted(item, key, errors=errors))
             continue
-        current = pending.get(key) or system.store.find(resource, key)
+        current = pending.get(key) or stored.get(str(key))
         created = current is None
         if created:
             current, number = new(number, stamp), number + 1

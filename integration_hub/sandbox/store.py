@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 TABLES = """
@@ -113,12 +113,20 @@ class Store:
         ).fetchone()
         return json.loads(row[0]) if row else None
 
-    def find(self, resource: str, match_key: str) -> dict | None:
-        row = self.con.execute(
-            "SELECT body FROM records WHERE resource = ? AND match_key = ? ORDER BY id LIMIT 1",
-            [resource, match_key],
-        ).fetchone()
-        return json.loads(row[0]) if row else None
+    def find_many(self, resource: str, match_keys: Sequence[str]) -> dict[str, dict]:
+        """The first record (by id) stored under each of `match_keys` that has one."""
+        found: dict[str, dict] = {}
+        for start in range(0, len(match_keys), 500):
+            keys = match_keys[start : start + 500]
+            rows = self.con.execute(
+                f"SELECT match_key, body FROM records WHERE resource = ? AND match_key IN "
+                f"({', '.join('?' * len(keys))}) ORDER BY id",
+                [resource, *keys],
+            )
+            for key, body in rows:
+                if key not in found:
+                    found[key] = json.loads(body)
+        return found
 
     def put(self, resource: str, rows: Iterable[tuple]) -> None:
         """Insert or replace (id, match_key, updated_at, body dict) rows in one transaction."""
