@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass
 
 import httpx
+import orjson
 
 from integration_hub import settings
 
@@ -61,6 +62,10 @@ def _retry_after(response: httpx.Response) -> float | None:
         return float(response.headers["Retry-After"])
     except (KeyError, ValueError):
         return None
+
+
+def _json(response: httpx.Response):
+    return orjson.loads(response.content)
 
 
 def _error_text(response: httpx.Response) -> str:
@@ -122,8 +127,12 @@ class Destination:
         try:
             return http.post(
                 self.base_url + path,
-                json=body,
-                headers={**self.auth_headers(http, refresh), **(headers or {})},
+                content=orjson.dumps(body),  # ~5x cheaper than httpx's json.dumps, on the GIL
+                headers={
+                    "Content-Type": "application/json",
+                    **self.auth_headers(http, refresh),
+                    **(headers or {}),
+                },
             )
         except httpx.TransportError as exc:
             raise TransientError(f"{self.system}: {type(exc).__name__} on POST {path}") from None
@@ -187,7 +196,7 @@ class CrmAccounts(Destination):
                 "; ".join(map(str, res.get("errors") or [])) or None,
                 res.get("id"),
             )
-            for res in response.json()["results"]
+            for res in _json(response)["results"]
         ]
 
 
@@ -201,7 +210,7 @@ class MarketingContacts(_BearerToken):
         inputs = [
             {"id": r.payload[self.key_field], "idProperty": "email", "properties": r.payload} for r in records
         ]
-        body = self.post(http, "/crm/v3/objects/contacts/batch/upsert", {"inputs": inputs}).json()
+        body = _json(self.post(http, "/crm/v3/objects/contacts/batch/upsert", {"inputs": inputs}))
         by_email = {r.payload[self.key_field]: r.key for r in records}
         outcomes = [
             Outcome(by_email[e["id"]], False, e.get("message") or "rejected") for e in body.get("errors", [])
@@ -219,9 +228,9 @@ class SupportOrders(_BearerToken):
     secret_env = "HUB_SUPPORT_API_TOKEN"
 
     def write(self, http: httpx.Client, records: list[Record]) -> list[Outcome]:
-        body = self.post(
-            http, "/api/v2/orders/create_or_update_many", {"orders": [r.payload for r in records]}
-        ).json()
+        body = _json(
+            self.post(http, "/api/v2/orders/create_or_update_many", {"orders": [r.payload for r in records]})
+        )
         by_id = {str(r.payload[self.key_field]): r.key for r in records}
         return [
             Outcome(

@@ -120,7 +120,8 @@ class Store:
             keys = match_keys[start : start + 500]
             rows = self.con.execute(
                 f"SELECT match_key, body FROM records WHERE resource = ? AND match_key IN "
-                f"({', '.join('?' * len(keys))}) ORDER BY id",
+                # Ordered as the index is: `ORDER BY id` alone made SQLite walk the resource by id.
+                f"({', '.join('?' * len(keys))}) ORDER BY match_key, id",
                 [resource, *keys],
             )
             for key, body in rows:
