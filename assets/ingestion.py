@@ -37,6 +37,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from queue import Full, Queue
 from types import ModuleType
 from typing import Any
 
@@ -161,11 +162,14 @@ def _cursors(pipeline: dlt.Pipeline, system: str) -> dict[str, str]:
 class DuckDBArrowSink:
     """Merges an adapter's Arrow chunks into a DuckDB raw table by primary key, all or nothing.
 
-    One transaction per table; chunk n is written on a writer thread while the caller reads
-    chunk n+1 (pyarrow and DuckDB release the GIL). Into an absent or empty table the chunks
-    are appended: one source query returns each key once, and DuckDB's single writer keeps
-    anyone else from filling the table meanwhile. Otherwise each chunk replaces the rows with
-    its keys (delete, then insert: dlt's upsert).
+    One transaction and one streaming statement per table: a writer thread runs the statement
+    over a RecordBatchReader fed with the chunks the caller iterates, so DuckDB inserts (on
+    its threads, compressing row groups as it goes) while the next chunk is read. One
+    statement over the stream took 1.6 s for 1.5 M ERP orders where an INSERT per 16 MB chunk
+    took 2.4 s plus 1.0 s of checkpoint at close. Into an absent or empty table the rows are
+    appended: one source query returns each key once, and DuckDB's single writer keeps anyone
+    else from filling the table meanwhile. Otherwise they are staged in a temporary table and
+    replace the rows with their keys (delete, then insert: dlt's upsert).
     """
 
     def __init__(self, warehouse: Warehouse, dataset: str):
@@ -175,7 +179,13 @@ class DuckDBArrowSink:
 
     def write(self, table: str, primary_key: list[str], chunks: Iterable[pa.Table]) -> None:
         """Write `chunks` (iterated on the calling thread) into `dataset.table`."""
+        chunks = iter(chunks)
+        first = next(chunks, None)
+        self.rows[table] = 0
+        if first is None:
+            return
         self.warehouse.ensure_schema(self.dataset)
+        stream: Queue = Queue(2)
         with (
             self.warehouse.connect() as con,
             ThreadPoolExecutor(1, thread_name_prefix="arrow-sink") as writer,
@@ -184,56 +194,74 @@ class DuckDBArrowSink:
             exists = table in self._columns(con, table, tables=True)
             target = f'"{self.dataset}"."{table}"'
             append = not exists or not con.scalar(f"SELECT count(*) FROM (SELECT 1 FROM {target} LIMIT 1)")
-            self.modes[table], self.rows[table] = ("append" if append else "upsert"), 0
-            pending: Future | None = None
+            self.modes[table] = "append" if append else "upsert"
+            if exists:
+                self._add_new_columns(con, table, first.schema)
+            reader = pa.RecordBatchReader.from_batches(first.schema, self._batches(table, first, stream))
+            done = writer.submit(self._statement, con, table, primary_key, reader, exists, append)
             try:
-                for i, chunk in enumerate(chunks):
-                    if pending is not None:
-                        self.rows[table] += pending.result()
-                    first = i == 0
-                    pending = writer.submit(self._chunk, con, table, primary_key, chunk, first and not exists,
-                                            first and exists, append)  # fmt: skip
-                if pending is not None:
-                    self.rows[table] += pending.result()
+                for chunk in chunks:
+                    _hand(stream, chunk, done)
+                _hand(stream, None, done)
+                done.result()
             except BaseException:
-                if pending is not None:
-                    pending.exception()  # the writer must be idle before the rollback
+                while not done.done():  # the writer must stop, and be idle before the rollback
+                    with contextlib.suppress(Full):
+                        stream.put(_FAILED, timeout=0.2)
+                done.exception()
                 con.execute("ROLLBACK")
                 raise
             con.execute("COMMIT")
 
-    def _chunk(
+    def _batches(self, table: str, first: pa.Table, stream: Queue) -> Iterator[pa.RecordBatch]:
+        """The chunks as record batches, on the writer's thread; None ends the stream."""
+        chunk = first
+        while chunk is not None:
+            if chunk is _FAILED:
+                raise RuntimeError("the source failed mid-stream")
+            self.rows[table] += chunk.num_rows
+            yield from chunk.to_batches()
+            chunk = stream.get()
+
+    def _statement(
         self,
         con: Connection,
         table: str,
         keys: list[str],
-        chunk: pa.Table,
-        create: bool,
-        evolve: bool,
+        reader: pa.RecordBatchReader,
+        exists: bool,
         append: bool,
-    ) -> int:
+    ) -> None:
         target = f'"{self.dataset}"."{table}"'
-        con.raw.register("_chunk", chunk)
+        con.raw.register("_stream", reader)
         try:
-            if create:
-                con.execute(f"CREATE TABLE {target} AS SELECT * FROM _chunk")
+            if not exists:
+                con.execute(f"CREATE TABLE {target} AS SELECT * FROM _stream")
                 for key in keys:  # as dlt declares a primary key's columns
                     con.execute(f'ALTER TABLE {target} ALTER COLUMN "{key}" SET NOT NULL')
-                return chunk.num_rows
-            if evolve:  # columns new in the source are added, as dlt's schema evolution would
-                have = self._columns(con, table)
-                for name, kind in con.rows(
-                    "SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM _chunk)"
-                ):
-                    if name not in have:
-                        con.execute(f'ALTER TABLE {target} ADD COLUMN "{name}" {kind}')
-            if not append:
-                match = " AND ".join(f'{table}."{k}" = _chunk."{k}"' for k in keys)
-                con.execute(f"DELETE FROM {target} USING _chunk WHERE {match}")
-            con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM _chunk")
-            return chunk.num_rows
+            elif append:
+                con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM _stream")
+            else:
+                con.execute("CREATE TEMP TABLE _incoming AS SELECT * FROM _stream")
+                match = " AND ".join(f'{table}."{k}" = _incoming."{k}"' for k in keys)
+                con.execute(f"DELETE FROM {target} USING _incoming WHERE {match}")
+                con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM _incoming")
+                con.execute("DROP TABLE _incoming")
         finally:
-            con.raw.unregister("_chunk")
+            con.raw.unregister("_stream")
+
+    def _add_new_columns(self, con: Connection, table: str, schema: pa.Schema) -> None:
+        """Columns new in the source are added, as dlt's schema evolution would."""
+        have = self._columns(con, table)
+        con.raw.register("_shape", schema.empty_table())
+        try:
+            for name, kind in con.rows(
+                "SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM _shape)"
+            ):
+                if name not in have:
+                    con.execute(f'ALTER TABLE "{self.dataset}"."{table}" ADD COLUMN "{name}" {kind}')
+        finally:
+            con.raw.unregister("_shape")
 
     def _columns(self, con: Connection, table: str, tables: bool = False) -> set[str]:
         """The table's column names (or, with `tables`, the dataset's table names)."""
@@ -244,6 +272,20 @@ class DuckDBArrowSink:
             found
             for (found,) in con.rows(f"SELECT {name} FROM information_schema.{kind} WHERE {where}", params)
         }
+
+
+_FAILED = object()  # put on the stream when the caller's chunks fail, so the writer stops
+
+
+def _hand(stream: Queue, item: Any, writer: Future) -> None:
+    """Hand `item` to the writer, or raise its error if it stopped."""
+    while True:
+        if writer.done():
+            writer.result()
+            raise RuntimeError("the warehouse writer stopped before the stream ended")
+        with contextlib.suppress(Full):
+            stream.put(item, timeout=0.5)
+            return
 
 
 def _sink(adapter: ModuleType, warehouse: Warehouse) -> DuckDBArrowSink | None:
