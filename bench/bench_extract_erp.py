@@ -123,6 +123,7 @@ def run_hub(url: str, reread: bool = False) -> dict:
     os.environ.pop("HUB_WAREHOUSE_URL", None)
     import dagster as dg
 
+    import integration_hub.definitions  # noqa: F401 - a run's process has the code location loaded
     from assets import ingestion
 
     key = dg.AssetKey(["raw", "erp", "sales_orders"])

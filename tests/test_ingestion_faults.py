@@ -188,3 +188,24 @@ def test_malformed_rows_are_quarantined_counted_and_audited(make_sandbox):
         "missing field 'id'",  # the fault's lost key
         "customers: missing field 'id'",
     }
+
+
+@pytest.mark.postgres
+def test_unreachable_erp_database_fails_with_the_database_s_own_reason(
+    tmp_path, monkeypatch, postgres_url, fast_retries
+):
+    """dlt wraps a source's error twice; the step's failure says the root cause, not dlt's wrapper."""
+    monkeypatch.setenv("HUB_HOME", str(tmp_path))
+    monkeypatch.setenv("HUB_LOAD_MAX_RETRIES", "0")
+    missing = postgres_url.rsplit("/", 1)[0] + "/hub_no_such_erp_database"
+    monkeypatch.setenv("HUB_ERP_URL", missing)
+    assets, resources = system_assets("erp")
+    result = dg.materialize(
+        assets, resources=resources, partition_key=today(), instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )  # fmt: skip
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    description = failure.step_failure_data.user_failure_data.description
+    assert description.startswith("the erp load failed: OperationalError: ")
+    assert 'database "hub_no_such_erp_database" does not exist' in description
+    assert f"partition {today()} was not loaded" in description

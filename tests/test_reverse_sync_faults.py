@@ -67,7 +67,9 @@ def test_a_destination_that_stays_down_fails_the_run_and_keeps_everything_for_th
     assert (result.delivered, result.rejected, result.failed) == (0, 0, planned)
     # The last transient error is the outage's 503, or a pooled connection the server dropped.
     assert "gave up after 2 attempts" in result.errors[0]
-    assert any(sign in result.errors[0] for sign in ("503", "ReadError", "RemoteProtocolError")), result.errors[0]
+    assert any(sign in result.errors[0] for sign in ("503", "ReadError", "RemoteProtocolError")), (
+        result.errors[0]
+    )
     assert rs.dead_letters(warehouse, sync.name) == []  # not the destination's verdict: no dead letter
     assert changelog(warehouse, sync.name) == {"failed": planned}
     assert rs.plan(sync, warehouse).counts["insert"] == planned

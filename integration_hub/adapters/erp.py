@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 import dlt
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
@@ -45,8 +46,9 @@ PRIMARY_KEYS = {
 }
 CURSOR = "updated_at"
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-# The COPY stream is parsed (by pyarrow, on every core) in chunks of this size: one Arrow table each.
+# The COPY stream is parsed by pyarrow in chunks of this size, one ahead: one Arrow table each.
 CHUNK_BYTES = 16 << 20
+ROW = "_hub_row"  # a chunk's row numbers while dlt's incremental filters it (see `_incremental`)
 
 
 class ArrowSink(Protocol):
@@ -91,10 +93,9 @@ def _table_resource(url: str, table: str, start, end, sink: ArrowSink | None):
         schema: list[pa.Schema] = []
 
         def kept() -> Iterator[pa.Table]:
-            # dlt's incremental, called as its pipe step would be: same filter, cursor and hashes.
             for chunk in chunks:
                 schema[:] = [chunk.schema]
-                if (chunk := updated_at(chunk)) is not None and chunk.num_rows:
+                if (chunk := _incremental(updated_at, chunk, PRIMARY_KEYS[table])) is not None:
                     yield chunk
 
         sink.write(table, PRIMARY_KEYS[table], kept())
@@ -102,6 +103,32 @@ def _table_resource(url: str, table: str, start, end, sink: ArrowSink | None):
             yield schema[0].empty_table()  # dlt's schema learns the table (its load job is empty)
 
     return rows
+
+
+def _incremental(incremental, chunk: pa.Table, keys: list[str]) -> pa.Table | None:
+    """`chunk` after dlt's incremental, called as its pipe step would be (same filter, cursor and
+    boundary hashes), on the only columns it reads: the cursor and the primary key.
+
+    Given the whole chunk, dlt copies every column through two filters (null cursors, start
+    value) and numbers the rows from a Python `range` (any key given as a list): ~1.8 s of a
+    1.5 M-row load's 2.8 s step. Here it filters a narrow table whose rows are already numbered
+    (`_dlt_index` is its own name for that number; it drops it again), and the chunk is taken
+    only when it removed rows (at the start boundary).
+    """
+    rows = pa.array(np.arange(chunk.num_rows))
+    cursor = chunk[CURSOR]
+    narrow = pa.Table.from_arrays(
+        [cursor, *(chunk[k] for k in keys), rows, rows],
+        schema=pa.schema(
+            [chunk.schema.field(CURSOR).with_nullable(cursor.null_count > 0),
+             *(chunk.schema.field(k) for k in keys),
+             pa.field(ROW, pa.int64()), pa.field("_dlt_index", pa.int64())]
+        ),
+    )  # fmt: skip
+    kept = incremental(narrow)
+    if kept is None or not kept.num_rows:
+        return None
+    return chunk if kept.num_rows == chunk.num_rows else chunk.take(kept[ROW])
 
 
 def _known(table: str, schema: pa.Schema) -> bool:
@@ -171,7 +198,9 @@ def _postgres_copy(url: str, table: str, where: str, params: list[str]) -> Itera
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as con, con.cursor() as cur:
         schema = _pg_arrow_schema(cur, table)
         query = psycopg.ClientCursor(con).mogrify(f"SELECT * FROM {table}{where}", params)
-        read = pacsv.ReadOptions(column_names=schema.names)
+        # One thread per chunk: the reader, this parser, the sink's writer and the database's
+        # backend already share the cores; pyarrow's own pool cost ~50 % more CPU for the same parse.
+        read = pacsv.ReadOptions(column_names=schema.names, use_threads=False)
         convert = pacsv.ConvertOptions(
             column_types=schema, strings_can_be_null=True, quoted_strings_can_be_null=False
         )
