@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import random
+import socket
 import threading
 import time
 import uuid
@@ -49,7 +50,10 @@ SKIP_COLUMN = "skip_reason"
 MODES = ("upsert", "update", "insert", "mirror")
 MAX_ATTEMPTS = 6  # per batch, for transient errors
 BACKOFF_BASE, BACKOFF_CAP = 0.5, 30.0  # seconds
-FLUSH_SECONDS, FLUSH_RECORDS = 1.0, 5_000  # confirmations lost to a kill are at most this much
+FLUSH_SECONDS, FLUSH_RECORDS = 1.0, 5_000
+# httpx writes a request's headers and body separately: with Nagle's algorithm the body then
+# waits for the server's delayed ACK of the headers (~40 ms a request on Linux).
+NO_DELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]  # confirmations lost to a kill are at most this much
 
 DELIVERED, REJECTED, FAILED = "delivered", "rejected", "failed"
 
@@ -348,7 +352,8 @@ class _Sender:
         client = getattr(self._local, "client", None)
         if client is None:
             one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-            client = httpx.Client(timeout=httpx.Timeout(60, connect=5), limits=one, event_hooks=self.hooks)
+            transport = httpx.HTTPTransport(limits=one, socket_options=NO_DELAY)
+            client = httpx.Client(timeout=httpx.Timeout(60, connect=5), transport=transport, event_hooks=self.hooks)
             self._local.client = client
             with self._lock:
                 self._clients.append(client)
