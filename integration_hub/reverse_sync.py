@@ -353,7 +353,9 @@ class _Sender:
         if client is None:
             one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
             transport = httpx.HTTPTransport(limits=one, socket_options=NO_DELAY)
-            client = httpx.Client(timeout=httpx.Timeout(60, connect=5), transport=transport, event_hooks=self.hooks)
+            client = httpx.Client(
+                timeout=httpx.Timeout(60, connect=5), transport=transport, event_hooks=self.hooks
+            )
             self._local.client = client
             with self._lock:
                 self._clients.append(client)
