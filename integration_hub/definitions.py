@@ -10,9 +10,10 @@ policy, so nothing else builds `Definitions` and no layer repeats it:
 - owner and warehouse kind defaults for assets whose layer left them out;
 - code references to each asset's Python definition, linked to the repository when
   `HUB_GIT_URL` is set (else to the local file);
-- the default executor (what a run launched from the UI or a schedule uses): multiprocess
-  steps fork from a server that imported this code location once, instead of each step
-  process importing it again, and run one at a time on DuckDB (see `_multiprocess`).
+- the default executor (what a run launched from the UI, a schedule or a sensor uses): in
+  process on the embedded DuckDB warehouse, multiprocess on Postgres (see `_default_executor`);
+  multiprocess steps fork from a server that imported this code location once, instead of
+  each step process importing it again, and run one at a time on DuckDB (see `_multiprocess`).
 """
 
 import datetime as dt
@@ -95,9 +96,20 @@ def _multiprocess(config: dict) -> dict:
     return {"multiprocess": run}
 
 
-EXECUTOR = dg.multi_or_in_process_executor.configured(
-    _multiprocess, config_schema=dg.multi_or_in_process_executor.config_schema.as_field()
-)
+def _default_executor() -> dg.Field:
+    """The executor config a run gets when it names none.
+
+    Embedded DuckDB: in process. The warehouse takes one writer at a time, so step processes
+    ran one after another anyway, each paying ~1 s of Dagster's process set-up (15 % of the SF1
+    nightly, BENCHMARKS.md "End to end") for isolation only. Postgres lifts the limit, so there
+    steps run in parallel processes. Either is selectable per run (Launchpad: `execution`).
+    """
+    field = dg.multi_or_in_process_executor.config_schema.as_field()
+    default = {"multiprocess": {}} if settings.warehouse_url() else {"in_process": {}}
+    return dg.Field(field.config_type, default_value=default, description=_default_executor.__doc__)
+
+
+EXECUTOR = dg.multi_or_in_process_executor.configured(_multiprocess, config_schema=_default_executor())
 
 
 def _assets() -> list:

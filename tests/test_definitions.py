@@ -57,6 +57,7 @@ print(json.dumps({
     "execution": {name: ResolvedRunConfig.build(defs.resolve_job_def(job), {"execution": {"config": cfg}} if cfg else {})
                   .execution.execution_engine_config
                   for name, job, cfg in (("default", "nightly", None), ("in_process", "nightly", {"in_process": {}}),
+                                         ("multiprocess", "nightly", {"multiprocess": {}}),
                                          ("spawn", "nightly", {"multiprocess": {"start_method": {"spawn": {}}}}))},
     "celery_executor": defs.resolve_job_def("nightly_celery").executor_def.name,
 }))
@@ -144,17 +145,20 @@ def test_no_secret_reaches_the_ui(described):
         assert token not in payload, f"{var}'s value is in the definitions the UI receives"
 
 
-def test_multiprocess_runs_fork_steps_from_a_preloaded_code_location(described):
-    """UI, schedule and sensor runs use the default executor: multiprocess steps are forks of a
-    forkserver that imported the code location once; one at a time on DuckDB's single writer."""
+def test_runs_are_in_process_on_duckdb_and_fork_preloaded_steps_on_postgres(described):
+    """UI, schedule and sensor runs use the default executor: in process on the embedded DuckDB
+    warehouse (one writer: steps could not run side by side); on Postgres, multiprocess steps
+    forked from a forkserver that imported the code location once. A run may choose either:
+    multiprocess on DuckDB then runs one step at a time."""
     default, postgres = described
     forkserver = {"forkserver": {"preload_modules": ["integration_hub.definitions"]}}
-    run = default["execution"]["default"]["multiprocess"]
+    assert "in_process" in default["execution"]["default"]
+    run = default["execution"]["multiprocess"]["multiprocess"]
     assert run["start_method"] == forkserver
     assert run["max_concurrent"] == 1
     assert postgres["execution"]["default"]["multiprocess"]["start_method"] == forkserver
     assert not postgres["execution"]["default"]["multiprocess"].get("max_concurrent")  # pool of 4: parallel
-    assert "in_process" in default["execution"]["in_process"]  # still selectable per run
+    assert "in_process" in postgres["execution"]["in_process"]  # still selectable per run
     assert default["execution"]["spawn"]["multiprocess"]["start_method"] == {"spawn": {}}  # run config wins
     assert default["celery_executor"] == "hub_celery_executor"  # the scale-out twins keep theirs
 
