@@ -23,7 +23,8 @@ ERROR_CHARS = 500  # destination error bodies are kept, but not whole HTML pages
 
 @dataclass(frozen=True)
 class Record:
-    """One record to send: its match key, the allow-listed payload, and its idempotency key."""
+    """One record to send: its match key, the allow-listed payload, and its idempotency key
+    (empty for writers whose API has none: `Destination.idempotency_keys`)."""
 
     key: str
     payload: dict
@@ -91,6 +92,7 @@ class Destination:
     max_batch: int
     key_field: str  # the payload field the destination matches records on
     can_delete = False
+    idempotency_keys = False  # whether writes send `Record.idempotency_key` (else it is left empty)
 
     def __init__(self, base_url: str | None = None):
         self.base_url = (base_url or settings.system_url(self.system)).rstrip("/")
@@ -248,6 +250,7 @@ class BillingInvoices(_BearerToken):
 
     system, object, max_batch, key_field = "billing", "invoices", 1, "order_ref"
     secret_env = "HUB_BILLING_API_KEY"
+    idempotency_keys = True
 
     def write(self, http: httpx.Client, records: list[Record]) -> list[Outcome]:
         outcomes = []

@@ -388,7 +388,10 @@ class _Sender:
 
     def send(self, batch: list[Change]) -> list[tuple[Change, Outcome, str]]:
         """(change, outcome, status) for every change: delivered, rejected (a verdict), failed (none)."""
-        records = [Record(c.key, c.payload, self.sync.idempotency_key(c.key, c.hash)) for c in batch]
+        keyed = self.writer.idempotency_keys  # a sha256 per record otherwise spent for nothing
+        records = [
+            Record(c.key, c.payload, self.sync.idempotency_key(c.key, c.hash) if keyed else "") for c in batch
+        ]
         for attempt in range(1, MAX_ATTEMPTS + 1):
             self.pace.wait()
             try:
@@ -428,9 +431,8 @@ _OUTCOME_SCHEMA = pa.schema(
 )
 
 
-def _stage(con: Connection, rows: list[dict]) -> None:
+def _stage(con: Connection, table: pa.Table) -> None:
     """Make the batch's outcomes queryable as `_outcomes` inside the current transaction."""
-    table = pa.Table.from_pylist(rows, schema=_OUTCOME_SCHEMA)
     if con.dialect == "duckdb":
         con.raw.register("_outcomes", table)
         return
@@ -457,21 +459,22 @@ def _record(
     """
     if not done:
         return letters_open
-    rows = [
-        {
-            "key": c.key, "operation": c.operation, "hash": c.hash,
-            "payload": None if status == DELIVERED else json.dumps(c.payload, sort_keys=True, default=str),
-            "status": status, "error": o.error, "remote_id": o.remote_id,
-            "letter_id": _letter_id(sync.name, c.key, c.hash),
-        }
-        for c, o, status in done
-    ]  # fmt: skip
+    # Built column by column; payload and dead-letter id only for what was not delivered.
+    table = pa.table(
+        [
+            [c.key for c, _, _ in done], [c.operation for c, _, _ in done], [c.hash for c, _, _ in done],
+            [None if s == DELIVERED else json.dumps(c.payload, sort_keys=True, default=str) for c, _, s in done],
+            [s for _, _, s in done], [o.error for _, o, _ in done], [o.remote_id for _, o, _ in done],
+            [None if s == DELIVERED else _letter_id(sync.name, c.key, c.hash) for c, _, s in done],
+        ],
+        schema=_OUTCOME_SCHEMA,
+    )  # fmt: skip
     rejections = any(status == REJECTED for _, _, status in done)
     deletes = any(c.operation == "delete" and status == DELIVERED for c, _, status in done)
     at = audit.now()
     dl = f"{SCHEMA}.dead_letter"
     with _transaction(con):
-        _stage(con, rows)
+        _stage(con, table)
         delivered = "SELECT key FROM _outcomes WHERE status = 'delivered'"
         if deletes:
             con.execute(f"DELETE FROM {sync.state_table} WHERE key IN ({delivered} AND operation = 'delete')")
