@@ -342,11 +342,32 @@ def _finish(
     details: dict[str, Any],
     sink: DuckDBArrowSink | None = None,
 ) -> Iterator[dg.MaterializeResult]:
-    """Quarantine rejects, write one audit row per resource, and enrich each materialization."""
+    """Quarantine rejects, write one audit row per resource, and enrich each materialization
+    (on one warehouse connection: a dozen small statements per resource)."""
+    with warehouse.session():
+        results = _results(context, adapter, warehouse, pipeline, events, rejects, partition=partition,
+                           started=started, cursors=cursors, details=details, sink=sink)  # fmt: skip
+    yield from results
+
+
+def _results(
+    context: dg.AssetExecutionContext,
+    adapter: ModuleType,
+    warehouse: Warehouse,
+    pipeline: dlt.Pipeline,
+    events: list,
+    rejects: adapters.Rejects,
+    *,
+    partition: str | None,
+    started: dt.datetime,
+    cursors: tuple[dict, dict],
+    details: dict[str, Any],
+    sink: DuckDBArrowSink | None,
+) -> list[dg.MaterializeResult]:
     system, dataset = adapter.SYSTEM, f"raw_{adapter.SYSTEM}"
     row_counts = pipeline.last_trace.last_normalize_info.row_counts if pipeline.last_trace else {}
     run_id = context.run.run_id
-    movements = []
+    movements, results = [], []
     for event in events:
         name = event.asset_key.path[-1]
         loaded = int(row_counts.get(name, 0)) + (sink.rows.get(name, 0) if sink else 0)
@@ -362,23 +383,26 @@ def _finish(
         )  # fmt: skip
         exists = warehouse.table_exists(dataset, name)
         total = warehouse.row_count(dataset, name) if exists else 0
-        yield event._replace(
-            metadata={
-                **(event.metadata or {}),
-                **(table_metadata(warehouse, dataset, name) if exists else {}),
-                "dagster/row_count": total,
-                "rows_loaded": loaded,
-                "rows_rejected": rejected,
-                "child_tables": children,
-                "quarantine": f"quarantine.{system}__{name}" if rejected else "none",
-                **{k: v if isinstance(v, list) else str(v) for k, v in details.items()},
-            }
+        results.append(
+            event._replace(
+                metadata={
+                    **(event.metadata or {}),
+                    **(table_metadata(warehouse, dataset, name) if exists else {}),
+                    "dagster/row_count": total,
+                    "rows_loaded": loaded,
+                    "rows_rejected": rejected,
+                    "child_tables": children,
+                    "quarantine": f"quarantine.{system}__{name}" if rejected else "none",
+                    **{k: v if isinstance(v, list) else str(v) for k, v in details.items()},
+                }
+            )
         )
         if rejected:
             context.log.warning(
                 f"{rejected} {system}.{name} rows broke the contract: see quarantine.{system}__{name}"
             )
     record(warehouse, *movements)
+    return results
 
 
 def incremental_assets(adapter: ModuleType) -> dg.AssetsDefinition:

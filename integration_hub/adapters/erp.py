@@ -47,7 +47,7 @@ PRIMARY_KEYS = {
 CURSOR = "updated_at"
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 # The COPY stream is parsed by pyarrow in chunks of this size, one ahead: one Arrow table each.
-CHUNK_BYTES = 16 << 20
+CHUNK_BYTES = 8 << 20
 ROW = "_hub_row"  # a chunk's row numbers while dlt's incremental filters it (see `_incremental`)
 
 
@@ -266,13 +266,17 @@ def _copy_out(pgconn, sql: str) -> Iterator[memoryview]:
 
 
 def _whole_rows(copy: Iterable[Any], size: int) -> Iterator[bytearray]:
-    """The COPY stream in chunks of about `size` bytes; each COPY block is one whole row."""
-    chunk = bytearray()
+    """The COPY stream in chunks of about `size` bytes; each COPY block is one whole row.
+
+    The first chunks are smaller (1/8, 1/4, 1/2 of `size`), so the parser and the sink start
+    working while the rest is read instead of waiting for a whole chunk.
+    """
+    chunk, limit = bytearray(), size >> 3
     for row in copy:
         chunk += row
-        if len(chunk) >= size:
+        if len(chunk) >= limit:
             yield chunk
-            chunk = bytearray()
+            chunk, limit = bytearray(), min(limit << 1, size)
     if chunk:
         yield chunk
 
