@@ -16,6 +16,13 @@ This is dagster-dlt's documented pattern (pass a source built for the partition 
 `dlt_assets` takes no resource keys, so the assets are built from the same two parts it is
 made of: `build_dlt_asset_specs` and `multi_asset`.
 
+Load contracts: every raw asset has a blocking `load_contract` check, evaluated in its load's
+own step from the counts the load just recorded. Rows the adapter's row contract refused are
+quarantined, not lost; a few (up to `HUB_CONTRACT_MAX_REJECT_SHARE`, default 10 %) make a WARN,
+more an ERROR, which fails the load step, so the layers below do not rebuild on a source whose
+schema changed (a renamed field refuses every row), and fires the check alert. One step loads
+a system's resources, so an ERROR on one also holds back the layers below its siblings.
+
 Direct Arrow load (`DuckDBArrowSink`): an adapter that reads Arrow (`ARROW_SINK = True`, the
 ERP) writes its rows straight into a DuckDB warehouse, chunk by chunk while it reads, instead
 of through dlt's Parquet file, staging dataset and MERGE (BENCHMARKS.md, "Extraction").
@@ -53,7 +60,7 @@ from integration_hub import adapters, settings
 from integration_hub.adapters.payments import FileReport
 from integration_hub.audit import Movement, now, record
 from integration_hub.metadata import table_metadata
-from integration_hub.quarantine import quarantine
+from integration_hub.quarantine import quarantine, top_reasons
 from resources import systems
 from resources.warehouse import Connection, Warehouse, warehouse_from_env
 
@@ -328,6 +335,38 @@ def _failure(system: str, exc: BaseException, where: str) -> dg.Failure:
     )
 
 
+CONTRACT = "load_contract"
+CONTRACT_DOC = (
+    "Share of rows the adapter refused in this run's load (quarantined): WARN if any, ERROR if many."
+)
+
+
+def _contract_specs(specs: list[dg.AssetSpec]) -> list[dg.AssetCheckSpec]:
+    return [dg.AssetCheckSpec(CONTRACT, asset=s.key, blocking=True, description=CONTRACT_DOC) for s in specs]
+
+
+def _contract(warehouse: Warehouse, run_id: str, key: dg.AssetKey, rows_in: int, rejected: int):
+    """The `load_contract` result of one raw asset's load: passed, WARN (a few refused), ERROR (many)."""
+    system, resource = key.path[1], key.path[-1]
+    share = rejected / rows_in if rows_in else 0.0
+    metadata = {"rows_in": rows_in, "rows_rejected": rejected, "reject_share": round(share, 4)}
+    if not rejected:
+        return dg.AssetCheckResult(asset_key=key, check_name=CONTRACT, passed=True, metadata=metadata)
+    reasons = top_reasons(warehouse, f"{system}__{resource}", run_id)
+    severe = share > float(os.environ.get("HUB_CONTRACT_MAX_REJECT_SHARE", "0.1"))
+    return dg.AssetCheckResult(
+        asset_key=key,
+        check_name=CONTRACT,
+        passed=False,
+        severity=dg.AssetCheckSeverity.ERROR if severe else dg.AssetCheckSeverity.WARN,
+        description=(
+            f"{'Contract violation: ' if severe else ''}{rejected} of {rows_in} rows of {system}.{resource} "
+            f"broke the row contract ({share:.1%}) and are in quarantine.{system}__{resource}: {reasons}"
+        ),
+        metadata=metadata,
+    )
+
+
 def _finish(
     context: dg.AssetExecutionContext,
     adapter: ModuleType,
@@ -383,8 +422,14 @@ def _results(
         )  # fmt: skip
         exists = warehouse.table_exists(dataset, name)
         total = warehouse.row_count(dataset, name) if exists else 0
+        contract = (
+            [_contract(warehouse, run_id, event.asset_key, loaded + rejected, rejected)]
+            if dg.AssetCheckKey(event.asset_key, CONTRACT) in context.selected_asset_check_keys
+            else []
+        )
         results.append(
             event._replace(
+                check_results=contract,
                 metadata={
                     **(event.metadata or {}),
                     **(table_metadata(warehouse, dataset, name) if exists else {}),
@@ -394,7 +439,7 @@ def _results(
                     "child_tables": children,
                     "quarantine": f"quarantine.{system}__{name}" if rejected else "none",
                     **{k: v if isinstance(v, list) else str(v) for k, v in details.items()},
-                }
+                },
             )
         )
         if rejected:
@@ -411,9 +456,12 @@ def incremental_assets(adapter: ModuleType) -> dg.AssetsDefinition:
     translator = RawTranslator(adapter)
     template = adapter.source(**systems.client(system).source_kwargs())
 
+    specs = build_dlt_asset_specs(template, _spec_pipeline(system), translator)
+
     @dg.multi_asset(
         name=f"raw_{system}",
-        specs=build_dlt_asset_specs(template, _spec_pipeline(system), translator),
+        specs=specs,
+        check_specs=_contract_specs(specs),
         can_subset=True,
         partitions_def=daily_partitions(),
         backfill_policy=dg.BackfillPolicy.single_run(),
@@ -476,9 +524,12 @@ def file_assets(adapter: ModuleType) -> dg.AssetsDefinition:
     translator = RawTranslator(adapter)
     template = adapter.source(**systems.client(system).source_kwargs())
 
+    specs = build_dlt_asset_specs(template, _spec_pipeline(system), translator)
+
     @dg.multi_asset(
         name=f"raw_{system}",
-        specs=build_dlt_asset_specs(template, _spec_pipeline(system), translator),
+        specs=specs,
+        check_specs=_contract_specs(specs),
         can_subset=True,
         pool=POOL,
         required_resource_keys={"dlt", "warehouse", key},

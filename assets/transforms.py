@@ -3,8 +3,9 @@
 Every `.sql` file under `dbt_like_sql/{staging,canonical}` becomes an asset (see
 `integration_hub.sql_models`): its description is the file's leading comment, its
 dependencies are the tables its SQL reads. A canonical model with a pandera model in
-`canonical/` is validated while it is built (rows that fail are quarantined) and gets a
-blocking `keys_and_types` check.
+`canonical/` is validated while it is built (rows that fail are quarantined, the `row_rules`
+check counts them) and gets a blocking `keys_and_types` check, both evaluated in the model's
+own step (a separate check step cost ~1 s of process set-up with the multiprocess executor).
 """
 
 import warnings
@@ -19,7 +20,8 @@ from integration_hub.metadata import preview_md
 from resources.warehouse import Warehouse, warehouse_from_env
 
 OWNERS = ["team:data-platform"]
-POOL = "warehouse"  # DuckDB allows one writer: builds queue with loads on this pool
+POOL = "warehouse"
+KEYS_AND_TYPES = "Blocking: key unique and not null, every model column present with a compatible type."  # DuckDB allows one writer: builds queue with loads on this pool
 
 
 def _dialect() -> str:
@@ -55,7 +57,8 @@ def sql_asset(model: sql_models.SqlModel) -> dg.AssetsDefinition:
         [
             dg.AssetCheckSpec(
                 "row_rules", asset=model.key, description="Rows failing the model's rules (warning)."
-            )
+            ),
+            dg.AssetCheckSpec("keys_and_types", asset=model.key, blocking=True, description=KEYS_AND_TYPES),
         ]
         if validated
         else []
@@ -76,13 +79,17 @@ def sql_asset(model: sql_models.SqlModel) -> dg.AssetsDefinition:
         started = now()
         vet = validation.RowValidator(warehouse, model.entity, context.run_id) if validated else None
         built = sql_models.build(warehouse, model, vet=vet)
-        _audit(warehouse, context.run_id, model.key, model.system or "hub", started, built)
-        metadata = {**built.metadata(), "preview": preview_md(warehouse, model.layer, model.name)}
-        if vet:
-            metadata["validation_seconds"] = round(vet.report.seconds, 3)
-        return dg.MaterializeResult(
-            metadata=metadata, check_results=[vet.report.check_result()] if vet else []
-        )
+        with warehouse.session():
+            _audit(warehouse, context.run_id, model.key, model.system or "hub", started, built)
+            metadata = {**built.metadata(), "preview": preview_md(warehouse, model.layer, model.name)}
+            checks = []
+            if vet:
+                metadata["validation_seconds"] = round(vet.report.seconds, 3)
+                keys = validation.keys_and_types(warehouse, model.entity)._replace(
+                    check_name="keys_and_types"
+                )
+                checks = [vet.report.check_result(), keys]
+        return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
     return _sql_model
 
@@ -114,6 +121,9 @@ XREF_KEY = dg.AssetKey(["canonical", "customer_xref"])
     owners=OWNERS,
     description=(identity.__doc__ or "").strip().splitlines()[0],
     metadata=_code(Path(identity.__file__)),
+    check_specs=[
+        dg.AssetCheckSpec("keys_and_types", asset=XREF_KEY, blocking=True, description=KEYS_AND_TYPES)
+    ],
     pool=POOL,
 )
 def customer_xref(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
@@ -126,25 +136,15 @@ def customer_xref(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg
                  resource="customer_xref", rows_in=xref.num_rows, rows_out=xref.num_rows, started_at=started),
     )  # fmt: skip
     return dg.MaterializeResult(
+        check_results=[
+            validation.keys_and_types(warehouse, "customer_xref")._replace(check_name="keys_and_types")
+        ],
         metadata={
             "dagster/row_count": xref.num_rows,
             "customers": len(set(xref.column("customer_id").to_pylist())),
             "matches_by_rule": dg.MetadataValue.json({r["match_rule"]: r["source_id_count"] for r in rules}),
-        }
+        },
     )
-
-
-def keys_and_types_check(entity: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=dg.AssetKey(["canonical", entity]),
-        name="keys_and_types",
-        blocking=True,
-        description="Blocking: key unique and not null, every model column present with a compatible type.",
-    )
-    def _check(warehouse: Warehouse) -> dg.AssetCheckResult:
-        return validation.keys_and_types(warehouse, entity)
-
-    return _check
 
 
 @dg.asset_check(
@@ -162,7 +162,7 @@ ASSETS: list = [
     *(sql_asset(m) for m in MODELS_SQL),
     customer_xref,
 ]
-CHECKS: list = [*(keys_and_types_check(entity) for entity in MODELS), total_matches_lines]
+CHECKS: list = [total_matches_lines]
 JOBS: list = []
 SCHEDULES: list = []
 SENSORS: list = []

@@ -37,3 +37,13 @@ def quarantine(warehouse: Warehouse, name: str, run_id: str, rejects: list[tuple
         for key, reason, payload in rejects
     ]  # fmt: skip
     return warehouse.write_arrow(SCHEMA, name, pa.Table.from_pylist(rows, schema=_SCHEMA))
+
+
+def top_reasons(warehouse: Warehouse, name: str, run_id: str, limit: int = 3) -> str:
+    """The most frequent reasons of a run's rows in `quarantine.<name>`, with their counts."""
+    with warehouse.connect() as con:
+        rows = con.rows(
+            f'SELECT reason, count(*) FROM {SCHEMA}."{name}" WHERE run_id = ? GROUP BY 1 ORDER BY 2 DESC LIMIT {int(limit)}',
+            [run_id],
+        )
+    return "; ".join(f"{reason} ({n})" for reason, n in rows)
