@@ -11,8 +11,9 @@ for each executor, a child process with a fresh warehouse and Dagster instance r
    staging and canonical SQL, identity, validation, reconciliation, reverse sync pushed
    over HTTP: the same assets as today's `nightly` job, which first selected only the ERP
    and its downstream and so could not build a cold warehouse.
-2. `hub sandbox tick` (1% of records changed or added), then **incremental**: the
-   scheduled jobs as they run in production, `hourly_sources` then `nightly`.
+2. `hub sandbox tick` (1% of records changed or added), then the scheduled jobs as they run
+   in production: **incremental** = `hourly_sources` (the hourly run the target is about),
+   then the next `nightly` on the built warehouse.
 
 Reported per run: wall time, compute time per layer (sum of step durations by asset group),
 rows per second, peak RSS (the run process and, for multiprocess, its largest step process:
@@ -191,7 +192,6 @@ def child(executor: str) -> dict:
         tick = run_tick(settings.hub_home(), 0.01)
         hourly = run_job(instance, "hourly_sources", executor)
         nightly = run_job(instance, "nightly", executor)
-    incremental_wall = hourly["wall_s"] + nightly["wall_s"]
     return {
         "executor": executor,
         "full": full,
@@ -200,8 +200,9 @@ def child(executor: str) -> dict:
         "raw_rows_per_s": round(sum(rows.values()) / full["layers_s"].get("sources", full["wall_s"])),
         "rows_written_per_s": round(full["rows_written"] / full["wall_s"]),
         "tick": tick,
-        "incremental": {"hourly_sources": hourly, "nightly": nightly, "wall_s": round(incremental_wall, 2)},
-        "incremental_share_of_full": round(incremental_wall / full["wall_s"], 3),
+        "incremental": {"hourly_sources": hourly, "nightly": nightly},
+        "incremental_share_of_full": round(hourly["wall_s"] / full["wall_s"], 3),
+        "nightly_after_tick_share_of_full": round(nightly["wall_s"] / full["wall_s"], 3),
         "peak_rss_mb": peak_rss_mb(sampler),
     }
 
@@ -247,8 +248,9 @@ def one_scale(scale: float, executors: list[str], keep: bool) -> list[dict]:
 def table(results: list[dict]) -> str:
     lines = [
         "| scale | executor | seed s | full wall s | sources s | staging s | canonical s | recon s | "
-        "reverse sync s | checks s | raw rows/s | overhead | incremental s | incr / full | peak RSS MB |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "reverse sync s | checks s | raw rows/s | overhead | hourly after tick s | hourly / full | "
+        "nightly after tick s | peak RSS MB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         full = r["full"]
@@ -267,7 +269,8 @@ def table(results: list[dict]) -> str:
             )  # fmt: skip
             + f" | {r['raw_rows_per_s']:,} | {full['overhead_share']:.1%} ({full['overhead_s']} s, "
             f"{full['overhead_per_step_s']} s/step) | "
-            f"{r['incremental']['wall_s']} | {r['incremental_share_of_full']:.1%} | "
+            f"{r['incremental']['hourly_sources']['wall_s']} | {r['incremental_share_of_full']:.1%} | "
+            f"{r['incremental']['nightly']['wall_s']} | "
             f"{max(rss['run_process'], rss['largest_step_process'])} |"
         )
     return "\n".join(lines)
@@ -292,7 +295,7 @@ def main() -> None:
         args.json.write_text(json.dumps(results, indent=2, default=str))
     print()
     print(table(results))
-    print(f"\ntargets: full run at SF1 <= {TARGETS['nightly_s']} s, incremental <= "
+    print(f"\ntargets: full run at SF1 <= {TARGETS['nightly_s']} s, hourly run after the tick <= "
           f"{TARGETS['incremental_share']:.0%} of full, orchestration overhead <= {TARGETS['overhead_share']:.0%}")  # fmt: skip
 
 
