@@ -380,73 +380,50 @@ def _finish(
     cursors: tuple[dict, dict],
     details: dict[str, Any],
     sink: DuckDBArrowSink | None = None,
-) -> Iterator[dg.MaterializeResult]:
-    """Quarantine rejects, write one audit row per resource, and enrich each materialization
-    (on one warehouse connection: a dozen small statements per resource)."""
-    with warehouse.session():
-        results = _results(context, adapter, warehouse, pipeline, events, rejects, partition=partition,
-                           started=started, cursors=cursors, details=details, sink=sink)  # fmt: skip
-    yield from results
-
-
-def _results(
-    context: dg.AssetExecutionContext,
-    adapter: ModuleType,
-    warehouse: Warehouse,
-    pipeline: dlt.Pipeline,
-    events: list,
-    rejects: adapters.Rejects,
-    *,
-    partition: str | None,
-    started: dt.datetime,
-    cursors: tuple[dict, dict],
-    details: dict[str, Any],
-    sink: DuckDBArrowSink | None,
 ) -> list[dg.MaterializeResult]:
+    """Quarantine rejects, write one audit row per resource, evaluate each `load_contract` and
+    enrich each materialization, on one warehouse connection (a dozen small statements each)."""
     system, dataset = adapter.SYSTEM, f"raw_{adapter.SYSTEM}"
     row_counts = pipeline.last_trace.last_normalize_info.row_counts if pipeline.last_trace else {}
     run_id = context.run.run_id
     movements, results = [], []
-    for event in events:
-        name = event.asset_key.path[-1]
-        loaded = int(row_counts.get(name, 0)) + (sink.rows.get(name, 0) if sink else 0)
-        children = {t: int(n) for t, n in row_counts.items() if t.startswith(f"{name}__")}
-        rejected = quarantine(warehouse, f"{system}__{name}", run_id, rejects.by_resource.get(name, []))
-        movements.append(
-            Movement(
-                run_id=run_id, asset=event.asset_key.to_user_string(), system=system, direction="load",
-                resource=name, partition=partition, rows_in=loaded + rejected, rows_out=loaded,
-                rows_rejected=rejected, cursor_before=cursors[0].get(name), cursor_after=cursors[1].get(name),
-                started_at=started, details={**details, "child_tables": children},
+    with warehouse.session():
+        for event in events:
+            name = event.asset_key.path[-1]
+            loaded = int(row_counts.get(name, 0)) + (sink.rows.get(name, 0) if sink else 0)
+            children = {t: int(n) for t, n in row_counts.items() if t.startswith(f"{name}__")}
+            rejected = quarantine(warehouse, f"{system}__{name}", run_id, rejects.by_resource.get(name, []))
+            movements.append(
+                Movement(
+                    run_id=run_id, asset=event.asset_key.to_user_string(), system=system, direction="load",
+                    resource=name, partition=partition, rows_in=loaded + rejected, rows_out=loaded,
+                    rows_rejected=rejected, cursor_before=cursors[0].get(name),
+                    cursor_after=cursors[1].get(name), started_at=started,
+                    details={**details, "child_tables": children},
+                )
+            )  # fmt: skip
+            exists = warehouse.table_exists(dataset, name)
+            contract = (
+                [_contract(warehouse, run_id, event.asset_key, loaded + rejected, rejected)]
+                if dg.AssetCheckKey(event.asset_key, CONTRACT) in context.selected_asset_check_keys
+                else []
             )
-        )  # fmt: skip
-        exists = warehouse.table_exists(dataset, name)
-        total = warehouse.row_count(dataset, name) if exists else 0
-        contract = (
-            [_contract(warehouse, run_id, event.asset_key, loaded + rejected, rejected)]
-            if dg.AssetCheckKey(event.asset_key, CONTRACT) in context.selected_asset_check_keys
-            else []
-        )
-        results.append(
-            event._replace(
-                check_results=contract,
-                metadata={
-                    **(event.metadata or {}),
-                    **(table_metadata(warehouse, dataset, name) if exists else {}),
-                    "dagster/row_count": total,
-                    "rows_loaded": loaded,
-                    "rows_rejected": rejected,
-                    "child_tables": children,
-                    "quarantine": f"quarantine.{system}__{name}" if rejected else "none",
-                    **{k: v if isinstance(v, list) else str(v) for k, v in details.items()},
-                },
-            )
-        )
-        if rejected:
-            context.log.warning(
-                f"{rejected} {system}.{name} rows broke the contract: see quarantine.{system}__{name}"
-            )
-    record(warehouse, *movements)
+            metadata = {
+                **(event.metadata or {}),
+                **(table_metadata(warehouse, dataset, name) if exists else {}),
+                "dagster/row_count": warehouse.row_count(dataset, name) if exists else 0,
+                "rows_loaded": loaded,
+                "rows_rejected": rejected,
+                "child_tables": children,
+                "quarantine": f"quarantine.{system}__{name}" if rejected else "none",
+                **{k: v if isinstance(v, list) else str(v) for k, v in details.items()},
+            }
+            results.append(event._replace(check_results=contract, metadata=metadata))
+            if rejected:
+                context.log.warning(
+                    f"{rejected} {system}.{name} rows broke the contract: see quarantine.{system}__{name}"
+                )
+        record(warehouse, *movements)
     return results
 
 

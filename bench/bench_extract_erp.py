@@ -5,8 +5,9 @@
 Prepares (not timed) the ERP's `erp.sales_orders` in a scratch Postgres database from
 `tpchgen-cli` at the scale (SF1: 1.5M rows), plus a 150k-row sample database. Then, in
 the same run, measures:
-- the baseline: `psql \\copy (SELECT * FROM erp.sales_orders) TO /dev/null`;
-- the hub: the `raw_erp` asset (subset `raw/erp/sales_orders`) through `dg.materialize` at the
+- the baseline: `psql \\copy (SELECT * FROM erp.sales_orders) TO /dev/null`, twice before and
+  twice after the hub's runs; the ratios use the fastest of the four (the strictest baseline);
+- the hub: best of two runs (each a fresh process and warehouse) of the `raw_erp` asset (subset `raw/erp/sales_orders`) through `dg.materialize` at the
   live partition into a fresh DuckDB warehouse, i.e. the adapter's COPY → pyarrow → direct
   Arrow load (`ingestion.DuckDBArrowSink`, appending into the empty table) with dlt's cursor,
   state, the asset's audit and metadata;
@@ -211,11 +212,14 @@ def main() -> None:
         prepared = time.perf_counter() - started
     load_before = os.getloadavg()
     try:
-        copy_seconds = min(psql_copy(full) for _ in range(2))
-        hub = child("hub", full)
+        copy_before = min(psql_copy(full) for _ in range(2))
+        # Best of two on both sides: the box is shared, and one slow run says little about either.
+        hub_runs = [child("hub", full) for _ in range(2)]
         hub_reread = child("hub_reread", full)
         hub_dlt = child("hub", full, HUB_DIRECT_ARROW_LOAD="0")
         copy_after = min(psql_copy(full) for _ in range(2))
+        copy_seconds = min(copy_before, copy_after)  # the fastest COPY seen: the strictest baseline
+        hub = min(hub_runs, key=lambda r: r["seconds"])
         hub_sample = child("hub", sample)
         sqlalchemy = child("dlt_sqlalchemy", sample)
     finally:
@@ -234,7 +238,8 @@ def main() -> None:
             "end": [round(x, 1) for x in os.getloadavg()],
         },  # fmt: skip
         "psql_copy_seconds": round(copy_seconds, 2),
-        "psql_copy_seconds_after_the_hub_runs": round(copy_after, 2),
+        "psql_copy_seconds_before_and_after_the_hub_runs": [round(copy_before, 2), round(copy_after, 2)],
+        "hub_first_load_runs_seconds": [r["seconds"] for r in hub_runs],
         "hub": hub,
         "hub_vs_copy_throughput": vs_copy(hub),
         "hub_reread_upsert": hub_reread,

@@ -21,7 +21,9 @@ from integration_hub import settings
 ERROR_CHARS = 500  # destination error bodies are kept, but not whole HTML pages
 
 
-@dataclass(frozen=True)
+# Plain (not frozen) slotted dataclasses: a push builds two per record, and a frozen
+# dataclass's __init__ costs ~3x as much.
+@dataclass(slots=True)
 class Record:
     """One record to send: its match key, the allow-listed payload, and its idempotency key
     (empty for writers whose API has none: `Destination.idempotency_keys`)."""
@@ -31,7 +33,7 @@ class Record:
     idempotency_key: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Outcome:
     key: str
     ok: bool
