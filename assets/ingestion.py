@@ -218,6 +218,8 @@ class DuckDBArrowSink:
                 done.exception()
                 con.execute("ROLLBACK")
                 raise
+            finally:
+                con.execute("RESET threads")
             con.execute("COMMIT")
 
     def _batches(self, table: str, first: pa.Table, stream: Queue) -> Iterator[pa.RecordBatch]:
@@ -243,7 +245,8 @@ class DuckDBArrowSink:
         con.raw.register("_stream", reader)
         # The stream is read, parsed and written by three threads already: DuckDB's own second
         # thread only competed with them for the two cores (~0.4 CPU-s more per 1.5 M rows). The
-        # setting is the database instance's, which lives as long as this process's one connection.
+        # setting is the database instance's (other connections of this process share it): `write`
+        # resets it once the transaction is settled.
         con.execute("SET threads = 1")
         try:
             if not exists:

@@ -66,3 +66,25 @@ def test_a_new_source_column_is_added(warehouse):
     sink.write("lines", ["order_id", "line_number"], iter([lines([(1, 1)], 1)]))
     sink.write("lines", ["order_id", "line_number"], iter([lines([(2, 1)], 2, note="gift")]))
     assert content(warehouse) == [(1, 1, 1, None), (2, 1, 2, "gift")]
+
+
+def test_the_streams_single_thread_setting_does_not_outlive_the_load(warehouse):
+    """The sink streams with DuckDB's `threads = 1`, a setting of the database instance: every
+    connection of the process shares it, so the steps after a load (in process) would run
+    single-threaded unless the sink gives the default back, after a success and after a failure."""
+    key = ["order_id", "line_number"]
+
+    def broken():
+        yield lines([(2, 1)], 9)
+        raise ConnectionError("the ERP went away")
+
+    with warehouse.connect() as con:  # held open: the instance (and its settings) outlives each load
+        default = con.scalar("SELECT current_setting('threads')")
+        if default == 1:
+            pytest.skip("one core: DuckDB's default is one thread already")
+        sink = DuckDBArrowSink(warehouse, "raw_erp")
+        sink.write("lines", key, iter([lines([(1, 1)], 1)]))
+        assert con.scalar("SELECT current_setting('threads')") == default
+        with pytest.raises(ConnectionError):
+            sink.write("lines", key, broken())
+        assert con.scalar("SELECT current_setting('threads')") == default
