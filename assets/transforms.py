@@ -20,8 +20,8 @@ from integration_hub.metadata import preview_md
 from resources.warehouse import Warehouse, warehouse_from_env
 
 OWNERS = ["team:data-platform"]
-POOL = "warehouse"
-KEYS_AND_TYPES = "Blocking: key unique and not null, every model column present with a compatible type."  # DuckDB allows one writer: builds queue with loads on this pool
+POOL = "warehouse"  # DuckDB allows one writer: builds queue with loads on this pool
+KEYS_AND_TYPES = "Blocking: key unique and not null, every model column present with a compatible type."
 
 
 def _dialect() -> str:

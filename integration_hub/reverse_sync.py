@@ -53,10 +53,10 @@ SKIP_COLUMN = "skip_reason"
 MODES = ("upsert", "update", "insert", "mirror")
 MAX_ATTEMPTS = 6  # per batch, for transient errors
 BACKOFF_BASE, BACKOFF_CAP = 0.5, 30.0  # seconds
-FLUSH_SECONDS, FLUSH_RECORDS = 1.0, 5_000
+FLUSH_SECONDS, FLUSH_RECORDS = 1.0, 5_000  # confirmations lost to a kill are at most this much
 # httpx writes a request's headers and body separately: with Nagle's algorithm the body then
 # waits for the server's delayed ACK of the headers (~40 ms a request on Linux).
-NO_DELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]  # confirmations lost to a kill are at most this much
+NO_DELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 
 DELIVERED, REJECTED, FAILED = "delivered", "rejected", "failed"
 
