@@ -26,10 +26,10 @@ dev: install
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 # Under CI the browser tests must run, so Chromium is installed first; elsewhere they skip without it.
-# Two workers, one test file each at a time: most tests wait on HTTP, subprocesses and
-# Dagster, so the 2-core machine runs the suite in about half the time.
+# Three workers, one test file each at a time: many tests wait on HTTP, subprocesses and
+# Dagster's daemon loops, so even the 2-core machine gains from a third (tests/conftest.py).
 test: install $(if $(filter true,$(CI)),browser)
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 3 --dist loadfile
 
 lint: install
 	$(BIN)/ruff check .

@@ -28,12 +28,15 @@ SCALE, SEED = 0.01, 42
 POSTGRES_URL = os.environ.get("HUB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 # The longest test files, longest first (per-file durations of a full run, `--durations=60`).
-# `make test` runs `--dist loadfile`: xdist hands files to its two workers in collection
-# order, so starting with the longest ones lets both workers finish at about the same time.
+# `make test` runs `--dist loadfile`: xdist hands files to its workers in collection order,
+# so starting with the longest ones lets the workers finish at about the same time. Three
+# workers on two cores: the daemon drills wait on Dagster's 30 s daemon loops, and a third
+# worker fills those waits (2026-12-03, this suite: 717 s with two, 662 s with three).
 LONGEST_FIRST = (
-    "test_drills_faults.py", "test_scaleout_celery.py", "test_reverse_sync_e2e.py", "test_drills_world.py",
-    "test_browser_ui.py", "test_recon_e2e.py", "test_ingestion_e2e.py", "test_ingestion_faults.py",
-    "test_backfill_daemon.py", "test_add_a_system.py", "test_canonical_e2e.py", "test_canonical_world.py",
+    "test_drills_faults.py", "test_scaleout_celery.py", "test_browser_ui.py", "test_backfill_daemon.py",
+    "test_reverse_sync_e2e.py", "test_ingestion_faults.py", "test_ingestion_e2e.py", "test_drills_world.py",
+    "test_reverse_sync_faults.py", "test_recon_truth.py", "test_sandbox_cli.py", "test_recon_e2e.py",
+    "test_recon_completeness.py", "test_add_a_system.py", "test_canonical_world.py", "test_canonical_e2e.py",
 )  # fmt: skip
 
 
