@@ -20,7 +20,7 @@ import datetime as dt
 import select
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import Protocol
 
 import dlt
 import numpy as np
@@ -213,9 +213,7 @@ def _postgres_copy(url: str, table: str, where: str, params: list[str]) -> Itera
         # pyarrow parses (without the GIL) while the next chunk streams in: one chunk ahead at most.
         with ThreadPoolExecutor(1) as parser:
             ahead = None
-            for chunk in _whole_rows(
-                _copy_out(con.pgconn, f"COPY ({query}) TO STDOUT (FORMAT csv)"), CHUNK_BYTES
-            ):
+            for chunk in _copy_out(con.pgconn, f"COPY ({query}) TO STDOUT (FORMAT csv)", CHUNK_BYTES):
                 if ahead is not None:
                     yield ahead.result()
                 ahead = parser.submit(parse, chunk)
@@ -223,11 +221,15 @@ def _postgres_copy(url: str, table: str, where: str, params: list[str]) -> Itera
                 yield ahead.result()
 
 
-def _copy_out(pgconn, sql: str) -> Iterator[memoryview]:
-    """The rows of `COPY … TO STDOUT`, read through libpq itself (psycopg's documented `pq` layer).
+def _copy_out(pgconn, sql: str, size: int) -> Iterator[bytearray]:
+    """The rows of `COPY … TO STDOUT` in chunks of about `size` bytes, each of whole rows (libpq
+    hands over one row per call), read through libpq itself (psycopg's documented `pq` layer).
 
     psycopg's `Copy` iterator costs ~2.4x the CPU per row (a generator and a wait per row) and
-    holds the GIL meanwhile, which starves the parser and the sink's writer thread.
+    holds the GIL meanwhile, which starves the parser and the sink's writer thread; the row loop
+    here is the one Python loop per row of the whole load, so it does nothing else. The first
+    chunks are smaller (1/8, 1/4, 1/2 of `size`), so the parser and the sink start working while
+    the rest is read instead of waiting for a whole chunk.
     """
     from psycopg import OperationalError, pq
 
@@ -251,11 +253,16 @@ def _copy_out(pgconn, sql: str) -> Iterator[memoryview]:
         select.select([], [pgconn.socket], [])
     if (started := result()) is None or started.status != pq.ExecStatus.COPY_OUT:
         raise fail(started)
+    get_row, chunk, filled, limit = pgconn.get_copy_data, bytearray(), 0, size >> 3
     while True:
-        size, data = pgconn.get_copy_data(1)  # non-blocking: 0 = nothing buffered yet
-        if size > 0:
-            yield data
-        elif size == 0:
+        n, row = get_row(1)  # non-blocking: 0 = nothing buffered yet, -1 = the end
+        if n > 0:
+            chunk += row
+            filled += n
+            if filled >= limit:
+                yield chunk
+                chunk, filled, limit = bytearray(), 0, min(limit << 1, size)
+        elif n == 0:
             wait()
         else:
             break
@@ -263,20 +270,6 @@ def _copy_out(pgconn, sql: str) -> Iterator[memoryview]:
         raise fail(final)
     while result() is not None:
         pass
-
-
-def _whole_rows(copy: Iterable[Any], size: int) -> Iterator[bytearray]:
-    """The COPY stream in chunks of about `size` bytes; each COPY block is one whole row.
-
-    The first chunks are smaller (1/8, 1/4, 1/2 of `size`), so the parser and the sink start
-    working while the rest is read instead of waiting for a whole chunk.
-    """
-    chunk, limit = bytearray(), size >> 3
-    for row in copy:
-        chunk += row
-        if len(chunk) >= limit:
-            yield chunk
-            chunk, limit = bytearray(), min(limit << 1, size)
     if chunk:
         yield chunk
 
