@@ -21,7 +21,13 @@ from resources.warehouse import Warehouse, warehouse_from_env
 
 OWNERS = ["team:data-platform"]
 POOL = "warehouse"  # DuckDB allows one writer: builds queue with loads on this pool
-KEYS_AND_TYPES = "Blocking: key unique and not null, every model column present with a compatible type."
+KEYS_AND_TYPES_DOC = "Blocking: key unique and not null, every model column present with a compatible type."
+
+
+def _keys_and_types_spec(key: dg.AssetKey) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        validation.KEYS_AND_TYPES, asset=key, blocking=True, description=KEYS_AND_TYPES_DOC
+    )
 
 
 def _dialect() -> str:
@@ -58,7 +64,7 @@ def sql_asset(model: sql_models.SqlModel) -> dg.AssetsDefinition:
             dg.AssetCheckSpec(
                 "row_rules", asset=model.key, description="Rows failing the model's rules (warning)."
             ),
-            dg.AssetCheckSpec("keys_and_types", asset=model.key, blocking=True, description=KEYS_AND_TYPES),
+            _keys_and_types_spec(model.key),
         ]
         if validated
         else []
@@ -85,10 +91,7 @@ def sql_asset(model: sql_models.SqlModel) -> dg.AssetsDefinition:
             checks = []
             if vet:
                 metadata["validation_seconds"] = round(vet.report.seconds, 3)
-                keys = validation.keys_and_types(warehouse, model.entity)._replace(
-                    check_name="keys_and_types"
-                )
-                checks = [vet.report.check_result(), keys]
+                checks = [vet.report.check_result(), validation.keys_and_types(warehouse, model.entity)]
         return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
     return _sql_model
@@ -121,9 +124,7 @@ XREF_KEY = dg.AssetKey(["canonical", "customer_xref"])
     owners=OWNERS,
     description=(identity.__doc__ or "").strip().splitlines()[0],
     metadata=_code(Path(identity.__file__)),
-    check_specs=[
-        dg.AssetCheckSpec("keys_and_types", asset=XREF_KEY, blocking=True, description=KEYS_AND_TYPES)
-    ],
+    check_specs=[_keys_and_types_spec(XREF_KEY)],
     pool=POOL,
 )
 def customer_xref(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
@@ -136,9 +137,7 @@ def customer_xref(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg
                  resource="customer_xref", rows_in=xref.num_rows, rows_out=xref.num_rows, started_at=started),
     )  # fmt: skip
     return dg.MaterializeResult(
-        check_results=[
-            validation.keys_and_types(warehouse, "customer_xref")._replace(check_name="keys_and_types")
-        ],
+        check_results=[validation.keys_and_types(warehouse, "customer_xref")],
         metadata={
             "dagster/row_count": xref.num_rows,
             "customers": len(set(xref.column("customer_id").to_pylist())),

@@ -100,9 +100,10 @@ def _default_executor() -> dg.Field:
     """The executor config a run gets when it names none.
 
     Embedded DuckDB: in process. The warehouse takes one writer at a time, so step processes
-    ran one after another anyway, each paying 1-2 s of Dagster's process set-up (12 % of the SF1
-    run against 1.4 % in process, BENCHMARKS.md "End to end") for isolation only. Postgres lifts the limit, so there
-    steps run in parallel processes. Either is selectable per run (Launchpad: `execution`).
+    ran one after another anyway, each paying 1-2 s of Dagster's process set-up (12 % of the
+    SF1 run against 1.4 % in process, BENCHMARKS.md "End to end") for isolation only.
+    Postgres lifts the limit, so there steps run in parallel processes. Either is selectable
+    per run (Launchpad: `execution`).
     """
     field = dg.multi_or_in_process_executor.config_schema.as_field()
     default = {"multiprocess": {}} if settings.warehouse_url() else {"in_process": {}}

@@ -203,11 +203,20 @@ def _family(dtype: str) -> str:
     return "string"
 
 
+KEYS_AND_TYPES = "keys_and_types"
+
+
 def keys_and_types(warehouse: Warehouse, entity: str) -> dg.AssetCheckResult:
-    """The blocking check: the table has every model column in a compatible type, and a clean key."""
+    """The blocking check: the table has every model column in a compatible type, and a clean key.
+
+    Named, since it is evaluated in the model's own step beside its other checks."""
     schema = MODELS[entity].to_schema()
     if not warehouse.table_exists("canonical", entity):
-        return dg.AssetCheckResult(passed=False, metadata={"problem": f"canonical.{entity} does not exist"})
+        return dg.AssetCheckResult(
+            check_name=KEYS_AND_TYPES,
+            passed=False,
+            metadata={"problem": f"canonical.{entity} does not exist"},
+        )
     actual = {name: t.upper() for name, t in warehouse.columns("canonical", entity)}
     problems = []
     for name, col in schema.columns.items():
@@ -237,6 +246,7 @@ def keys_and_types(warehouse: Warehouse, entity: str) -> dg.AssetCheckResult:
     if dupes:
         problems.append(f"{dupes} key values occur more than once ({', '.join(keys)})")
     return dg.AssetCheckResult(
+        check_name=KEYS_AND_TYPES,
         passed=not problems,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={

@@ -28,6 +28,8 @@ def test_no_url_means_the_embedded_duckdb_under_hub_home(monkeypatch, tmp_path):
 def test_a_session_lends_one_duckdb_connection_to_every_connect_on_its_thread(monkeypatch, tmp_path):
     import threading
 
+    import pyarrow as pa
+
     monkeypatch.delenv("HUB_WAREHOUSE_URL", raising=False)
     monkeypatch.setenv("HUB_HOME", str(tmp_path))
     warehouse = Warehouse()
@@ -41,7 +43,7 @@ def test_a_session_lends_one_duckdb_connection_to_every_connect_on_its_thread(mo
         thread.start()
         thread.join()
         assert other == [False], "another thread opens a connection of its own"
-        warehouse.write_arrow("audit_test", "rows", __import__("pyarrow").table({"x": [1, 2]}))
+        warehouse.write_arrow("audit_test", "rows", pa.table({"x": [1, 2]}))
     with warehouse.connect() as con:  # the session is over: a fresh connection, its temp table gone
         assert con.scalar("SELECT count(*) FROM information_schema.tables WHERE table_name = 'scratch'") == 0
         assert con.scalar("SELECT count(*) FROM audit_test.rows") == 2, "writes in the session were kept"
