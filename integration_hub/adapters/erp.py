@@ -24,8 +24,10 @@ from typing import Protocol
 
 import dlt
 import numpy as np
+import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
+from psycopg import OperationalError, pq
 
 from integration_hub.adapters._contract import Rejects
 
@@ -193,8 +195,6 @@ def _sqlite_columns(url: str, table: str) -> list[tuple[str, str]]:
 
 
 def _postgres_copy(url: str, table: str, where: str, params: list[str]) -> Iterator[pa.Table]:
-    import psycopg
-
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as con, con.cursor() as cur:
         schema = _pg_arrow_schema(cur, table)
         query = psycopg.ClientCursor(con).mogrify(f"SELECT * FROM {table}{where}", params)
@@ -231,7 +231,6 @@ def _copy_out(pgconn, sql: str, size: int) -> Iterator[bytearray]:
     chunks are smaller (1/8, 1/4, 1/2 of `size`), so the parser and the sink start working while
     the rest is read instead of waiting for a whole chunk.
     """
-    from psycopg import OperationalError, pq
 
     def wait() -> None:
         select.select([pgconn.socket], [], [])
