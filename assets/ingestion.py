@@ -462,8 +462,9 @@ def incremental_assets(adapter: ModuleType) -> dg.AssetsDefinition:
         with _pipelines_dir(live) as pipelines_dir:
             name = f"hub_{system}" if live else f"hub_{system}__{start:%Y%m%dT%H%M}_{end:%Y%m%dT%H%M%S}"
             pipeline = _pipeline(system, warehouse, name, pipelines_dir)
-            if live:
+            if live:  # the stored cursor, restored first, is the audit's "before"
                 pipeline.sync_destination()
+                pipeline.config.restore_from_destination = False  # else dlt's run syncs once more
             before = (
                 _cursors(pipeline, system) if live else dict.fromkeys(adapter.DESCRIPTIONS, start.isoformat())
             )
