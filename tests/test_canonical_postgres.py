@@ -5,9 +5,11 @@ from __future__ import annotations
 import uuid
 
 import psycopg
+import pyarrow as pa
 import pytest
 
 from canonical import MODELS
+from integration_hub.sql_models import replace_table
 from resources.warehouse import Warehouse
 from tests.raw_world import load_raw_world, materialize_transforms
 
@@ -46,3 +48,54 @@ def test_postgres_builds_the_same_canonical_tables_as_duckdb(
         assert pg_columns == duck_columns, entity
         assert len(pg_rows) == len(duck_rows) > 0, entity
         assert pg_rows == duck_rows, entity
+
+
+@pytest.mark.postgres
+def test_a_rebuild_keeps_the_views_that_read_the_table(postgres_warehouse):
+    """Analysts' views on a canonical table survive its rebuild, grants and all; a view the new
+    table cannot serve fails the rebuild and leaves the old table and views in place."""
+    wh, role = postgres_warehouse, f"hub_reader_{uuid.uuid4().hex[:8]}"
+    replace_table(wh, "canonical", "widgets", pa.table({"id": [1, 2], "name": ["a", "b"]}))
+    with wh.connect() as con:
+        con.execute(f'CREATE ROLE "{role}"')
+        con.execute("CREATE SCHEMA reporting")
+        con.execute(
+            "CREATE VIEW canonical.widget_names AS SELECT id, upper(name) AS name FROM canonical.widgets"
+        )
+        con.execute("CREATE VIEW reporting.widget_count AS SELECT count(*) AS n FROM canonical.widget_names")
+        con.execute("CREATE MATERIALIZED VIEW reporting.widget_ids AS SELECT id FROM canonical.widgets")
+        con.execute("CREATE INDEX widget_ids_id ON reporting.widget_ids (id)")
+        con.execute(f'GRANT SELECT ON canonical.widget_names TO "{role}"')
+        con.execute("COMMENT ON VIEW canonical.widget_names IS 'names for the sales deck'")
+    try:
+        new = pa.table({"id": [1, 2, 3], "name": ["a", "b", "c"], "colour": ["red", "blue", "green"]})
+        replace_table(wh, "canonical", "widgets", new)
+        with wh.connect() as con:
+            assert sorted(con.rows("SELECT id, name FROM canonical.widget_names")) == [
+                (1, "A"),
+                (2, "B"),
+                (3, "C"),
+            ]
+            assert con.scalar("SELECT n FROM reporting.widget_count") == 3
+            assert con.scalar("SELECT count(*) FROM reporting.widget_ids") == 3
+            assert con.scalar("SELECT count(*) FROM pg_indexes WHERE indexname = 'widget_ids_id'") == 1
+            assert con.scalar(f"SELECT has_table_privilege('{role}', 'canonical.widget_names', 'SELECT')")
+            assert (
+                con.scalar("SELECT obj_description('canonical.widget_names'::regclass, 'pg_class')")
+                == "names for the sales deck"
+            )
+
+        with pytest.raises(
+            RuntimeError,
+            match=r"the view canonical\.widget_names,.*cannot be created again.*widgets\.name does not exist",
+        ):
+            replace_table(wh, "canonical", "widgets", pa.table({"id": [9]}))  # `name` is gone
+        with wh.connect() as con:
+            assert con.scalar("SELECT count(*) FROM canonical.widgets") == 3
+            assert con.scalar("SELECT n FROM reporting.widget_count") == 3
+            assert con.scalar("SELECT count(*) FROM pg_tables WHERE tablename LIKE '_build_widgets_%'") == 0
+    finally:
+        with wh.connect() as con:
+            con.execute("DROP SCHEMA reporting CASCADE")
+            con.execute("DROP VIEW canonical.widget_names")
+            con.execute(f'DROP ROLE "{role}"')
