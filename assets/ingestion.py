@@ -385,48 +385,47 @@ def _finish(
     sink: DuckDBArrowSink | None = None,
 ) -> list[dg.MaterializeResult]:
     """Quarantine rejects, write one audit row per resource, evaluate each `load_contract` and
-    enrich each materialization, on one warehouse connection (a dozen small statements each)."""
+    enrich each materialization (a dozen small statements each, inside the step's session)."""
     system, dataset = adapter.SYSTEM, f"raw_{adapter.SYSTEM}"
     row_counts = pipeline.last_trace.last_normalize_info.row_counts if pipeline.last_trace else {}
     run_id = context.run.run_id
     movements, results = [], []
-    with warehouse.session():
-        for event in events:
-            name = event.asset_key.path[-1]
-            loaded = int(row_counts.get(name, 0)) + (sink.rows.get(name, 0) if sink else 0)
-            children = {t: int(n) for t, n in row_counts.items() if t.startswith(f"{name}__")}
-            rejected = quarantine(warehouse, f"{system}__{name}", run_id, rejects.by_resource.get(name, []))
-            movements.append(
-                Movement(
-                    run_id=run_id, asset=event.asset_key.to_user_string(), system=system, direction="load",
-                    resource=name, partition=partition, rows_in=loaded + rejected, rows_out=loaded,
-                    rows_rejected=rejected, cursor_before=cursors[0].get(name),
-                    cursor_after=cursors[1].get(name), started_at=started,
-                    details={**details, "child_tables": children},
-                )
-            )  # fmt: skip
-            exists = warehouse.table_exists(dataset, name)
-            contract = (
-                [_contract(warehouse, run_id, event.asset_key, loaded + rejected, rejected)]
-                if dg.AssetCheckKey(event.asset_key, CONTRACT) in context.selected_asset_check_keys
-                else []
+    for event in events:
+        name = event.asset_key.path[-1]
+        loaded = int(row_counts.get(name, 0)) + (sink.rows.get(name, 0) if sink else 0)
+        children = {t: int(n) for t, n in row_counts.items() if t.startswith(f"{name}__")}
+        rejected = quarantine(warehouse, f"{system}__{name}", run_id, rejects.by_resource.get(name, []))
+        movements.append(
+            Movement(
+                run_id=run_id, asset=event.asset_key.to_user_string(), system=system, direction="load",
+                resource=name, partition=partition, rows_in=loaded + rejected, rows_out=loaded,
+                rows_rejected=rejected, cursor_before=cursors[0].get(name),
+                cursor_after=cursors[1].get(name), started_at=started,
+                details={**details, "child_tables": children},
             )
-            metadata = {
-                **(event.metadata or {}),
-                **(table_metadata(warehouse, dataset, name) if exists else {}),
-                "dagster/row_count": warehouse.row_count(dataset, name) if exists else 0,
-                "rows_loaded": loaded,
-                "rows_rejected": rejected,
-                "child_tables": children,
-                "quarantine": f"quarantine.{system}__{name}" if rejected else "none",
-                **{k: v if isinstance(v, list) else str(v) for k, v in details.items()},
-            }
-            results.append(event._replace(check_results=contract, metadata=metadata))
-            if rejected:
-                context.log.warning(
-                    f"{rejected} {system}.{name} rows broke the contract: see quarantine.{system}__{name}"
-                )
-        record(warehouse, *movements)
+        )  # fmt: skip
+        exists = warehouse.table_exists(dataset, name)
+        contract = (
+            [_contract(warehouse, run_id, event.asset_key, loaded + rejected, rejected)]
+            if dg.AssetCheckKey(event.asset_key, CONTRACT) in context.selected_asset_check_keys
+            else []
+        )
+        metadata = {
+            **(event.metadata or {}),
+            **(table_metadata(warehouse, dataset, name) if exists else {}),
+            "dagster/row_count": warehouse.row_count(dataset, name) if exists else 0,
+            "rows_loaded": loaded,
+            "rows_rejected": rejected,
+            "child_tables": children,
+            "quarantine": f"quarantine.{system}__{name}" if rejected else "none",
+            **{k: v if isinstance(v, list) else str(v) for k, v in details.items()},
+        }
+        results.append(event._replace(check_results=contract, metadata=metadata))
+        if rejected:
+            context.log.warning(
+                f"{rejected} {system}.{name} rows broke the contract: see quarantine.{system}__{name}"
+            )
+    record(warehouse, *movements)
     return results
 
 
@@ -459,7 +458,7 @@ def incremental_assets(adapter: ModuleType) -> dg.AssetsDefinition:
             **getattr(context.resources, key).source_kwargs(), rejects=rejects, **bounds,
             **({"sink": sink} if sink else {}),
         )  # fmt: skip
-        with _pipelines_dir(live) as pipelines_dir:
+        with _pipelines_dir(live) as pipelines_dir, warehouse.session():
             name = f"hub_{system}" if live else f"hub_{system}__{start:%Y%m%dT%H%M}_{end:%Y%m%dT%H%M%S}"
             pipeline = _pipeline(system, warehouse, name, pipelines_dir)
             if live:  # the stored cursor, restored first, is the audit's "before"
@@ -524,7 +523,7 @@ def file_assets(adapter: ModuleType) -> dg.AssetsDefinition:
             rejects=rejects,
             report=report,
         )
-        with _pipelines_dir(live=True) as pipelines_dir:
+        with _pipelines_dir(live=True) as pipelines_dir, warehouse.session():
             pipeline = _pipeline(system, warehouse, f"hub_{system}", pipelines_dir)
             started = now()
             with _adapter_logs_to(context):

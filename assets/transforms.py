@@ -83,9 +83,9 @@ def sql_asset(model: sql_models.SqlModel) -> dg.AssetsDefinition:
     )
     def _sql_model(context: dg.AssetExecutionContext, warehouse: Warehouse):
         started = now()
-        vet = validation.RowValidator(warehouse, model.entity, context.run_id) if validated else None
-        built = sql_models.build(warehouse, model, vet=vet)
         with warehouse.session():
+            vet = validation.RowValidator(warehouse, model.entity, context.run_id) if validated else None
+            built = sql_models.build(warehouse, model, vet=vet)
             _audit(warehouse, context.run_id, model.key, model.system or "hub", started, built)
             metadata = {**built.metadata(), "preview": preview_md(warehouse, model.layer, model.name)}
             checks = []

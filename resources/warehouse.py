@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -26,7 +25,6 @@ from pydantic import Field
 from integration_hub import settings
 
 LOCK_WAIT_SECONDS = float(os.environ.get("HUB_WAREHOUSE_LOCK_WAIT", "120"))
-_SESSION = threading.local()  # the DuckDB connection of a `Warehouse.session()` on this thread
 
 
 class WarehouseLockedError(RuntimeError):
@@ -119,20 +117,13 @@ class Warehouse(dg.ConfigurableResource):
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[Connection]:
-        """A short-lived connection; commits on success, rolls back on error.
-
-        Inside `session()` on this thread, DuckDB hands out the session's one connection.
-        """
+        """A short-lived connection; commits on success, rolls back on error."""
         if self.dialect == "postgres":
             import psycopg
 
             with psycopg.connect(_libpq_url(self.resolved_url), autocommit=False) as raw:
                 yield Connection(raw, "postgres")
                 raw.commit()
-            return
-        held = getattr(_SESSION, "duckdb", None)
-        if held is not None and held[0] == self.duckdb_path:
-            yield Connection(held[1], "duckdb")
             return
         raw = _open_duckdb(self.duckdb_path)
         try:
@@ -142,22 +133,24 @@ class Warehouse(dg.ConfigurableResource):
 
     @contextlib.contextmanager
     def session(self) -> Iterator[None]:
-        """One DuckDB connection for every `connect()` on this thread until the block ends.
+        """Keep the DuckDB database open until the block ends.
 
-        For a run of small bookkeeping statements (metadata, audit, quarantine), each of which
-        would otherwise open the file and checkpoint it at close (~25 ms on the SF1 warehouse).
-        Statements inside autocommit one by one, as on connections of their own; code that opens
-        a transaction must not call `connect()` expecting a second one. Postgres: no change.
+        Opening the file costs ~20 ms, and the close of its last connection checkpoints it
+        (~25 ms on the SF1 warehouse): a step that opens and closes half a dozen connections
+        (its own bookkeeping, dlt's state and load, the metadata) paid that each time. Inside a
+        session every connection, this resource's or dlt's, on any thread, attaches to the open
+        database (~0.5 ms) and the checkpoint happens once, at the end. Connections stay
+        separate (a temporary table is its connection's). DuckDB's file lock is held for the
+        block, as the step's connections hold it anyway. Postgres: no change.
         """
-        if self.dialect == "postgres" or getattr(_SESSION, "duckdb", None) is not None:
+        if self.dialect == "postgres":
             yield
             return
-        with self.connect() as con:
-            _SESSION.duckdb = (self.duckdb_path, con.raw)
-            try:
-                yield
-            finally:
-                _SESSION.duckdb = None
+        keep = _open_duckdb(self.duckdb_path)
+        try:
+            yield
+        finally:
+            keep.close()
 
     def dlt_destination(self):
         """The dlt destination for this warehouse (DuckDB file or Postgres)."""

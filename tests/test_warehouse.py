@@ -25,7 +25,10 @@ def test_no_url_means_the_embedded_duckdb_under_hub_home(monkeypatch, tmp_path):
     assert Warehouse().row_count("main", "t") == 1
 
 
-def test_a_session_lends_one_duckdb_connection_to_every_connect_on_its_thread(monkeypatch, tmp_path):
+def test_a_session_keeps_the_duckdb_database_open_for_every_connection_in_it(monkeypatch, tmp_path):
+    """Inside a session, connections (any thread's) attach to the one open database: an instance
+    setting made on one is seen by the next, and no close checkpoints the file (its WAL stays)
+    until the session ends. Connections stay separate: a temporary table is its connection's."""
     import threading
 
     import pyarrow as pa
@@ -33,17 +36,24 @@ def test_a_session_lends_one_duckdb_connection_to_every_connect_on_its_thread(mo
     monkeypatch.delenv("HUB_WAREHOUSE_URL", raising=False)
     monkeypatch.setenv("HUB_HOME", str(tmp_path))
     warehouse = Warehouse()
+    wal = warehouse.duckdb_path.with_name(warehouse.duckdb_path.name + ".wal")
+    warehouse.write_arrow("audit_test", "rows", pa.table({"x": [1]}))
+    assert not wal.exists(), "outside a session the close of the last connection checkpoints"
     with warehouse.session():
-        with warehouse.connect() as con:  # a temporary table lives on its connection only
+        with warehouse.connect() as con:
+            con.execute("SET threads = 1")
             con.execute("CREATE TEMP TABLE scratch AS SELECT 1 AS one")
         with warehouse.connect() as con:
-            assert con.scalar("SELECT count(*) FROM scratch") == 1
+            assert con.scalar("SELECT current_setting('threads')") == 1, "the same open database"
+            assert con.scalar("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'scratch'") == 0
         other: list = []
-        thread = threading.Thread(target=lambda: other.append(warehouse.table_exists("temp", "scratch")))
+        thread = threading.Thread(target=lambda: other.append(warehouse.row_count("audit_test", "rows")))
         thread.start()
         thread.join()
-        assert other == [False], "another thread opens a connection of its own"
-        warehouse.write_arrow("audit_test", "rows", pa.table({"x": [1, 2]}))
-    with warehouse.connect() as con:  # the session is over: a fresh connection, its temp table gone
-        assert con.scalar("SELECT count(*) FROM information_schema.tables WHERE table_name = 'scratch'") == 0
+        assert other == [1], "another thread attaches to it too"
+        warehouse.write_arrow("audit_test", "rows", pa.table({"x": [2]}))
+        assert wal.exists(), "no checkpoint while the session holds the database"
+    assert not wal.exists(), "the end of the session checkpoints once"
+    with warehouse.connect() as con:
+        assert con.scalar("SELECT current_setting('threads')") != 1, "a new database instance"
         assert con.scalar("SELECT count(*) FROM audit_test.rows") == 2, "writes in the session were kept"
