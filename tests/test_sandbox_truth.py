@@ -130,3 +130,25 @@ def test_counts_match_what_is_served(sandbox, served):
     assert counts["crm.accounts"] == len(served["accounts"])
     assert counts["erp.sales_orders"] == len(served["orders"])
     assert counts["payments.settlement"] == len(served["settled"])
+
+
+def test_every_seeded_record_was_last_touched_before_the_anchor(sandbox, served):
+    """A tick stamps its changes with the wall clock, which is past the anchor (midnight of the
+    seeding day). A seeded record touched after the anchor, such as a payment an hour after an
+    order touched just before midnight, would put an incremental cursor ahead of the next tick
+    when seeding runs just after midnight, and that tick's records would never load."""
+    anchor = sandbox.truth["anchor"]  # YYYY-MM-DD; every stamp below is ISO 8601 and compares as text
+    erp = sqlite3.connect(sandbox.home / "sandbox" / "erp.sqlite")
+    latest = {
+        f"erp.{table}": erp.execute(f"SELECT max(updated_at) FROM {table}").fetchone()[0]
+        for table in ("customers", "products", "sales_orders")
+    }
+    erp.close()
+    latest |= {
+        "billing.invoices": max(r["updated_at"] for r in served["invoices"]),
+        "billing.payments": max(max(r["updated_at"], r["created"]) for r in served["payments"]),
+        "shop.orders": max(o["updated_at"] for o in served["shop_orders"].values()),
+        "shop.customers": max(c["updated_at"] for c in served["shop_customers"].values()),
+        "crm.accounts": max(a["LastModifiedDate"] for a in served["accounts"].values()),
+    }
+    assert {name: stamp for name, stamp in latest.items() if str(stamp) >= anchor} == {}

@@ -24,6 +24,11 @@ import pyarrow as pa
 TPCH_LAST_ORDER_DATE = dt.date(1998, 8, 3)
 # Seeded records were last touched within this many days before the anchor.
 UPDATED_SPREAD_DAYS = 14
+# ...and at least this long before it, so that what derives from a record (its shop copy
+# +3 min, invoice +5 min, payment +65 min) is before the anchor too. A tick stamps its
+# changes with the wall clock; a seeded record after the anchor would put an incremental
+# cursor ahead of the tick's records whenever seeding runs just after midnight.
+UPDATED_MARGIN = dt.timedelta(hours=2)
 # Share of ERP orders that were placed in the web shop.
 WEB_SHARE = 0.2
 EUR_USD = 1.08  # billing's EUR invoices convert at this rate (fx table in truth)
@@ -121,7 +126,8 @@ def build_world(scale: float, seed: int, cache: Path, anchor: dt.datetime | None
             list_transform(string_split(lower(x), ' '), lambda w: upper(w[1]) || w[2:]), ' ');
         CREATE MACRO ts(x) AS strftime(x, '%Y-%m-%dT%H:%M:%S');
         CREATE MACRO touched(kind, k) AS TIMESTAMP '{anchor:%Y-%m-%d %H:%M:%S}'
-            - to_seconds((u(kind, k) * {UPDATED_SPREAD_DAYS} * 86400)::BIGINT) - INTERVAL 1 SECOND;
+            - to_seconds((u(kind, k) * {UPDATED_SPREAD_DAYS} * 86400)::BIGINT)
+            - to_seconds({int(UPDATED_MARGIN.total_seconds())});
     """)
     db.execute(
         "CREATE TABLE first_names AS SELECT unnest(?) AS n, generate_subscripts(?, 1) - 1 AS i",
