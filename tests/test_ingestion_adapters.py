@@ -44,7 +44,7 @@ def test_erp_on_postgres_streams_typed_arrow_within_the_window(postgres_url, san
         con.execute(f'CREATE DATABASE "{database}"')
     url = postgres_url.rsplit("/", 1)[0] + f"/{database}"
     try:
-        write_erp_postgres(sandbox_world, url)
+        write_erp_postgres(sandbox_world, url, "adapter-test")
         truth = sandbox_world.tables["erp"]["sales_orders"]
 
         full = pa.concat_tables(erp.read_table(url, "sales_orders", None, None))

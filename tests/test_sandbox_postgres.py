@@ -8,8 +8,9 @@ from decimal import Decimal
 import pytest
 
 from integration_hub.sandbox import runner
+from integration_hub.sandbox.seed import is_seeded, write_world
 from integration_hub.sandbox.tick import run_tick
-from tests.conftest import free_port_base
+from tests.conftest import SCALE, SEED, free_port_base
 
 pytestmark = pytest.mark.postgres
 
@@ -54,3 +55,16 @@ def test_erp_in_postgres_holds_the_world_and_ticks(tmp_path, erp_database, sandb
         assert changed == records["new"] + records["changed"] == 300
     finally:
         runner.stop(tmp_path)
+
+
+def test_a_postgres_erp_another_home_seeded_since_is_not_taken_for_this_world(
+    tmp_path, erp_database, sandbox_world
+):
+    """Two homes pointing at one database: the second seeding replaces schema `erp`, so the
+    first home no longer holds its world intact and its next `up` must seed again."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    write_world(first, sandbox_world, erp_database)
+    assert is_seeded(first, SCALE, SEED, erp_database)
+    write_world(second, sandbox_world, erp_database)
+    assert is_seeded(second, SCALE, SEED, erp_database)
+    assert not is_seeded(first, SCALE, SEED, erp_database)

@@ -13,6 +13,7 @@ import io
 import json
 import multiprocessing
 import sqlite3
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -69,18 +70,28 @@ def is_seeded(home: Path, scale: float, seed: int, erp_url: str | None) -> bool:
         return False
     files = [f"{s}.sqlite" for s in REST_SYSTEMS] + ["truth.json"] + ([] if erp_url else ["erp.sqlite"])
     return all((sandbox_home(home) / f).exists() for f in files) and (
-        not erp_url or _erp_in_postgres(erp_url)
+        not erp_url or _erp_in_postgres(erp_url, info.get("world_id"))
     )
 
 
-def _erp_in_postgres(url: str) -> bool:
+def _world_mark(world_id: str) -> str:
+    return f"integration-hub sandbox world {world_id}"
+
+
+def _erp_in_postgres(url: str, world_id: str | None) -> bool:
+    """Schema `erp` is complete and carries this home's world mark: a Postgres database can be
+    shared, and another home seeding it since would otherwise pass for this home's world."""
     import psycopg
 
     try:
         with psycopg.connect(url, connect_timeout=5) as con:
-            return con.execute("SELECT to_regclass('erp.sales_order_lines') IS NOT NULL").fetchone()[0]
+            complete, mark = con.execute(
+                "SELECT to_regclass('erp.sales_order_lines') IS NOT NULL,"
+                " obj_description(to_regnamespace('erp'), 'pg_namespace')"
+            ).fetchone()
     except psycopg.OperationalError:
         return False
+    return complete and world_id is not None and mark == _world_mark(world_id)
 
 
 def seed(
@@ -106,8 +117,9 @@ def write_world(
     box.mkdir(parents=True, exist_ok=True)
     (box / "world.json").unlink(missing_ok=True)
     say("writing the ERP" + (" (Postgres, schema erp)" if erp_url else "") + " and the REST stores")
+    world_id = uuid.uuid4().hex
     erp = (
-        in_child(write_erp_postgres, world, erp_url)
+        in_child(write_erp_postgres, world, erp_url, world_id)
         if erp_url
         else in_child(write_erp_sqlite, world, box / "erp.sqlite")
     )
@@ -122,6 +134,7 @@ def write_world(
         "seed": world.seed,
         "anchor": world.anchor.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "erp_url": erp_url,
+        "world_id": world_id,
         "ports": None,
         "generated_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "ticks": 0,
@@ -227,13 +240,15 @@ def write_erp_sqlite(world: World, path: Path) -> None:
             con.execute(f"CREATE INDEX {name}_updated_at ON {name} (updated_at)")
 
 
-def write_erp_postgres(world: World, url: str) -> None:
-    """Recreate schema `erp` and COPY every table in as CSV, in one transaction."""
+def write_erp_postgres(world: World, url: str, world_id: str) -> None:
+    """Recreate schema `erp` and COPY every table in as CSV, in one transaction; the schema's
+    comment marks which seeding (`world.json`'s `world_id`) wrote it."""
     import psycopg
 
     with psycopg.connect(url) as con, con.cursor() as cur:
         cur.execute("DROP SCHEMA IF EXISTS erp CASCADE")
         cur.execute("CREATE SCHEMA erp")
+        cur.execute(f"COMMENT ON SCHEMA erp IS '{_world_mark(world_id)}'")
         for name, table in world.tables["erp"].items():
             cur.execute(erp_ddl(name, table.schema, postgres=True, prefix="erp."))
             with cur.copy(f"COPY erp.{name} FROM STDIN (FORMAT csv)") as copy:
