@@ -10,10 +10,10 @@ the same run, measures:
   side is reported by its fastest run and its median, and the ratios compare like with like
   (fastest with fastest, median with median), plus the median of the six paired ratios (each
   hub run against the COPY just before it: the same moment of the box). The hub's run: the
-  `raw_erp` asset (subset `raw/erp/sales_orders`) through `dg.materialize` at the live partition into a fresh DuckDB
-  warehouse in a fresh process, i.e. the adapter's COPY → pyarrow → direct Arrow load
-  (`ingestion.DuckDBArrowSink`, appending into the empty table) with dlt's cursor, state, the
-  asset's audit and metadata;
+  `raw_erp` asset (subset `raw/erp/sales_orders`) through `dg.materialize` at the live
+  partition into a fresh DuckDB warehouse in a fresh process, i.e. the adapter's COPY →
+  pyarrow → direct Arrow load (`ingestion.DuckDBArrowSink`, appending into the empty table)
+  with dlt's cursor, state, the asset's audit and metadata;
 - the hub re-reading every row into the loaded table: a backfill run over the whole range
   (window mode, each chunk upserted by key); its first, filling run is not timed;
 - the hub through dlt's own load (`HUB_DIRECT_ARROW_LOAD=0`: Arrow → Parquet → staging → MERGE);
