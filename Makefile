@@ -9,11 +9,12 @@ export DAGSTER_HOME := $(HUB_HOME)/dagster
 .PHONY: demo dev test lint bench clean install browser
 
 # The stamp is rebuilt only when the declared dependencies change, so a second
-# `make demo` does not reinstall anything.
-$(BIN)/.installed: pyproject.toml
+# `make demo` does not reinstall anything. The sandbox (sandbox/, its own package) is
+# installed beside the hub for the demo and the tests; a production install leaves it out.
+$(BIN)/.installed: pyproject.toml sandbox/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e ./sandbox
 	@touch $@
 
 install: $(BIN)/.installed

@@ -1,7 +1,7 @@
-"""Ingestion: every adapter's dlt source as Dagster assets `["raw", system, resource]`.
+"""Ingestion: every connected system's dlt source as Dagster assets `["raw", system, resource]`.
 
 One multi-asset per system (a step, a dlt pipeline, a load package), built from the
-adapter registry, so a new adapter module appears here without an edit.
+system registry (`integration_hub.systems`), so a new system module appears here without an edit.
 
 Partitions (daily, UTC, from `HUB_PARTITION_START`) for incremental sources:
 - the partition that contains *now* is the live edge: it runs the persistent pipeline
@@ -23,7 +23,7 @@ more an ERROR, which fails the load step, so the layers below do not rebuild on 
 schema changed (a renamed field refuses every row), and fires the check alert. One step loads
 a system's resources, so an ERROR on one also holds back the layers below its siblings.
 
-Direct Arrow load (`DuckDBArrowSink`): an adapter that reads Arrow (`ARROW_SINK = True`, the
+Direct Arrow load (`DuckDBArrowSink`): a system whose source reads Arrow (`arrow_sink=True`, the
 ERP) writes its rows straight into a DuckDB warehouse, chunk by chunk while it reads, instead
 of through dlt's Parquet file, staging dataset and MERGE (BENCHMARKS.md, "Extraction").
 dlt still runs the same pipeline: its incremental filters every chunk and keeps the cursor
@@ -41,33 +41,33 @@ import os
 import random
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator
 from pathlib import Path
-from queue import Full, Queue
-from types import ModuleType
 from typing import Any
 
 import dagster as dg
 import dlt
-import pyarrow as pa
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator
 from dagster_dlt.asset_decorator import build_dlt_asset_specs
 from dagster_dlt.translator import DltResourceTranslatorData
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from integration_hub import adapters, settings
-from integration_hub.adapters.payments import FileReport
-from integration_hub.audit import Movement, now, record
-from integration_hub.metadata import table_metadata
-from integration_hub.quarantine import quarantine, top_reasons
-from resources import systems
-from resources.warehouse import Connection, Warehouse, warehouse_from_env
+from assets.metadata import table_metadata
+from integration_hub import settings, systems
+from integration_hub.engine.audit import Movement, now, record
+from integration_hub.engine.quarantine import quarantine, top_reasons
+from integration_hub.systems import System
+from integration_hub.systems.kit.contract import Rejects
+from integration_hub.systems.kit.files import FileReport
+from integration_hub.warehouse import Warehouse
+from integration_hub.warehouse.arrow_sink import DuckDBArrowSink
+from resources.systems import client, resource_key
+from resources.warehouse import warehouse_from_env
 
 GROUP = "sources"
 OWNERS = ["team:data-platform"]
 POOL = "warehouse"  # DuckDB allows one writer: loads queue on this pool
-ADAPTER_LOG = "integration_hub.adapters"
+ADAPTER_LOG = "integration_hub.systems"
 
 
 def daily_partitions() -> dg.DailyPartitionsDefinition:
@@ -102,11 +102,11 @@ def dialect() -> str:
 class RawTranslator(DagsterDltTranslator):
     """Asset specs of a system's raw tables: keys, group, kinds, owners, descriptions."""
 
-    def __init__(self, adapter: ModuleType):
-        self.adapter = adapter
+    def __init__(self, source_system: System):
+        self.source_system = source_system
 
     def get_asset_spec(self, data: DltResourceTranslatorData) -> dg.AssetSpec:
-        system, name = self.adapter.SYSTEM, data.resource.name
+        system, name = self.source_system.name, data.resource.name
         return (
             super()
             .get_asset_spec(data)
@@ -115,7 +115,7 @@ class RawTranslator(DagsterDltTranslator):
                 deps=[],
                 group_name=GROUP,
                 kinds={"dlt", dialect(), system},
-                description=f"{self.adapter.DESCRIPTIONS.get(name, name)} Loaded by dlt into raw_{system}.{name}.",
+                description=f"{self.source_system.resources.get(name, name)} Loaded by dlt into raw_{system}.{name}.",
                 owners=OWNERS,
             )
         )
@@ -166,148 +166,11 @@ def _cursors(pipeline: dlt.Pipeline, system: str) -> dict[str, str]:
     return out
 
 
-class DuckDBArrowSink:
-    """Merges an adapter's Arrow chunks into a DuckDB raw table by primary key, all or nothing.
-
-    One transaction and one streaming statement per table: a writer thread runs the statement
-    over a RecordBatchReader fed with the chunks the caller iterates, so DuckDB inserts (on
-    its threads, compressing row groups as it goes) while the next chunk is read. One
-    statement over the stream took 1.6 s for 1.5 M ERP orders where an INSERT per 16 MB chunk
-    took 2.4 s plus 1.0 s of checkpoint at close. Into an absent or empty table the rows are
-    appended: one source query returns each key once, and DuckDB's single writer keeps anyone
-    else from filling the table meanwhile. Otherwise they are staged in a temporary table and
-    replace the rows with their keys (delete, then insert: dlt's upsert).
-    """
-
-    def __init__(self, warehouse: Warehouse, dataset: str):
-        self.warehouse, self.dataset = warehouse, dataset
-        self.rows: dict[str, int] = {}
-        self.modes: dict[str, str] = {}
-
-    def write(self, table: str, primary_key: list[str], chunks: Iterable[pa.Table]) -> None:
-        """Write `chunks` (iterated on the calling thread) into `dataset.table`."""
-        chunks = iter(chunks)
-        first = next(chunks, None)
-        self.rows[table] = 0
-        if first is None:
-            return
-        self.warehouse.ensure_schema(self.dataset)
-        stream: Queue = Queue(2)
-        with (
-            self.warehouse.connect() as con,
-            ThreadPoolExecutor(1, thread_name_prefix="arrow-sink") as writer,
-        ):
-            con.execute("BEGIN TRANSACTION")
-            exists = table in self._columns(con, table, tables=True)
-            target = f'"{self.dataset}"."{table}"'
-            append = not exists or not con.scalar(f"SELECT count(*) FROM (SELECT 1 FROM {target} LIMIT 1)")
-            self.modes[table] = "append" if append else "upsert"
-            if exists:
-                self._add_new_columns(con, table, first.schema)
-            reader = pa.RecordBatchReader.from_batches(first.schema, self._batches(table, first, stream))
-            done = writer.submit(self._statement, con, table, primary_key, reader, exists, append)
-            try:
-                for chunk in chunks:
-                    _hand(stream, chunk, done)
-                _hand(stream, None, done)
-                done.result()
-            except BaseException:
-                while not done.done():  # the writer must stop, and be idle before the rollback
-                    with contextlib.suppress(Full):
-                        stream.put(_FAILED, timeout=0.2)
-                done.exception()
-                con.execute("ROLLBACK")
-                raise
-            finally:
-                con.execute("RESET threads")
-            con.execute("COMMIT")
-
-    def _batches(self, table: str, first: pa.Table, stream: Queue) -> Iterator[pa.RecordBatch]:
-        """The chunks as record batches, on the writer's thread; None ends the stream."""
-        chunk = first
-        while chunk is not None:
-            if chunk is _FAILED:
-                raise RuntimeError("the source failed mid-stream")
-            self.rows[table] += chunk.num_rows
-            yield from chunk.to_batches()
-            chunk = stream.get()
-
-    def _statement(
-        self,
-        con: Connection,
-        table: str,
-        keys: list[str],
-        reader: pa.RecordBatchReader,
-        exists: bool,
-        append: bool,
-    ) -> None:
-        target = f'"{self.dataset}"."{table}"'
-        con.raw.register("_stream", reader)
-        # The stream is read, parsed and written by three threads already: DuckDB's own second
-        # thread only competed with them for the two cores (~0.4 CPU-s more per 1.5 M rows). The
-        # setting is the database instance's (other connections of this process share it): `write`
-        # resets it once the transaction is settled.
-        con.execute("SET threads = 1")
-        try:
-            if not exists:
-                con.execute(f"CREATE TABLE {target} AS SELECT * FROM _stream")
-                for key in keys:  # as dlt declares a primary key's columns
-                    con.execute(f'ALTER TABLE {target} ALTER COLUMN "{key}" SET NOT NULL')
-            elif append:
-                con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM _stream")
-            else:
-                con.execute("CREATE TEMP TABLE _incoming AS SELECT * FROM _stream")
-                con.execute("RESET threads")
-                match = " AND ".join(f'{table}."{k}" = _incoming."{k}"' for k in keys)
-                con.execute(f"DELETE FROM {target} USING _incoming WHERE {match}")
-                con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM _incoming")
-                con.execute("DROP TABLE _incoming")
-        finally:
-            con.raw.unregister("_stream")
-
-    def _add_new_columns(self, con: Connection, table: str, schema: pa.Schema) -> None:
-        """Columns new in the source are added, as dlt's schema evolution would."""
-        have = self._columns(con, table)
-        con.raw.register("_shape", schema.empty_table())
-        try:
-            for name, kind in con.rows(
-                "SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM _shape)"
-            ):
-                if name not in have:
-                    con.execute(f'ALTER TABLE "{self.dataset}"."{table}" ADD COLUMN "{name}" {kind}')
-        finally:
-            con.raw.unregister("_shape")
-
-    def _columns(self, con: Connection, table: str, tables: bool = False) -> set[str]:
-        """The table's column names (or, with `tables`, the dataset's table names)."""
-        kind, name = ("tables", "table_name") if tables else ("columns", "column_name")
-        where = "table_schema = ?" + ("" if tables else " AND table_name = ?")
-        params = [self.dataset] if tables else [self.dataset, table]
-        return {
-            found
-            for (found,) in con.rows(f"SELECT {name} FROM information_schema.{kind} WHERE {where}", params)
-        }
-
-
-_FAILED = object()  # put on the stream when the caller's chunks fail, so the writer stops
-
-
-def _hand(stream: Queue, item: Any, writer: Future) -> None:
-    """Hand `item` to the writer, or raise its error if it stopped."""
-    while True:
-        if writer.done():
-            writer.result()
-            raise RuntimeError("the warehouse writer stopped before the stream ended")
-        with contextlib.suppress(Full):
-            stream.put(item, timeout=0.5)
-            return
-
-
-def _sink(adapter: ModuleType, warehouse: Warehouse) -> DuckDBArrowSink | None:
-    """The direct Arrow load, when the adapter reads Arrow and the warehouse is DuckDB."""
+def _sink(source_system: System, warehouse: Warehouse) -> DuckDBArrowSink | None:
+    """The direct Arrow load, when the system's source reads Arrow and the warehouse is DuckDB."""
     enabled = os.environ.get("HUB_DIRECT_ARROW_LOAD", "1") != "0"
-    if enabled and getattr(adapter, "ARROW_SINK", False) and warehouse.dialect == "duckdb":
-        return DuckDBArrowSink(warehouse, f"raw_{adapter.SYSTEM}")
+    if enabled and source_system.arrow_sink and warehouse.dialect == "duckdb":
+        return DuckDBArrowSink(warehouse, f"raw_{source_system.name}")
     return None
 
 
@@ -372,11 +235,11 @@ def _contract(warehouse: Warehouse, run_id: str, key: dg.AssetKey, rows_in: int,
 
 def _finish(
     context: dg.AssetExecutionContext,
-    adapter: ModuleType,
+    source_system: System,
     warehouse: Warehouse,
     pipeline: dlt.Pipeline,
     events: list,
-    rejects: adapters.Rejects,
+    rejects: Rejects,
     *,
     partition: str | None,
     started: dt.datetime,
@@ -386,7 +249,7 @@ def _finish(
 ) -> list[dg.MaterializeResult]:
     """Quarantine rejects, write one audit row per resource, evaluate each `load_contract` and
     enrich each materialization (a dozen small statements each, inside the step's session)."""
-    system, dataset = adapter.SYSTEM, f"raw_{adapter.SYSTEM}"
+    system, dataset = source_system.name, f"raw_{source_system.name}"
     row_counts = pipeline.last_trace.last_normalize_info.row_counts if pipeline.last_trace else {}
     run_id = context.run.run_id
     movements, results = [], []
@@ -429,11 +292,11 @@ def _finish(
     return results
 
 
-def incremental_assets(adapter: ModuleType) -> dg.AssetsDefinition:
+def incremental_assets(source_system: System) -> dg.AssetsDefinition:
     """The daily-partitioned assets of a system read by updated-at window."""
-    system, key = adapter.SYSTEM, systems.resource_key(adapter.SYSTEM)
-    translator = RawTranslator(adapter)
-    template = adapter.source(**systems.client(system).source_kwargs())
+    system, key = source_system.name, resource_key(source_system.name)
+    translator = RawTranslator(source_system)
+    template = source_system.source(**source_system.describe_kwargs())
 
     specs = build_dlt_asset_specs(template, _spec_pipeline(system), translator)
 
@@ -451,10 +314,10 @@ def incremental_assets(adapter: ModuleType) -> dg.AssetsDefinition:
         warehouse: Warehouse = context.resources.warehouse
         start, end, live = _window(context)
         partition = context.partition_key if live else f"{start:%Y-%m-%d}..{end:%Y-%m-%dT%H:%M:%S}"
-        rejects = adapters.Rejects()
+        rejects = Rejects()
         bounds = {} if live else {"start": start, "end": end}
-        sink = _sink(adapter, warehouse)
-        source = adapter.source(
+        sink = _sink(source_system, warehouse)
+        source = source_system.source(
             **getattr(context.resources, key).source_kwargs(), rejects=rejects, **bounds,
             **({"sink": sink} if sink else {}),
         )  # fmt: skip
@@ -465,7 +328,9 @@ def incremental_assets(adapter: ModuleType) -> dg.AssetsDefinition:
                 pipeline.sync_destination()
                 pipeline.config.restore_from_destination = False  # else dlt's run syncs once more
             before = (
-                _cursors(pipeline, system) if live else dict.fromkeys(adapter.DESCRIPTIONS, start.isoformat())
+                _cursors(pipeline, system)
+                if live
+                else dict.fromkeys(source_system.resources, start.isoformat())
             )
             started = now()
             context.log.info(
@@ -479,10 +344,12 @@ def incremental_assets(adapter: ModuleType) -> dg.AssetsDefinition:
                 except PipelineStepFailed as exc:
                     raise retry_or_fail(context, _failure(system, exc, f"partition {partition}")) from exc
             after = (
-                _cursors(pipeline, system) if live else dict.fromkeys(adapter.DESCRIPTIONS, end.isoformat())
+                _cursors(pipeline, system)
+                if live
+                else dict.fromkeys(source_system.resources, end.isoformat())
             )
             yield from _finish(
-                context, adapter, warehouse, pipeline, events, rejects, partition=partition, started=started,
+                context, source_system, warehouse, pipeline, events, rejects, partition=partition, started=started,
                 cursors=(before, after), sink=sink,
                 details={"pipeline": name, "mode": "live" if live else "window",
                          "load_path": f"direct arrow ({', '.join(sorted(set(sink.modes.values())))})"
@@ -498,11 +365,11 @@ class FilesConfig(dg.Config):
     files: list[str] = []
 
 
-def file_assets(adapter: ModuleType) -> dg.AssetsDefinition:
+def file_assets(source_system: System) -> dg.AssetsDefinition:
     """The assets of a system that drops files in a landing folder (each file loaded once)."""
-    system, key = adapter.SYSTEM, systems.resource_key(adapter.SYSTEM)
-    translator = RawTranslator(adapter)
-    template = adapter.source(**systems.client(system).source_kwargs())
+    system, key = source_system.name, resource_key(source_system.name)
+    translator = RawTranslator(source_system)
+    template = source_system.source(**source_system.describe_kwargs())
 
     specs = build_dlt_asset_specs(template, _spec_pipeline(system), translator)
 
@@ -516,8 +383,8 @@ def file_assets(adapter: ModuleType) -> dg.AssetsDefinition:
     )
     def load(context: dg.AssetExecutionContext, config: FilesConfig):
         warehouse: Warehouse = context.resources.warehouse
-        rejects, report = adapters.Rejects(), FileReport()
-        source = adapter.source(
+        rejects, report = Rejects(), FileReport()
+        source = source_system.source(
             **getattr(context.resources, key).source_kwargs(),
             files=config.files or None,
             rejects=rejects,
@@ -541,7 +408,7 @@ def file_assets(adapter: ModuleType) -> dg.AssetsDefinition:
             files = {"files_loaded": sorted(report.loaded), "files_skipped": report.skipped,
                      "files_changed": report.changed}  # fmt: skip
             yield from _finish(
-                context, adapter, warehouse, pipeline, events, rejects, partition=None, started=started,
+                context, source_system, warehouse, pipeline, events, rejects, partition=None, started=started,
                 cursors=({}, {}), details={"pipeline": pipeline.pipeline_name, **files},
             )  # fmt: skip
 
@@ -574,10 +441,10 @@ def _spec_pipeline(system: str) -> dlt.Pipeline:
 
 
 def build_assets() -> list[dg.AssetsDefinition]:
-    """One multi-asset per discovered adapter."""
+    """One multi-asset per system the hub reads from."""
     return [
-        (incremental_assets if adapter.INCREMENTAL else file_assets)(adapter)
-        for adapter in adapters.discover().values()
+        (incremental_assets if source_system.incremental else file_assets)(source_system)
+        for source_system in systems.sources().values()
     ]
 
 
@@ -585,7 +452,7 @@ def build_resources() -> dict[str, Any]:
     return {
         "dlt": DagsterDltResource(),
         "warehouse": warehouse_from_env(),
-        **{systems.resource_key(system): systems.client(system) for system in adapters.discover()},
+        **{resource_key(system): client(system) for system in systems.sources()},
     }
 
 

@@ -1,4 +1,4 @@
-"""Reverse-sync layer: one asset per declared sync (`integration_hub.reverse_sync.SYNCS`).
+"""Reverse-sync layer: one asset per declared sync (`assets.syncs.SYNCS`).
 
 Materializing `["sync", name]` plans the sync (the diff against what the destination last
 confirmed), shows that plan in the metadata and pushes it. Records the destination
@@ -9,10 +9,12 @@ again with backoff, re-sending only what was not confirmed.
 
 import dagster as dg
 
-from integration_hub import reverse_sync
-from integration_hub.destinations import DestinationUnusable
-from integration_hub.reverse_sync import Sync
-from resources.warehouse import Warehouse, warehouse_from_env
+from assets.syncs import SYNCS
+from integration_hub.engine import sync_engine
+from integration_hub.engine.sync_engine import Sync
+from integration_hub.systems.kit.writer import DestinationUnusable
+from integration_hub.warehouse import Warehouse
+from resources.warehouse import warehouse_from_env
 
 GROUP = "reverse_sync"
 OWNERS = ["team:data-platform"]
@@ -48,11 +50,13 @@ def sync_asset(sync: Sync) -> dg.AssetsDefinition:
             "pii_fields": sorted(sync.pii & sync.allow),
         },
     )
-    def _push(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
-        current = reverse_sync.plan(sync, warehouse)
+    def _push(
+        context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse]
+    ) -> dg.MaterializeResult:
+        current = sync_engine.plan(sync, warehouse)
         context.log.info(f"{sync.name} plan: {current.counts}")
         try:
-            result = reverse_sync.apply(sync, warehouse, run_id=context.run_id, current=current)
+            result = sync_engine.apply(sync, warehouse, run_id=context.run_id, current=current)
         except DestinationUnusable as exc:  # retrying cannot fix credentials or a URL
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
         metadata = {
@@ -79,7 +83,7 @@ def sync_asset(sync: Sync) -> dg.AssetsDefinition:
 def dead_letter_check(sync: Sync, warehouse: Warehouse) -> dg.AssetCheckResult:
     """Evaluated in the push's own step (a separate check step cost ~1 s of process set-up
     with the multiprocess executor)."""
-    letters = reverse_sync.dead_letters(warehouse, sync.name)
+    letters = sync_engine.dead_letters(warehouse, sync.name)
     sample = "\n".join(f"- `{d['key']}`: {d['error']}" for d in letters[:10]) or "_none_"
     return dg.AssetCheckResult(
         check_name="no_open_dead_letters",
@@ -89,7 +93,7 @@ def dead_letter_check(sync: Sync, warehouse: Warehouse) -> dg.AssetCheckResult:
     )
 
 
-ASSETS: list = [sync_asset(s) for s in reverse_sync.SYNCS.values()]
+ASSETS: list = [sync_asset(s) for s in SYNCS.values()]
 CHECKS: list = []
 JOBS: list = []
 SCHEDULES: list = []

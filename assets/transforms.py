@@ -1,7 +1,7 @@
 """Transform layer: seeds, staging and canonical SQL models, identity resolution, canonical checks.
 
 Every `.sql` file under `dbt_like_sql/{staging,canonical}` becomes an asset (see
-`integration_hub.sql_models`): its description is the file's leading comment, its
+`integration_hub.engine.sql_models`): its description is the file's leading comment, its
 dependencies are the tables its SQL reads. A canonical model with a pandera model in
 `canonical/` is validated while it is built (rows that fail are quarantined, the `row_rules`
 check counts them) and gets a blocking `keys_and_types` check, both evaluated in the model's
@@ -13,11 +13,13 @@ from pathlib import Path
 
 import dagster as dg
 
+from assets.metadata import asset_key, built_metadata, check_result, preview_md
 from canonical import MODELS
-from integration_hub import identity, settings, sql_models, validation
-from integration_hub.audit import Movement, now, record
-from integration_hub.metadata import preview_md
-from resources.warehouse import Warehouse, warehouse_from_env
+from integration_hub import settings
+from integration_hub.engine import identity, sql_models, validation
+from integration_hub.engine.audit import Movement, now, record
+from integration_hub.warehouse import Warehouse
+from resources.warehouse import warehouse_from_env
 
 OWNERS = ["team:data-platform"]
 POOL = "warehouse"  # DuckDB allows one writer: builds queue with loads on this pool
@@ -62,17 +64,19 @@ def sql_asset(model: sql_models.SqlModel) -> dg.AssetsDefinition:
     checks = (
         [
             dg.AssetCheckSpec(
-                "row_rules", asset=model.key, description="Rows failing the model's rules (warning)."
+                "row_rules",
+                asset=asset_key(model.key),
+                description="Rows failing the model's rules (warning).",
             ),
-            _keys_and_types_spec(model.key),
+            _keys_and_types_spec(asset_key(model.key)),
         ]
         if validated
         else []
     )
 
     @dg.asset(
-        key=model.key,
-        deps=model.upstream,
+        key=asset_key(model.key),
+        deps=[asset_key(k) for k in model.upstream],
         group_name=model.layer,
         kinds={"sql", _dialect(), *(["pandera"] if validated else [])},
         owners=OWNERS,
@@ -81,17 +85,20 @@ def sql_asset(model: sql_models.SqlModel) -> dg.AssetsDefinition:
         check_specs=checks,
         pool=POOL,
     )
-    def _sql_model(context: dg.AssetExecutionContext, warehouse: Warehouse):
+    def _sql_model(context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse]):
         started = now()
         with warehouse.session():
             vet = validation.RowValidator(warehouse, model.entity, context.run_id) if validated else None
             built = sql_models.build(warehouse, model, vet=vet)
-            _audit(warehouse, context.run_id, model.key, model.system or "hub", started, built)
-            metadata = {**built.metadata(), "preview": preview_md(warehouse, model.layer, model.name)}
+            _audit(warehouse, context.run_id, asset_key(model.key), model.system or "hub", started, built)
+            metadata = {**built_metadata(built), "preview": preview_md(warehouse, model.layer, model.name)}
             checks = []
             if vet:
                 metadata["validation_seconds"] = round(vet.report.seconds, 3)
-                checks = [vet.report.check_result(), validation.keys_and_types(warehouse, model.entity)]
+                checks = [
+                    check_result(vet.report.check_result()),
+                    check_result(validation.keys_and_types(warehouse, model.entity)),
+                ]
         return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
     return _sql_model
@@ -107,7 +114,7 @@ def seed_asset(path: Path) -> dg.AssetsDefinition:
         metadata=_code(path),
         pool=POOL,
     )
-    def _seed(warehouse: Warehouse) -> dg.MaterializeResult:
+    def _seed(warehouse: dg.ResourceParam[Warehouse]) -> dg.MaterializeResult:
         return dg.MaterializeResult(metadata={"dagster/row_count": sql_models.load_seed(warehouse, path)})
 
     return _seed
@@ -127,7 +134,9 @@ XREF_KEY = dg.AssetKey(["canonical", "customer_xref"])
     check_specs=[_keys_and_types_spec(XREF_KEY)],
     pool=POOL,
 )
-def customer_xref(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+def customer_xref(
+    context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse]
+) -> dg.MaterializeResult:
     started = now()
     xref = identity.build_xref(warehouse)
     rules = xref.group_by("match_rule").aggregate([("source_id", "count")]).to_pylist()
@@ -137,7 +146,7 @@ def customer_xref(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg
                  resource="customer_xref", rows_in=xref.num_rows, rows_out=xref.num_rows, started_at=started),
     )  # fmt: skip
     return dg.MaterializeResult(
-        check_results=[validation.keys_and_types(warehouse, "customer_xref")],
+        check_results=[check_result(validation.keys_and_types(warehouse, "customer_xref"))],
         metadata={
             "dagster/row_count": xref.num_rows,
             "customers": len(set(xref.column("customer_id").to_pylist())),
@@ -151,8 +160,8 @@ def customer_xref(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg
     additional_deps=[dg.AssetKey(["canonical", "order_line"])],
     description="Warning: each order's total equals the sum of its lines, within a cent.",
 )
-def total_matches_lines(warehouse: Warehouse) -> dg.AssetCheckResult:
-    return validation.order_totals(warehouse)
+def total_matches_lines(warehouse: dg.ResourceParam[Warehouse]) -> dg.AssetCheckResult:
+    return check_result(validation.order_totals(warehouse))
 
 
 MODELS_SQL = sql_models.discover()

@@ -72,8 +72,8 @@ def run_job(instance, name: str, executor: str) -> dict:
     """Execute one job on `instance`; wall time and per-step durations."""
     import dagster as dg
 
-    from integration_hub.automation import live_partition
     from integration_hub.definitions import defs
+    from integration_hub.definitions.automation import live_partition
 
     job = JOBS[name]
     started = time.perf_counter()
@@ -118,7 +118,7 @@ def run_job(instance, name: str, executor: str) -> dict:
 
 
 def raw_rows() -> dict[str, int]:
-    from resources.warehouse import warehouse_from_env
+    from integration_hub.warehouse import warehouse_from_env
 
     with warehouse_from_env().connect() as con:
         tables = con.rows(
@@ -176,10 +176,10 @@ def peak_rss_mb(sampler: DescendantPeak) -> dict[str, int]:
 def child(executor: str) -> dict:
     """One executor's measurements, in this (fresh) process: full, tick, incremental."""
     import dagster as dg
+    from hub_sandbox.tick import run_tick
 
     from integration_hub import settings
-    from integration_hub.instance import ensure_dagster_home
-    from integration_hub.sandbox.tick import run_tick
+    from integration_hub.definitions.instance import ensure_dagster_home
 
     ensure_dagster_home()
     sampler = DescendantPeak()
@@ -216,7 +216,8 @@ def fresh_state(home: Path) -> None:
 
 
 def one_scale(scale: float, executors: list[str], keep: bool) -> list[dict]:
-    from integration_hub.sandbox import runner
+    from hub_sandbox import runner
+
     from tests.conftest import free_port_base
 
     home = Path(tempfile.mkdtemp(prefix=f"hub-bench-{scale:g}-"))

@@ -5,7 +5,7 @@
 All three measurements hit the same endpoint (`POST /api/v2/orders/create_or_update_many`)
 of one private sandbox, with updates of orders the desk already holds:
 
-1. the hub: `reverse_sync.apply` of a sync over 100,000 changed rows, end to end (plan
+1. the hub: `sync_engine.apply` of a sync over 100,000 changed rows, end to end (plan
    from the warehouse, batches of 100, bounded concurrency, changelog and state writes);
 2. a naive loop: one request per record, one after another, measured on a sample and
    extrapolated to the full count;
@@ -29,6 +29,8 @@ from pathlib import Path
 
 import httpx
 import pyarrow as pa
+
+from assets.syncs import SYNCS
 
 SUPPORT_PATH = "/api/v2/orders/create_or_update_many"
 
@@ -91,11 +93,12 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="bench_push_"))
     os.environ["HUB_HOME"] = str(home)
     os.environ.pop("HUB_WAREHOUSE_URL", None)
-    from integration_hub import reverse_sync as rs
-    from integration_hub.sandbox import runner
-    from integration_hub.sandbox import seed as seeding
+    from hub_sandbox import runner
+    from hub_sandbox import seed as seeding
+
+    from integration_hub.engine import sync_engine as rs
     from integration_hub.settings import secret
-    from resources.warehouse import Warehouse
+    from integration_hub.warehouse import Warehouse
 
     seeding.seed(home, 0.01, 42)
     base = random.randrange(30000, 60000, 10)
@@ -112,7 +115,7 @@ def main() -> None:
                      "customer_name": "customer_name", "customer_phone": "customer_phone"},
             allow=frozenset({"external_id", "status", "total", "currency", "order_date", "customer_email",
                              "customer_name"}),
-            batch_size=100, concurrency=args.concurrency or rs.SYNCS["support_orders"].concurrency,
+            batch_size=100, concurrency=args.concurrency or SYNCS["support_orders"].concurrency,
         )  # fmt: skip
         n = args.records
         warehouse.write_arrow("bench", "orders", orders(n, 0), mode="replace")

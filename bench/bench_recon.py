@@ -77,8 +77,8 @@ def generate(scale: float, work: Path) -> dict:
 
 def child_hub(work: Path) -> dict:
     sys.path.insert(0, str(ROOT))
-    from integration_hub.reconciliation import Compare, Flow, run_flow
-    from resources.warehouse import Warehouse
+    from integration_hub.engine.recon_engine import Compare, Flow, run_flow
+    from integration_hub.warehouse import Warehouse
 
     class BenchWarehouse(Warehouse):
         @property

@@ -25,16 +25,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from integration_hub import identity, sql_models, validation  # noqa: E402
-from integration_hub.sandbox.world import build_world  # noqa: E402
-from tests.raw_world import FileWarehouse, load_raw_world  # noqa: E402
+from hub_sandbox.world import build_world  # noqa: E402
+
+from integration_hub.engine import identity, sql_models, validation  # noqa: E402
+from integration_hub.warehouse import Warehouse  # noqa: E402
+from tests.raw_world import load_raw_world  # noqa: E402
 
 
 def prepare(scale: float, cache: Path, path: Path) -> dict:
     started = time.perf_counter()
     world = build_world(scale, 42, cache)
     generated = time.perf_counter()
-    warehouse = FileWarehouse(path=str(path))
+    warehouse = Warehouse(path=str(path))
     load_raw_world(warehouse, world)
     for seed in sql_models.seed_files():
         sql_models.load_seed(warehouse, seed)
@@ -49,7 +51,7 @@ def prepare(scale: float, cache: Path, path: Path) -> dict:
 
 def run_transforms(path: Path) -> dict:
     """The measured phase (child process)."""
-    warehouse = FileWarehouse(path=str(path))
+    warehouse = Warehouse(path=str(path))
     models = sql_models.in_build_order(sql_models.discover())
     xref_key = ("canonical", "customer_xref")
     timings, validation_seconds = {}, 0.0
@@ -98,7 +100,7 @@ def identity_scores(scale: float, cache: Path) -> dict:
     from tests.test_identity_resolution import precision_recall
 
     with tempfile.TemporaryDirectory() as tmp:
-        warehouse = FileWarehouse(path=str(Path(tmp) / "warehouse.duckdb"))
+        warehouse = Warehouse(path=str(Path(tmp) / "warehouse.duckdb"))
         load_raw_world(warehouse, build_world(scale, 42, cache))
         for seed in sql_models.seed_files():
             sql_models.load_seed(warehouse, seed)

@@ -6,6 +6,7 @@
 from canonical.customer import Customer
 from canonical.customer_xref import CustomerXref
 from canonical.invoice import Invoice
+from canonical.money import MONEY_TOLERANCE
 from canonical.order_line import OrderLine
 from canonical.payment import Payment
 from canonical.product import Product
@@ -21,4 +22,14 @@ MODELS = {
     "payment": Payment,
 }
 
-__all__ = ["MODELS", "Customer", "CustomerXref", "Invoice", "OrderLine", "Payment", "Product", "SalesOrder"]
+__all__ = [
+    "MODELS",
+    "MONEY_TOLERANCE",
+    "Customer",
+    "CustomerXref",
+    "Invoice",
+    "OrderLine",
+    "Payment",
+    "Product",
+    "SalesOrder",
+]

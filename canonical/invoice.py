@@ -7,8 +7,7 @@ import pandera.pandas as pa
 from pandera.typing import Series
 
 from canonical._field import field
-
-MONEY_TOLERANCE = 0.01  # USD: one cent of rounding after conversion
+from canonical.money import MONEY_TOLERANCE
 
 
 class Invoice(pa.DataFrameModel):

@@ -7,6 +7,7 @@ import pandera.pandas as pa
 from pandera.typing import Series
 
 from canonical._field import field
+from canonical.money import MONEY_TOLERANCE
 
 # A line's amount is recomputed from rounded unit prices, so allow a cent per unit.
 LINE_TOLERANCE_PER_UNIT = 0.01
@@ -40,6 +41,6 @@ class OrderLine(pa.DataFrameModel):
         """Soft: amount = quantity × price × (1 − discount) × (1 + tax), within a cent per unit;
         without a stated tax, at least the discounted amount."""
         net = df["quantity"] * df["unit_price"] * (1 - df["discount"])
-        tolerance = LINE_TOLERANCE_PER_UNIT * df["quantity"] + 0.01
+        tolerance = LINE_TOLERANCE_PER_UNIT * df["quantity"] + MONEY_TOLERANCE
         exact = (df["line_amount"] - net * (1 + df["tax"])).abs() <= tolerance
         return exact.where(df["tax"].notna(), df["line_amount"] >= net - tolerance)

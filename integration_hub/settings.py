@@ -1,33 +1,25 @@
-"""Where the hub keeps its state, and the names other tools rely on.
+"""Where the hub keeps its state, and the environment it reads: the one module that reads it.
 
-Everything is derived from the environment at call time (not import time), so a
-test can point `HUB_HOME` at a temporary folder before it builds anything.
+Everything is read at call time (not import time), so a test can point `HUB_HOME` at a
+temporary folder before it builds anything. Which variables a system needs (its URL and
+credentials) is declared with the system (`integration_hub.systems`); this module reads them.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-# Sandbox credentials are public, documented defaults: real deployments set the
-# same variables to real secrets. Never log their values.
-SANDBOX_CREDENTIALS = {
-    "HUB_CRM_CLIENT_ID": "hub-sandbox",
-    "HUB_CRM_CLIENT_SECRET": "crm-sandbox-secret",
-    "HUB_SHOP_API_KEY": "shpat_sandbox_key",
-    "HUB_BILLING_API_KEY": "sk_test_sandbox",
-    "HUB_SUPPORT_API_TOKEN": "zd_sandbox_token",
-    "HUB_MARKETING_API_KEY": "hs_sandbox_key",
-}
+DEFAULT_PORT_BASE = 8760  # the sandbox stand-ins answer on 127.0.0.1 at this base + their offset
 
-# Default ports of the sandbox systems (127.0.0.1); HUB_SANDBOX_PORT_BASE shifts them all.
-SANDBOX_PORT_OFFSETS = {"crm": 1, "shop": 2, "billing": 3, "support": 4, "marketing": 5}
-DEFAULT_PORT_BASE = 8760
+
+def env(name: str, default: str | None = None) -> str | None:
+    """An environment variable, `default` when it is unset or empty."""
+    return os.environ.get(name) or default
 
 
 def hub_home() -> Path:
-    return Path(os.environ.get("HUB_HOME", "./.hub")).resolve()
+    return Path(env("HUB_HOME", "./.hub")).resolve()
 
 
 def sandbox_dir() -> Path:
@@ -39,42 +31,29 @@ def landing_dir(feed: str = "payments") -> Path:
 
 
 def dagster_home() -> Path:
-    return Path(os.environ.get("DAGSTER_HOME", hub_home() / "dagster")).resolve()
+    return Path(env("DAGSTER_HOME") or hub_home() / "dagster").resolve()
 
 
 def warehouse_url() -> str | None:
     """`None` means the embedded DuckDB at `$HUB_HOME/warehouse.duckdb`."""
-    return os.environ.get("HUB_WAREHOUSE_URL") or None
+    return env("HUB_WAREHOUSE_URL")
 
 
-def secret(name: str) -> str:
-    """A credential from the environment, falling back to the documented sandbox default."""
-    return os.environ.get(name) or SANDBOX_CREDENTIALS[name]
+def secret(name: str, sandbox_default: str | None = None) -> str:
+    """A credential from the environment, else the sandbox's documented public default.
+
+    Never log the value. A credential with no default must be set.
+    """
+    value = env(name, sandbox_default)
+    if value is None:
+        raise ValueError(f"set {name}: it has no default")
+    return value
 
 
 def port_base() -> int:
-    return int(os.environ.get("HUB_SANDBOX_PORT_BASE", DEFAULT_PORT_BASE))
-
-
-def system_url(system: str) -> str:
-    """Base URL of a connected system: `HUB_<SYSTEM>_URL`, else the local sandbox."""
-    explicit = os.environ.get(f"HUB_{system.upper()}_URL")
-    if explicit:
-        return explicit.rstrip("/")
-    return f"http://127.0.0.1:{port_base() + SANDBOX_PORT_OFFSETS[system]}"
-
-
-def erp_url() -> str:
-    """SQLAlchemy-style URL of the ERP database: `HUB_ERP_URL`, else the URL `hub sandbox up
-    --erp-url` recorded in `world.json`, else the sandbox's SQLite file."""
-    explicit = os.environ.get("HUB_ERP_URL")
-    if explicit:
-        return explicit
-    world = sandbox_dir() / "world.json"
-    recorded = json.loads(world.read_text()).get("erp_url") if world.exists() else None
-    return recorded or f"sqlite:///{sandbox_dir() / 'erp.sqlite'}"
+    return int(env("HUB_SANDBOX_PORT_BASE", str(DEFAULT_PORT_BASE)))
 
 
 def partition_start() -> str:
     """First day (UTC, `YYYY-MM-DD`) of the daily partitions of incremental sources."""
-    return os.environ.get("HUB_PARTITION_START", "2026-10-01")
+    return env("HUB_PARTITION_START", "2026-10-01")

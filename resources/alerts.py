@@ -14,24 +14,24 @@ import dagster as dg
 import httpx
 from pydantic import Field
 
-from integration_hub import settings
+from integration_hub import settings, systems
 
 UI_URL_DEFAULT = "http://127.0.0.1:3000"
-# Environment variables holding URLs whose password must never be shown.
-_URL_VARS = ("HUB_WAREHOUSE_URL", "HUB_DAGSTER_STORAGE_URL", "HUB_ERP_URL")
+# Environment variables holding URLs whose password must never be shown (and every system's URL).
+_URL_VARS = ("HUB_WAREHOUSE_URL", "HUB_DAGSTER_STORAGE_URL")
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]+:)(?P<password>[^@\s]+)(?=@)", re.I)
 MASK = "***"
 
 
 def secret_values() -> list[str]:
     """The secret values currently in effect (environment or sandbox default), longest first."""
-    values = {settings.secret(name) for name in settings.SANDBOX_CREDENTIALS}
-    for var in _URL_VARS:
-        match = _URL_PASSWORD.search(os.environ.get(var, ""))
+    values = systems.secret_values()
+    for var in (*_URL_VARS, *(s.url_var for s in systems.registry().values())):
+        match = _URL_PASSWORD.search(settings.env(var, ""))
         if match:
             values.add(match.group("password"))
-    if os.environ.get("HUB_ALERT_WEBHOOK_URL"):
-        values.add(os.environ["HUB_ALERT_WEBHOOK_URL"])
+    if settings.env("HUB_ALERT_WEBHOOK_URL"):
+        values.add(settings.env("HUB_ALERT_WEBHOOK_URL"))
     return sorted((v for v in values if len(v) >= 4), key=len, reverse=True)
 
 

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hub_sandbox import PORT_OFFSETS as SANDBOX_PORT_OFFSETS
+from hub_sandbox import runner
+from hub_sandbox.seed import read_world_info, write_world
+from hub_sandbox.world import World, build_world
 
-from integration_hub.sandbox import runner
-from integration_hub.sandbox.seed import read_world_info, write_world
-from integration_hub.sandbox.world import World, build_world
-from integration_hub.settings import SANDBOX_PORT_OFFSETS
+from integration_hub.warehouse import Warehouse
 
 SCALE, SEED = 0.01, 42
 POSTGRES_URL = os.environ.get("HUB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -77,7 +78,7 @@ class Sandbox:
             httpx.delete(f"{self.url(name)}/_admin/stats").raise_for_status()
 
     def tick(self, fraction: float = 0.01) -> dict:
-        from integration_hub.sandbox.tick import run_tick
+        from hub_sandbox.tick import run_tick
 
         return run_tick(self.home, fraction)
 
@@ -185,8 +186,8 @@ def postgres_url() -> str:
 @pytest.fixture(scope="session")
 def canonical_world(tmp_path_factory, sandbox_world):
     """(warehouse, run result): the world's raw tables with every transform materialized once."""
-    from tests.raw_world import FileWarehouse, load_raw_world, materialize_transforms
+    from tests.raw_world import load_raw_world, materialize_transforms
 
-    warehouse = FileWarehouse(path=str(tmp_path_factory.mktemp("canonical") / "warehouse.duckdb"))
+    warehouse = Warehouse(path=str(tmp_path_factory.mktemp("canonical") / "warehouse.duckdb"))
     load_raw_world(warehouse, sandbox_world)
     return warehouse, materialize_transforms(warehouse)

@@ -8,15 +8,13 @@ detection), shop orders are flattened with their line items in the child table
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import dagster as dg
 import duckdb
 import pyarrow as pa
 from dlt.common.normalizers.naming.snake_case import NamingConvention
+from hub_sandbox.world import World
 
-from integration_hub.sandbox.world import World
-from resources.warehouse import Warehouse
+from integration_hub.warehouse import Warehouse
 
 _naming = NamingConvention()
 # REST fields the systems send as ISO 8601 strings.
@@ -69,16 +67,6 @@ def load_raw_world(warehouse: Warehouse, world: World) -> None:
     for system, resources in raw_tables(world).items():
         for resource, table in resources.items():
             warehouse.write_arrow(f"raw_{system}", resource, table, mode="replace")
-
-
-class FileWarehouse(Warehouse):
-    """A DuckDB warehouse at an explicit path, so a session fixture needs no global HUB_HOME."""
-
-    path: str
-
-    @property
-    def duckdb_path(self) -> Path:
-        return Path(self.path)
 
 
 def materialize_transforms(warehouse: Warehouse, extra: list | None = None) -> dg.ExecuteInProcessResult:

@@ -10,9 +10,9 @@ import dagster as dg
 import pyarrow as pa
 import pytest
 
-from integration_hub import alerts, instance
+from integration_hub.definitions import alerts, instance
+from integration_hub.warehouse import Warehouse
 from resources.alerts import AlertSink
-from resources.warehouse import Warehouse
 
 PG_PASSWORD = "pg-hunter2-secret"
 

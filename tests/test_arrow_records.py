@@ -4,14 +4,14 @@ import datetime as dt
 
 import pyarrow as pa
 
-from integration_hub.adapters._arrow import (
+from integration_hub.systems.kit.arrow import (
     contracted_table,
     flatten,
     records_table,
     split_children,
     type_timestamps,
 )
-from integration_hub.adapters._contract import INTEGER, TIMESTAMP, Contract
+from integration_hub.systems.kit.contract import INTEGER, TIMESTAMP, Contract
 
 ORDERS = [
     {"id": 1, "updated_at": "2026-11-20T10:00:00Z", "customer": {"id": 7, "email": "a@x.org"},

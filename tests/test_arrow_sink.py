@@ -5,7 +5,7 @@ import pyarrow as pa
 import pytest
 
 from assets.ingestion import DuckDBArrowSink
-from resources.warehouse import Warehouse
+from integration_hub.warehouse import Warehouse
 
 
 def lines(keys: list[tuple[int, int]], qty: int, **extra) -> pa.Table:

@@ -5,8 +5,8 @@ import json
 
 import dagster as dg
 
-from resources.systems import CrmClient, LandingFolder
-from resources.warehouse import Warehouse
+from integration_hub.warehouse import Warehouse
+from resources.systems import SystemClient
 
 HEADER = "settlement_date,payment_id,invoice_id,currency,gross_amount,fee_amount,net_amount\n"
 
@@ -17,19 +17,24 @@ def settlement(day: str, first: int, n: int) -> str:
     )
 
 
+def named(items: list, name: str):
+    """A job or sensor the registry made, by its name."""
+    return next(item for item in items if item.name == name)
+
+
 def payments_definitions():
     from assets import ingestion
-    from integration_hub import automation
+    from integration_hub.definitions import automation
 
     return dg.Definitions(
         assets=[a for a in ingestion.build_assets() if a.node_def.name == "raw_payments"],
-        jobs=[automation.payments_job],
+        jobs=[named(automation.JOBS, "payments_files")],
         resources=ingestion.build_resources(),
     )
 
 
 def test_landing_sensor_runs_once_per_new_file_and_ignores_identical_redrops(tmp_path, monkeypatch):
-    from integration_hub import automation
+    from integration_hub.definitions import automation
 
     monkeypatch.setenv("HUB_HOME", str(tmp_path))
     landing = tmp_path / "landing" / "payments"
@@ -37,7 +42,7 @@ def test_landing_sensor_runs_once_per_new_file_and_ignores_identical_redrops(tmp
     defs = payments_definitions()
     job = defs.resolve_job_def("payments_files")
     instance = dg.DagsterInstance.ephemeral()
-    folder = LandingFolder(feed="payments")
+    folder = SystemClient(system="payments")
     cursor = None
 
     def evaluate() -> list[dg.RunRequest]:
@@ -45,7 +50,7 @@ def test_landing_sensor_runs_once_per_new_file_and_ignores_identical_redrops(tmp
         context = dg.build_sensor_context(
             instance=instance, cursor=cursor, resources={"payments_client": folder}
         )
-        result = automation.payments_landing(context)
+        result = named(automation.SENSORS, "payments_landing")(context)
         cursor = result.cursor
         return result.run_requests
 
@@ -97,14 +102,15 @@ def test_landing_sensor_runs_once_per_new_file_and_ignores_identical_redrops(tmp
 
 
 def test_crm_change_sensor_asks_cheaply_and_triggers_once_per_change(sandbox, sandbox_world):
-    from integration_hub import automation
+    from integration_hub.definitions import automation
 
     instance = dg.DagsterInstance.ephemeral()
-    client = CrmClient(url=sandbox.url("crm"))
+    client = SystemClient(system="crm", url=sandbox.url("crm"))
     context = dg.build_sensor_context(instance=instance, resources={"crm_client": client})
     before = sandbox.stats("crm")["by_path"]
 
-    first = automation.crm_change_sensor(context)
+    sensor = named(automation.SENSORS, "crm_change_sensor")
+    first = sensor(context)
 
     [request] = first.run_requests
     assert request.partition_key == dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
@@ -114,7 +120,7 @@ def test_crm_change_sensor_asks_cheaply_and_triggers_once_per_change(sandbox, sa
     assert first.cursor == (dt.datetime.fromisoformat(latest) + dt.timedelta(seconds=1)).strftime(
         "%Y-%m-%dT%H:%M:%SZ"
     )
-    again = automation.crm_change_sensor(
+    again = sensor(
         dg.build_sensor_context(instance=instance, cursor=first.cursor, resources={"crm_client": client})
     )
     assert isinstance(again, dg.SkipReason)
@@ -125,10 +131,10 @@ def test_crm_change_sensor_asks_cheaply_and_triggers_once_per_change(sandbox, sa
 
 
 def test_schedules_target_the_live_partition_and_nightly_runs_every_layer_but_housekeeping():
-    from integration_hub import automation
+    from integration_hub.definitions import automation
 
     at = dt.datetime(2026, 11, 25, 2, 0, tzinfo=dt.UTC)
-    for schedule in automation.SCHEDULES:
+    for schedule in (automation.hourly_sources_schedule, automation.nightly_schedule):
         request = schedule(dg.build_schedule_context(scheduled_execution_time=at))
         assert request.partition_key == "2026-11-25"
 
@@ -142,9 +148,10 @@ def test_schedules_target_the_live_partition_and_nightly_runs_every_layer_but_ho
     def housekeeping() -> None: ...
 
     from assets import ingestion
+    from assets.retention import retention
 
     defs = dg.Definitions(
-        assets=[*ingestion.build_assets(), downstream_of_erp, downstream_of_crm, housekeeping],
+        assets=[*ingestion.build_assets(), downstream_of_erp, downstream_of_crm, housekeeping, retention],
         jobs=automation.JOBS,
         resources=ingestion.build_resources(),
     )

@@ -19,8 +19,8 @@ import dagster as dg
 import pytest
 import typer
 
-from integration_hub import instance as hub_instance
-from integration_hub.ops_cli import launch_backfill, plan_backfill, wait_for_backfill
+from integration_hub.cli.run import launch_backfill, plan_backfill, wait_for_backfill
+from integration_hub.definitions import instance as hub_instance
 
 DEFS = textwrap.dedent(
     """

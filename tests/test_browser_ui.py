@@ -23,11 +23,11 @@ from pathlib import Path
 import dagster as dg
 import httpx
 import pytest
+from hub_sandbox import runner
 
-from integration_hub import instance
-from integration_hub.sandbox import runner
+from integration_hub.definitions import instance
+from integration_hub.warehouse import Warehouse
 from tests.conftest import start_copy
-from tests.raw_world import FileWarehouse
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -68,7 +68,7 @@ def ui(sandbox_template, canonical_world, tmp_path_factory):
     box = start_copy(sandbox_template, tmp_path_factory.mktemp("ui_home"))
     try:
         shutil.copy(warehouse.path, box.home / "warehouse.duckdb")
-        with FileWarehouse(path=str(box.home / "warehouse.duckdb")).connect() as con:
+        with Warehouse(path=str(box.home / "warehouse.duckdb")).connect() as con:
             # The UI loads the settlement files for real: dlt must find its own schema, not the fixture's.
             con.execute("DROP SCHEMA raw_payments CASCADE")
         # One settlement file to load: the landing sensor would otherwise queue a run per file.

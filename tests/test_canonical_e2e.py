@@ -9,7 +9,7 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from resources.warehouse import Warehouse
+from integration_hub.warehouse import Warehouse
 from tests.raw_world import materialize_transforms
 from tests.test_canonical_world import ACCOUNTING
 from tests.test_identity_resolution import precision_recall

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pytest
 
 from canonical import MODELS
-from integration_hub.sql_models import replace_table
-from resources.warehouse import Warehouse
+from integration_hub.engine.sql_models import replace_table
+from integration_hub.warehouse import Warehouse
 from tests.raw_world import load_raw_world, materialize_transforms
 
 

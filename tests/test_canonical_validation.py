@@ -10,8 +10,9 @@ import pyarrow.compute as pc
 
 import canonical
 from canonical import docs
-from integration_hub import validation
-from tests.raw_world import FileWarehouse, load_raw_world, materialize_transforms
+from integration_hub.engine import validation
+from integration_hub.warehouse import Warehouse
+from tests.raw_world import load_raw_world, materialize_transforms
 
 
 def test_every_field_says_what_it_means_who_owns_it_and_whether_it_is_pii():
@@ -29,7 +30,7 @@ def test_the_business_page_is_generated_from_the_models():
 
 
 def test_rows_breaking_a_rule_are_quarantined_with_the_rule_and_left_out(tmp_path, sandbox_world):
-    warehouse = FileWarehouse(path=str(tmp_path / "warehouse.duckdb"))
+    warehouse = Warehouse(path=str(tmp_path / "warehouse.duckdb"))
     load_raw_world(warehouse, sandbox_world)
     invoices = sandbox_world.tables["billing"]["invoices"]
     with warehouse.connect() as con:
@@ -63,7 +64,7 @@ def test_rows_breaking_a_rule_are_quarantined_with_the_rule_and_left_out(tmp_pat
 
 
 def test_a_duplicate_key_fails_the_blocking_check(tmp_path):
-    warehouse = FileWarehouse(path=str(tmp_path / "warehouse.duckdb"))
+    warehouse = Warehouse(path=str(tmp_path / "warehouse.duckdb"))
     payments = pa.table({
         "payment_id": ["py_1", "py_1", "py_2"], "invoice_id": ["in_1", "in_1", "in_2"], "currency": ["USD"] * 3,
         "amount": pa.array([1, 1, 2], pa.decimal128(18, 2)), "fx_rate": [1.0] * 3,
@@ -72,13 +73,13 @@ def test_a_duplicate_key_fails_the_blocking_check(tmp_path):
     })  # fmt: skip
     warehouse.write_arrow("canonical", "payment", payments, mode="replace")
     result = validation.keys_and_types(warehouse, "payment")
-    assert not result.passed and result.severity == dg.AssetCheckSeverity.ERROR
-    assert result.metadata["duplicate_keys"].value == 1
-    assert result.metadata["sample_duplicates"].value == [["py_1", "2"]]
+    assert not result.passed and result.severity == "ERROR"
+    assert result.metadata["duplicate_keys"] == 1
+    assert result.metadata["sample_duplicates"] == [["py_1", "2"]]
 
     warehouse.write_arrow("canonical", "payment", payments.filter(pc.field("payment_id") == "py_2")
                           .drop_columns(["method"]).set_column(0, "payment_id", pa.array([7])), mode="replace")  # fmt: skip
-    problems = validation.keys_and_types(warehouse, "payment").metadata["problems"].value
+    problems = validation.keys_and_types(warehouse, "payment").metadata["problems"]
     assert "column method is missing" in problems
     assert any(p.startswith("column payment_id is BIGINT") for p in problems)
 
@@ -89,7 +90,7 @@ def _rows(warehouse, sql):
 
 
 def test_an_order_whose_lines_do_not_add_up_is_reported(tmp_path):
-    warehouse = FileWarehouse(path=str(tmp_path / "warehouse.duckdb"))
+    warehouse = Warehouse(path=str(tmp_path / "warehouse.duckdb"))
     money = pa.decimal128(18, 2)
     warehouse.write_arrow("canonical", "sales_order", pa.table({
         "order_id": ["SO-1", "SO-2"], "total_amount": pa.array([30, 10], money),
@@ -98,6 +99,6 @@ def test_an_order_whose_lines_do_not_add_up_is_reported(tmp_path):
         "order_id": ["SO-1", "SO-1", "SO-2"], "line_amount": pa.array([10, 20, 12], money),
     }), mode="replace")  # fmt: skip
     result = validation.order_totals(warehouse)
-    assert not result.passed and result.severity == dg.AssetCheckSeverity.WARN
-    assert result.metadata["orders_off"].value == 1
-    assert result.metadata["sample"].value == [["SO-2", "10.00", "12.00"]]
+    assert not result.passed and result.severity == "WARN"
+    assert result.metadata["orders_off"] == 1
+    assert result.metadata["sample"] == [["SO-2", "10.00", "12.00"]]

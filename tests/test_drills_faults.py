@@ -23,10 +23,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from integration_hub import alerts, reverse_sync, settings
-from integration_hub.instance import get_instance
+from assets.syncs import SYNCS, get_sync
+from integration_hub import settings
+from integration_hub.definitions import alerts
+from integration_hub.definitions.instance import get_instance
+from integration_hub.engine import sync_engine as reverse_sync
+from integration_hub.warehouse import Warehouse
 from resources.alerts import AlertSink
-from resources.warehouse import Warehouse
 from tests.test_alerts_webhook import Receiver
 from tests.test_drills_world import build_everything, fingerprint, live_partition, start_sandbox
 
@@ -62,7 +65,7 @@ def drilled(tmp_path_factory, sandbox_template):
         ]  # fmt: skip
         assert [p.wait(120) for p in stops] == [0, 0]
         yield box, fingerprint(box)
-    from integration_hub.sandbox import runner
+    from hub_sandbox import runner
 
     runner.stop(box.home)
 
@@ -169,7 +172,7 @@ def test_duplicate_delivery_of_a_settlement_file_changes_nothing(drilled):
 def test_destination_rejecting_writes_dead_letters_then_replay_restores_it(drilled):
     box, clean = drilled
     warehouse = _warehouse()
-    sync = reverse_sync.get_sync("support_orders")
+    sync = get_sync("support_orders")
     with warehouse.connect() as con:
         # Forget 300 confirmations, so the next push re-sends them (as after a lost response).
         first_300 = f"SELECT key FROM {sync.state_table} ORDER BY key LIMIT 300"
@@ -194,7 +197,7 @@ def test_destination_rejecting_writes_dead_letters_then_replay_restores_it(drill
     finally:
         box.clear_faults("support")
         receiver.close()
-    (replayed,) = reverse_sync.replay(warehouse, sync.name)
+    (replayed,) = reverse_sync.replay(warehouse, SYNCS, sync.name)
     assert replayed.delivered == rejected.rejected and replayed.rejected == 0
     assert reverse_sync.dead_letters(warehouse, sync.name) == []
     assert fingerprint(box) == clean
@@ -202,8 +205,8 @@ def test_destination_rejecting_writes_dead_letters_then_replay_restores_it(drill
 
 def test_outage_then_backfill_through_the_daemon_ends_clean(drilled):
     box, clean = drilled
+    from integration_hub.cli.run import launch_backfill, wait_for_backfill
     from integration_hub.definitions import defs
-    from integration_hub.ops_cli import launch_backfill, wait_for_backfill
 
     box.set_fault("shop", "outage")
     try:

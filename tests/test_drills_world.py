@@ -16,10 +16,11 @@ from pathlib import Path
 import dagster as dg
 import httpx
 import pytest
+from hub_sandbox import secret
 
 from integration_hub import settings
-from integration_hub.instance import get_instance
-from resources.warehouse import Warehouse
+from integration_hub.definitions.instance import get_instance
+from integration_hub.warehouse import Warehouse
 
 CANONICAL = ("customer", "customer_xref", "product", "sales_order", "order_line", "invoice", "payment")
 RAW = (
@@ -42,7 +43,8 @@ VOLATILE = (
 
 def start_sandbox(template: Path, home: Path, attempts: int = 3):
     """A running private copy of the sandbox; retried, as a start can time out on a loaded machine."""
-    from integration_hub.sandbox.runner import SandboxError
+    from hub_sandbox.runner import SandboxError
+
     from tests.conftest import start_copy
 
     for attempt in range(attempts):
@@ -125,7 +127,7 @@ def fingerprint(box=None) -> dict:
 
 
 def _read_all(url: str, field: str, credential: str) -> list:
-    headers = {"Authorization": f"Bearer {settings.secret(credential)}"}
+    headers = {"Authorization": f"Bearer {secret(credential)}"}
     items, next_url = [], url
     while next_url:
         page = httpx.get(next_url, headers=headers, timeout=30).raise_for_status().json()

@@ -6,7 +6,7 @@ import itertools
 
 import pandas as pd
 
-from integration_hub import identity
+from integration_hub.engine import identity
 
 
 def true_customer(system: str, source_id: str) -> str:

@@ -1,4 +1,4 @@
-"""Adapters on their own: the registry, row contracts, and the ERP's Postgres COPY path."""
+"""Systems on their own: the registry, row contracts, and the ERP's Postgres COPY path."""
 
 import datetime as dt
 import uuid
@@ -7,15 +7,30 @@ import dlt
 import pyarrow as pa
 import pytest
 
-from integration_hub import adapters
-from integration_hub.adapters import erp
-from integration_hub.adapters._contract import DECIMAL_TEXT, INTEGER, NUMBER, TIMESTAMP, Contract
+from integration_hub import systems
+from integration_hub.systems import erp
+from integration_hub.systems.kit.contract import DECIMAL_TEXT, INTEGER, NUMBER, TIMESTAMP, Contract, Rejects
 
 
 def test_registry_discovers_every_system_module():
-    found = adapters.discover()
-    assert sorted(found) == ["billing", "crm", "erp", "payments", "shop"]
-    assert [s for s, m in found.items() if not m.INCREMENTAL] == ["payments"]
+    found = systems.registry()
+    assert sorted(found) == ["billing", "crm", "erp", "marketing", "payments", "shop", "support"]
+    assert sorted(systems.sources()) == ["billing", "crm", "erp", "payments", "shop"]
+    assert [s for s, m in systems.sources().items() if not m.incremental] == ["payments"]
+    assert {(s.name, o) for s in found.values() for o in s.writers} == {
+        ("crm", "accounts"),
+        ("marketing", "contacts"),
+        ("support", "orders"),
+        ("billing", "invoices"),
+    }
+
+
+def test_a_descriptor_that_contradicts_itself_fails_with_what_to_fix():
+    with pytest.raises(ValueError, match=r"system 'pos': it declares neither a source nor a writer"):
+        systems.System(name="pos", description="Store tills.")
+    with pytest.raises(ValueError, match=r"raw_keys name resources it does not have: \['till'\]"):
+        systems.System(name="pos", description="Store tills.", source=lambda: None,
+                       resources={"members": "Members."}, raw_keys={"till": "id"})  # fmt: skip
 
 
 def test_contract_names_the_first_broken_field():
@@ -36,8 +51,7 @@ def test_contract_names_the_first_broken_field():
 @pytest.mark.postgres
 def test_erp_on_postgres_streams_typed_arrow_within_the_window(postgres_url, sandbox_world, tmp_path):
     import psycopg
-
-    from integration_hub.sandbox.seed import write_erp_postgres
+    from hub_sandbox.seed import write_erp_postgres
 
     database = f"hub_erp_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(postgres_url, autocommit=True) as con:
@@ -91,7 +105,7 @@ def test_erp_on_postgres_streams_typed_arrow_within_the_window(postgres_url, san
 
 
 def test_settlement_file_lands_as_arrow_and_bad_lines_are_quarantined_with_reasons(tmp_path):
-    from integration_hub.adapters import payments
+    from integration_hub.systems import payments
 
     folder = tmp_path / "landing"
     folder.mkdir()
@@ -103,7 +117,7 @@ def test_settlement_file_lands_as_arrow_and_bad_lines_are_quarantined_with_reaso
         "2026-11-12,py_short,in_z\n",  # too few fields
     ]
     (folder / "settlement_2026-11-12.csv").write_text(header + "".join(good[:50] + bad + good[50:]))
-    rejects = adapters.Rejects()
+    rejects = Rejects()
     pipeline = dlt.pipeline(
         "settle", pipelines_dir=str(tmp_path), destination=dlt.destinations.duckdb(str(tmp_path / "w.duckdb"))
     )
@@ -122,5 +136,5 @@ def test_settlement_file_lands_as_arrow_and_bad_lines_are_quarantined_with_reaso
             " min(file_name) FROM settlement"
         )
     assert rows == [(100, 100, 1, "1.50", "settlement_2026-11-12.csv")]
-    pipeline.run(payments.source(str(folder), rejects=adapters.Rejects()))
+    pipeline.run(payments.source(str(folder), rejects=Rejects()))
     assert "settlement" not in pipeline.last_trace.last_normalize_info.row_counts, "a loaded file is skipped"

@@ -10,7 +10,7 @@ import uuid
 import dagster as dg
 import pytest
 
-from resources.warehouse import Warehouse
+from integration_hub.warehouse import Warehouse
 
 RAW_TABLES = [
     ("erp", "customers"), ("erp", "products"), ("erp", "sales_orders"), ("erp", "sales_order_lines"),

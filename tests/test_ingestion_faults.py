@@ -7,7 +7,7 @@ import dagster as dg
 import pyarrow.compute as pc
 import pytest
 
-from resources.warehouse import Warehouse
+from integration_hub.warehouse import Warehouse
 
 
 @pytest.fixture
@@ -135,7 +135,7 @@ def test_rate_limits_and_slow_pages_complete_with_retries_in_the_run_log(make_sa
 
 
 def test_crm_token_expiring_mid_run_is_renewed(make_sandbox, monkeypatch):
-    from integration_hub.adapters import _rest
+    from integration_hub.systems.kit import rest as _rest
 
     box = make_sandbox(export=True)
     box.set_fault("crm", "token_expiry", ttl=1)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from integration_hub.metadata import MASK, column_schema, preview_md
-from tests.raw_world import FileWarehouse
+from assets.metadata import MASK, column_schema, preview_md
+from integration_hub.warehouse import Warehouse
 
 
 def test_preview_masks_personal_data_and_hides_dlt_columns(tmp_path):
-    warehouse = FileWarehouse(path=str(tmp_path / "w.duckdb"))
+    warehouse = Warehouse(path=str(tmp_path / "w.duckdb"))
     rows = pa.table({
         "id": [1, 2, 3, 4, 5, 6, 7],
         "email": ["ana@example.com", None, "c@example.com", "d@x.io", "e@x.io", "f@x.io", "g@x.io"],

@@ -11,19 +11,21 @@ import pyarrow as pa
 import pytest
 
 from assets import reconciliation
-from assets.reconciliation import SOURCE_CLIENTS, completeness_flows, count_sources
-from integration_hub.quarantine import quarantine
-from integration_hub.reconciliation import run_flow
+from assets.recon_flows import completeness_flows
+from integration_hub.engine.completeness import SOURCE_COUNTS, count_sources
+from integration_hub.engine.quarantine import quarantine
+from integration_hub.engine.recon_engine import run_flow
+from integration_hub.warehouse import Warehouse
 from resources import systems
-from tests.test_recon_world import FileWarehouse, canonical_warehouse
+from tests.test_recon_world import canonical_warehouse
 
 
 @pytest.fixture
-def warehouse(tmp_path, tmp_path_factory, sandbox_world) -> FileWarehouse:
+def warehouse(tmp_path, tmp_path_factory, sandbox_world) -> Warehouse:
     """A private copy of the world's raw and canonical tables; settlement lines as dlt lands them."""
     shared, _ = canonical_warehouse(sandbox_world, tmp_path_factory)
     shutil.copy(shared.duckdb_path, tmp_path / "warehouse.duckdb")
-    copy = FileWarehouse(path=str(tmp_path / "warehouse.duckdb"))
+    copy = Warehouse(path=str(tmp_path / "warehouse.duckdb"))
     with copy.connect() as con:
         con.execute("DROP SCHEMA IF EXISTS recon CASCADE")
         con.execute("ALTER TABLE raw_payments.settlement ADD COLUMN file_name VARCHAR")
@@ -71,7 +73,7 @@ def test_raw_and_canonical_agree_until_rows_go_missing_and_quarantine_accounts_f
 
 
 def test_sources_report_what_raw_holds_and_a_lost_page_is_found(warehouse, sandbox, monkeypatch):
-    clients = {key: systems.client(system) for system, key in SOURCE_CLIENTS.items()}
+    clients = {key: systems.client(system) for system, key in reconciliation.COUNTED.items()}
     asset = next(a for a in reconciliation.ASSETS if a.key == dg.AssetKey(["recon", "source_completeness"]))
     result = dg.materialize([asset], resources={"warehouse": warehouse, **clients})
     assert result.success
@@ -100,7 +102,7 @@ def test_sources_report_what_raw_holds_and_a_lost_page_is_found(warehouse, sandb
 
 
 def test_counts_are_snapshots_kept_over_time(warehouse):
-    schema = reconciliation.SOURCE_COUNTS
+    schema = SOURCE_COUNTS
     for day, rows in ((1, 10), (2, 12)):
         at = dt.datetime(2026, 11, day)
         warehouse.write_arrow(
@@ -123,10 +125,11 @@ def test_counts_are_snapshots_kept_over_time(warehouse):
     )
 
 
-def test_an_unreachable_source_fails_the_count_with_a_clear_error(make_sandbox):
+def test_an_unreachable_source_fails_the_count_with_a_clear_error(make_sandbox, monkeypatch):
     box = make_sandbox(export=True)
     box.set_fault("shop", "outage")
-    clients = {system: systems.client(system).source_kwargs() for system in SOURCE_CLIENTS}
+    monkeypatch.setenv("RUNTIME__REQUEST_MAX_ATTEMPTS", "1")  # counts retry as loads do: not here
+    clients = {system: systems.client(system).source_kwargs() for system in reconciliation.COUNTED}
     with pytest.raises(
         RuntimeError, match=r"could not count shop's rows at http://127\.0\.0\.1:\d+: .*503"
     ) as err:

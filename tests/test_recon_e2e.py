@@ -11,8 +11,8 @@ import dagster as dg
 import pytest
 
 from assets import ingestion, reconciliation, transforms
+from integration_hub.warehouse import Warehouse
 from resources import systems
-from resources.warehouse import Warehouse
 from tests.test_recon_truth import assert_exactly_the_truth
 
 
@@ -34,7 +34,7 @@ def test_the_pipeline_reconciles_to_exactly_the_truth(make_sandbox, monkeypatch,
             [*transforms.ASSETS, *transforms.CHECKS], resources={"warehouse": warehouse}, instance=instance
         )
         assert built.success
-        clients = {key: systems.client(system) for system, key in reconciliation.SOURCE_CLIENTS.items()}
+        clients = {key: systems.client(system) for system, key in reconciliation.COUNTED.items()}
         result = dg.materialize(
             reconciliation.ASSETS, resources={"warehouse": warehouse, **clients}, instance=instance
         )

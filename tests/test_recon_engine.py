@@ -9,13 +9,13 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from integration_hub.reconciliation import Compare, Flow, compile_flow, run_flow
-from tests.test_recon_world import FileWarehouse
+from integration_hub.engine.recon_engine import Compare, Flow, compile_flow, run_flow
+from integration_hub.warehouse import Warehouse
 
 
 @pytest.fixture
-def warehouse(tmp_path) -> FileWarehouse:
-    return FileWarehouse(path=str(tmp_path / "warehouse.duckdb"))
+def warehouse(tmp_path) -> Warehouse:
+    return Warehouse(path=str(tmp_path / "warehouse.duckdb"))
 
 
 def write(warehouse, table: str, rows: list[dict], schema: pa.Schema | None = None) -> None:

@@ -8,8 +8,8 @@ import psycopg
 import pytest
 
 from assets.reconciliation import completeness_flows
-from integration_hub.reconciliation import run_flow
-from resources.warehouse import Warehouse
+from integration_hub.engine.recon_engine import run_flow
+from integration_hub.warehouse import Warehouse
 from tests.test_recon_truth import assert_exactly_the_truth, reconcile
 from tests.test_recon_world import load_canonical
 

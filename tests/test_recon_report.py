@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 
 from assets.reconciliation import FLOWS
 from integration_hub.cli import app
-from integration_hub.reconciliation import run_flow
-from tests.test_recon_world import FileWarehouse, canonical_warehouse
+from integration_hub.engine.recon_engine import run_flow
+from integration_hub.warehouse import Warehouse
+from tests.test_recon_world import canonical_warehouse
 
 CHROMIUM = "/usr/bin/chromium"
 runner = CliRunner()
@@ -26,7 +27,7 @@ def history_home(tmp_path_factory, sandbox_world) -> Path:
     shared, _ = canonical_warehouse(sandbox_world, tmp_path_factory)
     home = tmp_path_factory.mktemp("report_home")
     shutil.copy(shared.duckdb_path, home / "warehouse.duckdb")
-    warehouse = FileWarehouse(path=str(home / "warehouse.duckdb"))
+    warehouse = Warehouse(path=str(home / "warehouse.duckdb"))
     with warehouse.connect() as con:
         con.execute("DROP SCHEMA IF EXISTS recon CASCADE")
     night = dt.datetime(2026, 11, 20, 2, 0)

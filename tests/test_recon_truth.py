@@ -6,12 +6,12 @@ import json
 from collections import defaultdict
 
 import pytest
+from hub_sandbox.world import PLANTS, build_world
 
 from assets.reconciliation import FLOWS
-from integration_hub.reconciliation import FlowResult, run_flow
-from integration_hub.sandbox.world import PLANTS, build_world
-from resources.warehouse import Warehouse
-from tests.test_recon_world import FileWarehouse, canonical_warehouse, load_canonical
+from integration_hub.engine.recon_engine import FlowResult, run_flow
+from integration_hub.warehouse import Warehouse
+from tests.test_recon_world import canonical_warehouse, load_canonical
 
 # How a truth key names the finding: (column of recon results, format of the truth value).
 TRUTH_KEYS = {
@@ -88,7 +88,7 @@ def test_every_planted_discrepancy_is_found_and_nothing_else(tmp_path_factory, s
 @pytest.mark.slow
 def test_precision_and_recall_hold_at_scale_0_1(tmp_path_factory):
     world = build_world(0.1, 42, tmp_path_factory.mktemp("tpch"))
-    warehouse = FileWarehouse(path=str(tmp_path_factory.mktemp("wh") / "warehouse.duckdb"))
+    warehouse = Warehouse(path=str(tmp_path_factory.mktemp("wh") / "warehouse.duckdb"))
     load_canonical(warehouse, world)
     results = reconcile(warehouse, "truth-0.1")
     assert results["order_invoices"].left_rows > 70_000

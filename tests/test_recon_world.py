@@ -7,23 +7,11 @@ order. Reconciliation is then checked against the truth in seconds, without serv
 
 from __future__ import annotations
 
-from pathlib import Path
+from hub_sandbox.world import World
 
-from integration_hub import identity, sql_models
-from integration_hub.sandbox.world import World
-from resources.warehouse import Warehouse
+from integration_hub.engine import identity, sql_models
+from integration_hub.warehouse import Warehouse
 from tests.raw_world import raw_tables
-
-
-class FileWarehouse(Warehouse):
-    """A DuckDB warehouse at an explicit path, so a test never touches $HUB_HOME."""
-
-    path: str = ""
-
-    @property
-    def duckdb_path(self) -> Path:
-        return Path(self.path)
-
 
 # Canonical models read the xref, the customer (invoices) and the product (order lines).
 CANONICAL_ORDER = ("customer", "product", "sales_order", "invoice", "payment", "order_line")
@@ -46,13 +34,13 @@ def load_canonical(warehouse: Warehouse, world: World) -> dict[str, int]:
     }
 
 
-_built: dict[int, tuple[FileWarehouse, dict[str, int]]] = {}
+_built: dict[int, tuple[Warehouse, dict[str, int]]] = {}
 
 
-def canonical_warehouse(world: World, tmp_path_factory) -> tuple[FileWarehouse, dict[str, int]]:
+def canonical_warehouse(world: World, tmp_path_factory) -> tuple[Warehouse, dict[str, int]]:
     """One DuckDB warehouse per world per session with the canonical layer built (tests use their own run ids)."""
     if id(world) not in _built:
-        warehouse = FileWarehouse(path=str(tmp_path_factory.mktemp("recon_wh") / "warehouse.duckdb"))
+        warehouse = Warehouse(path=str(tmp_path_factory.mktemp("recon_wh") / "warehouse.duckdb"))
         _built[id(world)] = (warehouse, load_canonical(warehouse, world))
     return _built[id(world)]
 

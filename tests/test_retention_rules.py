@@ -11,8 +11,10 @@ import dlt
 import pyarrow as pa
 import pytest
 
-from integration_hub import audit, quarantine, retention
-from resources.warehouse import Warehouse
+from assets.retention import retention as retention_asset
+from integration_hub.engine import audit, quarantine
+from integration_hub.engine import retention_rules as retention
+from integration_hub.warehouse import Warehouse
 
 NOW = audit.now()
 OLD, RECENT = NOW - dt.timedelta(days=45), NOW - dt.timedelta(days=2)
@@ -97,7 +99,7 @@ def _seed(warehouse: Warehouse) -> None:
 
 def test_retention_asset_deletes_expired_rows_and_audits_them(warehouse):
     _seed(warehouse)
-    result = dg.materialize([retention.retention], resources={"warehouse": warehouse})
+    result = dg.materialize([retention_asset], resources={"warehouse": warehouse})
     assert result.success
 
     with warehouse.connect() as con:

@@ -22,12 +22,13 @@ import dagster as dg
 import duckdb
 import httpx
 import pytest
+from hub_sandbox import CREDENTIALS as CREDS
 from typer.testing import CliRunner
 
-from integration_hub import reverse_sync as rs
+from assets.syncs import SYNCS
 from integration_hub.cli import app
-from integration_hub.settings import SANDBOX_CREDENTIALS as CREDS
-from resources.warehouse import Warehouse
+from integration_hub.engine import sync_engine as rs
+from integration_hub.warehouse import Warehouse
 
 CANONICAL_TABLES = ["customer", "customer_xref", "sales_order", "invoice"]
 
@@ -124,7 +125,7 @@ def expected_payloads(sync: rs.Sync, warehouse: Warehouse) -> dict[str, dict]:
 @pytest.mark.slow
 def test_each_destination_holds_exactly_what_the_sync_sent_and_a_rerun_sends_nothing(hub):
     box, warehouse = hub
-    expected = {name: expected_payloads(sync, warehouse) for name, sync in rs.SYNCS.items()}
+    expected = {name: expected_payloads(sync, warehouse) for name, sync in SYNCS.items()}
     counts, plants = box.truth["expected"], box.truth["discrepancies"]
     strangers, number_missing = (
         len(plants["shop_customer_unmatched"]),
@@ -138,7 +139,7 @@ def test_each_destination_holds_exactly_what_the_sync_sent_and_a_rerun_sends_not
     assert len(expected["billing_invoices"]) == len(box.truth["discrepancies"]["invoice_missing"])
     crm_before = {a["AccountNumber"]: a for a in crm_accounts(box) if a["AccountNumber"]}
 
-    for name, sync in rs.SYNCS.items():
+    for name, sync in SYNCS.items():
         result = rs.apply(sync, warehouse)
         assert (result.delivered, result.rejected, result.failed) == (len(expected[name]), 0, 0), (
             result.errors
@@ -156,7 +157,7 @@ def test_each_destination_holds_exactly_what_the_sync_sent_and_a_rerun_sends_not
             assert crm[number]["Phone"] is None
     # Created: the planted missing accounts; skipped: customers whose CRM account has no number.
     assert len(crm) - len(crm_before) == len(box.truth["discrepancies"]["crm_account_missing"])
-    skipped = rs.plan(rs.SYNCS["crm_accounts"], warehouse).filtered
+    skipped = rs.plan(SYNCS["crm_accounts"], warehouse).filtered
     assert skipped == {
         "no account_number": strangers,
         "CRM account without account number (an upsert would duplicate it)": number_missing,
@@ -189,7 +190,7 @@ def test_each_destination_holds_exactly_what_the_sync_sent_and_a_rerun_sends_not
 
     # Nothing changed, so a second run sends nothing at all (not even a token request).
     box.reset_stats()
-    for sync in rs.SYNCS.values():
+    for sync in SYNCS.values():
         assert rs.apply(sync, warehouse).requests == 0
     assert {s: box.stats(s)["requests"] for s in ("crm", "marketing", "support", "billing")} == dict.fromkeys(
         ("crm", "marketing", "support", "billing"), 0
@@ -198,12 +199,12 @@ def test_each_destination_holds_exactly_what_the_sync_sent_and_a_rerun_sends_not
         pushes = con.rows(
             "SELECT asset, rows_out FROM audit.data_movement WHERE direction = 'push' ORDER BY started_at"
         )
-    assert pushes[:4] == [(f"sync/{n}", len(expected[n])) for n in rs.SYNCS]
+    assert pushes[:4] == [(f"sync/{n}", len(expected[n])) for n in SYNCS]
 
 
 def test_rejected_records_wait_in_the_dead_letter_queue_until_replayed(hub):
     box, warehouse = hub
-    sync = rs.SYNCS["marketing_contacts"]
+    sync = SYNCS["marketing_contacts"]
     expected = expected_payloads(sync, warehouse)
     box.set_fault("marketing", "reject_writes", share=0.05)
     result = rs.apply(sync, warehouse)
@@ -238,7 +239,7 @@ def test_rejected_records_wait_in_the_dead_letter_queue_until_replayed(hub):
 
 def test_the_next_run_retries_dead_letters_when_the_destination_accepts_again(hub):
     box, warehouse = hub
-    sync = rs.SYNCS["crm_accounts"]
+    sync = SYNCS["crm_accounts"]
     box.set_fault("crm", "reject_writes", share=0.05)
     first = rs.apply(sync, warehouse)
     assert first.rejected > 0 and len(rs.dead_letters(warehouse, sync.name)) == first.rejected
@@ -258,8 +259,8 @@ def test_the_next_run_retries_dead_letters_when_the_destination_accepts_again(hu
 
 KILL_SCRIPT = """
 import sys
-from integration_hub import reverse_sync as rs
-from resources.warehouse import Warehouse
+from integration_hub.engine import sync_engine as rs
+from integration_hub.warehouse import Warehouse
 
 sync = rs.Sync(
     name="kill_invoices", destination="billing", object="invoices", mode="insert", key="order_ref",
@@ -378,7 +379,7 @@ def test_the_hub_recognises_its_own_crm_write_when_it_reads_it_back(make_sandbox
     monkeypatch.delenv("HUB_WAREHOUSE_URL", raising=False)
     box = make_sandbox(export=True)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
-    warehouse, sync = Warehouse(), rs.SYNCS["crm_accounts"]
+    warehouse, sync = Warehouse(), SYNCS["crm_accounts"]
     with dg.DagsterInstance.ephemeral() as instance:
         ingest_everything(instance)
         build_canonical(warehouse)

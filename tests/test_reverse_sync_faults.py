@@ -8,10 +8,11 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from integration_hub import reverse_sync as rs
+from assets.syncs import SYNCS
 from integration_hub.cli import app
-from integration_hub.destinations import DestinationUnusable
-from resources.warehouse import Warehouse
+from integration_hub.engine import sync_engine as rs
+from integration_hub.systems.kit.writer import DestinationUnusable
+from integration_hub.warehouse import Warehouse
 from tests.test_reverse_sync_e2e import copy_canonical, marketing_contacts
 
 
@@ -31,7 +32,7 @@ def changelog(warehouse: Warehouse, sync: str) -> dict[str, int]:
 
 def test_rate_limits_and_outages_are_retried_honouring_retry_after(hub):
     box, warehouse = hub
-    sync = rs.SYNCS["marketing_contacts"]
+    sync = SYNCS["marketing_contacts"]
     planned = rs.plan(sync, warehouse).counts["insert"]
     box.set_fault("marketing", "outage", seconds=2)
     box.set_fault("marketing", "rate_limit", every=3, retry_after=1)
@@ -48,7 +49,7 @@ def test_rate_limits_and_outages_are_retried_honouring_retry_after(hub):
 
 def test_an_expired_crm_token_is_renewed_mid_push(hub):
     box, warehouse = hub
-    sync = dataclasses.replace(rs.SYNCS["crm_accounts"], concurrency=1)
+    sync = dataclasses.replace(SYNCS["crm_accounts"], concurrency=1)
     box.set_fault("crm", "token_expiry", ttl=0.3)
     box.set_fault("crm", "slow", delay=0.2)
     result = rs.apply(sync, warehouse)
@@ -60,7 +61,7 @@ def test_a_destination_that_stays_down_fails_the_run_and_keeps_everything_for_th
     box, warehouse = hub
     monkeypatch.setattr(rs, "MAX_ATTEMPTS", 2)
     monkeypatch.setattr(rs, "BACKOFF_BASE", 0.01)
-    sync = rs.SYNCS["marketing_contacts"]
+    sync = SYNCS["marketing_contacts"]
     planned = rs.plan(sync, warehouse).counts["insert"]
     box.set_fault("marketing", "outage")
     result = rs.apply(sync, warehouse)
@@ -81,7 +82,7 @@ def test_wrong_credentials_stop_the_push_without_dead_letters_or_the_secret(hub,
     box, warehouse = hub
     secret = "zd-not-the-token-7f3a9c"
     monkeypatch.setenv("HUB_SUPPORT_API_TOKEN", secret)
-    sync = rs.SYNCS["support_orders"]
+    sync = SYNCS["support_orders"]
     with pytest.raises(DestinationUnusable, match="HTTP 401") as caught:
         rs.apply(sync, warehouse)
     assert secret not in str(caught.value)

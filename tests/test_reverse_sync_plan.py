@@ -5,11 +5,14 @@ No destination is contacted here: a plan reads the warehouse only.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pyarrow as pa
 import pytest
 
-from integration_hub import reverse_sync as rs
-from resources.warehouse import Warehouse
+from assets.syncs import SYNCS
+from integration_hub.engine import sync_engine as rs
+from integration_hub.warehouse import Warehouse
 
 
 @pytest.fixture
@@ -135,10 +138,10 @@ def test_a_wrong_declaration_fails_with_what_to_fix(overrides, message):
 
 
 def test_the_declared_syncs_keep_pii_they_do_not_need_in_the_hub():
-    assert rs.SYNCS["marketing_contacts"].withheld == ["phone"]
-    assert rs.SYNCS["support_orders"].withheld == ["customer_phone"]
-    assert rs.SYNCS["crm_accounts"].withheld == ["Phone"]
-    assert rs.SYNCS["billing_invoices"].mode == "insert"
+    assert SYNCS["marketing_contacts"].withheld == ["phone"]
+    assert SYNCS["support_orders"].withheld == ["customer_phone"]
+    assert SYNCS["crm_accounts"].withheld == ["Phone"]
+    assert SYNCS["billing_invoices"].mode == "insert"
 
 
 def test_a_source_without_a_mapped_column_fails_with_both_column_lists(warehouse):
@@ -148,12 +151,16 @@ def test_a_source_without_a_mapped_column_fails_with_both_column_lists(warehouse
 
 
 def test_mirror_mode_plans_a_delete_for_every_pushed_key_the_source_lost(warehouse, monkeypatch):
-    from integration_hub import destinations
+    from integration_hub import systems
+    from integration_hub.systems.support import SupportOrders
 
-    class DeletingOrders(destinations.SupportOrders):
+    class DeletingOrders(SupportOrders):
         can_delete = True
 
-    monkeypatch.setitem(destinations.DESTINATIONS, ("support", "orders"), DeletingOrders)
+    support = systems.get("support")
+    monkeypatch.setitem(
+        systems.registry(), "support", dataclasses.replace(support, writers={"orders": DeletingOrders})
+    )
     sync = orders_sync(name="tiny_mirror", mode="mirror")
     rs.ensure_tables(warehouse, sync)
     with warehouse.connect() as con:

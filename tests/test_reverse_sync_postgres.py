@@ -7,8 +7,9 @@ import uuid
 import psycopg
 import pytest
 
-from integration_hub import reverse_sync as rs
-from resources.warehouse import Warehouse
+from assets.syncs import SYNCS
+from integration_hub.engine import sync_engine as rs
+from integration_hub.warehouse import Warehouse
 from tests.test_reverse_sync_e2e import copy_canonical, marketing_contacts
 
 
@@ -30,20 +31,20 @@ def test_plans_pushes_and_dead_letters_work_on_postgres(postgres_warehouse, make
     copy_canonical(canonical_world, warehouse)
     customers = box.truth["expected"]["canonical.customer"]
     strangers = len(box.truth["discrepancies"]["shop_customer_unmatched"])
-    counts = {name: rs.plan(sync, warehouse).counts for name, sync in rs.SYNCS.items()}
+    counts = {name: rs.plan(sync, warehouse).counts for name, sync in SYNCS.items()}
     missing_numbers = len(box.truth["non_findings"]["crm_account_number_missing"])
     assert counts["crm_accounts"]["insert"] == customers - strangers - missing_numbers
     assert counts["crm_accounts"]["filtered"] == strangers + missing_numbers
     assert counts["marketing_contacts"]["insert"] == customers
     assert counts["billing_invoices"]["insert"] == len(box.truth["discrepancies"]["invoice_missing"])
 
-    sync = rs.SYNCS["marketing_contacts"]
+    sync = SYNCS["marketing_contacts"]
     box.set_fault("marketing", "reject_writes", share=0.05)
     first = rs.apply(sync, warehouse)
     assert first.rejected > 0 and first.delivered + first.rejected == customers
     assert len(rs.dead_letters(warehouse, sync.name)) == first.rejected
     box.clear_faults("marketing")
-    [replayed] = rs.replay(warehouse, sync.name)
+    [replayed] = rs.replay(warehouse, SYNCS, sync.name)
     assert (replayed.delivered, replayed.rejected) == (first.rejected, 0)
     assert rs.dead_letters(warehouse, sync.name) == []
     assert len(marketing_contacts(box)) == customers

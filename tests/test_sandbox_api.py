@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
-
-from integration_hub.sandbox import runner
-from integration_hub.settings import SANDBOX_CREDENTIALS as CREDS
+from hub_sandbox import CREDENTIALS as CREDS
+from hub_sandbox import runner
 
 SHOP = "/admin/api/2025-01"
 CRM = "/services/data/v1"

@@ -7,10 +7,10 @@ import time
 
 import httpx
 import pytest
+from hub_sandbox import runner
 from typer.testing import CliRunner
 
 from integration_hub.cli import app
-from integration_hub.sandbox import runner
 from tests.conftest import free_port_base
 
 cli = CliRunner()

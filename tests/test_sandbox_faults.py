@@ -6,9 +6,9 @@ import time
 
 import httpx
 import pytest
+from hub_sandbox import CREDENTIALS as CREDS
+from hub_sandbox.app import unit_hash
 
-from integration_hub.sandbox.app import unit_hash
-from integration_hub.settings import SANDBOX_CREDENTIALS as CREDS
 from tests.test_sandbox_api import CRM, SHOP, billing_pages, crm_pages, crm_token, shop_pages
 
 SHOP_HEADERS = {"X-Shopify-Access-Token": CREDS["HUB_SHOP_API_KEY"]}

@@ -6,10 +6,10 @@ import uuid
 from decimal import Decimal
 
 import pytest
+from hub_sandbox import runner
+from hub_sandbox.seed import is_seeded, write_world
+from hub_sandbox.tick import run_tick
 
-from integration_hub.sandbox import runner
-from integration_hub.sandbox.seed import is_seeded, write_world
-from integration_hub.sandbox.tick import run_tick
 from tests.conftest import SCALE, SEED, free_port_base
 
 pytestmark = pytest.mark.postgres

@@ -13,7 +13,8 @@ from tests.test_sandbox_api import billing_pages, crm_pages, shop_pages
 @pytest.fixture(scope="module")
 def ticked(tmp_path_factory, sandbox_template):
     """A private sandbox, its records before the tick, and the tick's report."""
-    from integration_hub.sandbox import runner
+    from hub_sandbox import runner
+
     from tests.conftest import start_copy
 
     box = start_copy(sandbox_template, tmp_path_factory.mktemp("tick_home"))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from hub_sandbox import CREDENTIALS as CREDS
+from hub_sandbox.app import unit_hash
 
-from integration_hub.sandbox.app import unit_hash
-from integration_hub.settings import SANDBOX_CREDENTIALS as CREDS
 from tests.test_sandbox_api import CRM, billing_pages, crm_pages, crm_token
 
 BILLING = {"Authorization": f"Bearer {CREDS['HUB_BILLING_API_KEY']}"}
@@ -19,7 +19,8 @@ INVOICE = {"order_ref": "SO-9000000001", "customer_email": "ada@example.com", "c
 @pytest.fixture(scope="module")
 def box(tmp_path_factory, sandbox_template):
     """One private sandbox for this module's writes (the shared one stays pristine)."""
-    from integration_hub.sandbox import runner
+    from hub_sandbox import runner
+
     from tests.conftest import start_copy
 
     sandbox = start_copy(sandbox_template, tmp_path_factory.mktemp("writes_home"))

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from hub_sandbox import runner
 
-from integration_hub.sandbox import runner
 from tests.test_drills_world import fingerprint, start_sandbox
 
 BIN = Path(sys.executable).parent
@@ -46,7 +46,7 @@ def _keys(env: dict) -> dict:
     import subprocess as sp
 
     code = (
-        "import json; from integration_hub import settings; from resources.warehouse import Warehouse\n"
+        "import json; from integration_hub import settings; from integration_hub.warehouse import Warehouse\n"
         "w = lambda: Warehouse(url=settings.warehouse_url())\n"
         f"keys = {KEYS!r}\n"
         "with w().connect() as con:\n"

@@ -8,9 +8,10 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from integration_hub import reverse_sync
+from assets.syncs import get_sync
 from integration_hub.cli import app
-from resources.warehouse import Warehouse
+from integration_hub.engine import sync_engine
+from integration_hub.warehouse import Warehouse
 
 
 @pytest.fixture
@@ -25,9 +26,9 @@ def traced_hub(canonical_world, make_sandbox, monkeypatch):
 
 def _push(warehouse: Warehouse, order_id: str) -> str:
     """Plan the support sync and really push this one order (the whole plan would take minutes)."""
-    sync = reverse_sync.get_sync("support_orders")
-    changes = [c for c in reverse_sync.plan(sync, warehouse).changes if c.key == order_id]
-    result = reverse_sync.push(sync, warehouse, changes)
+    sync = get_sync("support_orders")
+    changes = [c for c in sync_engine.plan(sync, warehouse).changes if c.key == order_id]
+    result = sync_engine.push(sync, warehouse, changes)
     assert (result.delivered, result.rejected) == (1, 0)
     return result.run_id
 

@@ -1,14 +1,22 @@
-"""The warehouse resource picks its dialect from HUB_WAREHOUSE_URL, inside Dagster and out."""
+"""The warehouse picks its dialect from HUB_WAREHOUSE_URL, inside Dagster and out."""
 
 import dagster as dg
 
-from resources.warehouse import Warehouse, warehouse_from_env
+from integration_hub.warehouse import Warehouse, warehouse_from_env
+from resources import warehouse as warehouse_resource
 
 
 def test_the_env_url_decides_the_dialect_outside_dagster_and_its_password_never_shows(monkeypatch):
     monkeypatch.setenv("HUB_WAREHOUSE_URL", "postgresql://hub:s3cret-pw@db.example:5432/wh")
+    resource = warehouse_resource.warehouse_from_env()  # names the variable: tests/test_definitions.py
+
+    @dg.asset
+    def probe(warehouse: dg.ResourceParam[Warehouse]) -> str:
+        return warehouse.dialect
+
+    result = dg.materialize([probe], resources={"warehouse": resource})
+    assert result.output_for_node("probe") == "postgres", "a run resolves the variable when it starts"
     warehouse = warehouse_from_env()
-    assert isinstance(warehouse.url, dg.EnvVar), "the URL stays an EnvVar, so the UI never shows it"
     assert warehouse.dialect == "postgres"
     assert "s3cret-pw" not in warehouse.display_name
     assert warehouse.display_name.startswith("postgresql://hub:***@db.example:5432/wh")

@@ -1,0 +1,110 @@
+"""What every layer shows in the Dagster UI: column schema, a preview of a few rows, lineage, and
+the engine's plain results (keys, built tables, check outcomes) as Dagster values.
+
+One module so a raw table, a staging model and a canonical entity look alike on their asset
+pages, and so the engine never imports Dagster. Previews mask personal data by column name (emails, phones, names, addresses):
+the UI is read by more people than the warehouse is.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import dagster as dg
+
+from integration_hub.engine.checks import CheckOutcome
+from integration_hub.engine.sql_models import Built, Key
+from integration_hub.warehouse import Warehouse
+
+PREVIEW_ROWS = 5
+MAX_CELL = 40
+MASK = "•••"
+PII_COLUMN = re.compile(r"(e_?mail|phone|first_?name|last_?name|^name$|full_?name|address|street)", re.I)
+
+
+def column_schema(warehouse: Warehouse, schema: str, table: str) -> dg.TableSchema:
+    """The table's columns and types as the warehouse reports them."""
+    return dg.TableSchema(
+        columns=[dg.TableColumn(name=n, type=t) for n, t in warehouse.columns(schema, table)]
+    )
+
+
+def preview_md(warehouse: Warehouse, schema: str, table: str, n: int = PREVIEW_ROWS) -> dg.MetadataValue:
+    """The first `n` rows as a Markdown table (dlt's bookkeeping columns left out, PII masked)."""
+    with warehouse.connect() as con:
+        names = [
+            name
+            for (name,) in con.rows(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+                "ORDER BY ordinal_position",
+                [schema, table],
+            )
+            if not name.startswith("_dlt")
+        ]
+        if not names:
+            return dg.MetadataValue.md(f"_{schema}.{table} has no columns to show_")
+        select = ", ".join(f'"{name}"' for name in names)
+        rows = con.rows(f'SELECT {select} FROM "{schema}"."{table}" LIMIT {int(n)}')
+    masked = [PII_COLUMN.search(name) is not None for name in names]
+    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+    for row in rows:
+        cells = [
+            MASK if hide and value is not None else _cell(value)
+            for value, hide in zip(row, masked, strict=True)
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    if not rows:
+        lines += ["", f"_{schema}.{table} is empty_"]
+    return dg.MetadataValue.md("\n".join(lines))
+
+
+def table_metadata(warehouse: Warehouse, schema: str, table: str) -> dict[str, Any]:
+    """`dagster/column_schema` and `preview` of one table, for a materialization's metadata."""
+    return {
+        "dagster/column_schema": column_schema(warehouse, schema, table),
+        "preview": preview_md(warehouse, schema, table),
+    }
+
+
+def _cell(value: Any) -> str:
+    text = "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+
+
+def asset_key(path: Key) -> dg.AssetKey:
+    return dg.AssetKey(list(path))
+
+
+def built_metadata(built: Built) -> dict[str, Any]:
+    """Row count, rejects, column schema and column lineage of a built SQL model."""
+    meta: dict[str, Any] = {
+        "dagster/row_count": built.row_count,
+        "rows_rejected": built.rows_rejected,
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(name=n, type=t) for n, t in built.columns]
+        ),
+    }
+    if built.lineage:
+        meta["dagster/column_lineage"] = dg.TableColumnLineage(
+            deps_by_column={
+                col: [dg.TableColumnDep(asset_key=asset_key(k), column_name=c) for k, c in deps]
+                for col, deps in built.lineage.items()
+            }
+        )
+    return meta
+
+
+def check_result(outcome: CheckOutcome, asset: dg.AssetKey | None = None) -> dg.AssetCheckResult:
+    """The engine's verdict as Dagster's check result (dicts and lists shown as JSON)."""
+    metadata = {
+        k: dg.MetadataValue.json(v) if isinstance(v, dict | list) else v for k, v in outcome.metadata.items()
+    }
+    return dg.AssetCheckResult(
+        asset_key=asset,
+        check_name=outcome.name,
+        passed=outcome.passed,
+        severity=dg.AssetCheckSeverity[outcome.severity],
+        description=outcome.description,
+        metadata=metadata,
+    )

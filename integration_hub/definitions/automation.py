@@ -1,0 +1,176 @@
+"""When things run: the hourly and nightly jobs, a sensor per system that can tell of changes or
+drops files, and the daily retention.
+
+Downstream layers follow their inputs through the jobs, not declarative automation. The
+nightly job is the whole graph but housekeeping: every source (the ERP's nightly export,
+plus a catch-up of the hourly systems and any pending dropped file, so the night's
+canonical build sees one consistent cut) and every layer below it. A later layer joins
+the nightly run by existing, with no edit here. One run per night (instead of one per
+upstream change) keeps the DuckDB single writer free and makes "what ran last night" one
+run to look at. Between nights, the hourly job and the sensors keep the raw layer fresh.
+
+Every job, sensor and selection here is derived from the system registry: a system declares
+`schedule="hourly"` to join the hourly job, a `changes` probe to get a change sensor
+(`<system>_change_sensor`, job `<system>_changes`), and `location="folder"` to get a landing
+sensor (`<system>_landing`, job `<system>_files`).
+
+Incremental sources are daily-partitioned; scheduled and sensor runs target the partition
+that contains now (the live edge, read from the stored cursor: see `assets/ingestion.py`).
+"""
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import dagster as dg
+
+from assets.retention import GROUP as HOUSEKEEPING_GROUP
+from assets.retention import retention
+from integration_hub import systems
+from integration_hub.systems import System
+from integration_hub.systems.kit import files
+from resources.systems import SystemClient, resource_key
+
+
+def hourly_systems() -> list[str]:
+    return [name for name, s in systems.sources().items() if s.schedule == "hourly"]
+
+
+def _raw(*names: str) -> dg.AssetSelection:
+    return dg.AssetSelection.key_prefixes(*(["raw", s] for s in names))
+
+
+def live_partition(at: dt.datetime | None = None) -> str:
+    """The daily partition that contains `at` (default now, UTC): the live edge."""
+    return (at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).strftime("%Y-%m-%d")
+
+
+hourly_job = dg.define_asset_job(
+    "hourly_sources",
+    selection=_raw(*hourly_systems()),
+    description=f"Changes since their cursors of the hourly systems ({', '.join(hourly_systems())}), into raw.",
+)
+nightly_job = dg.define_asset_job(
+    "nightly",
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups(HOUSEKEEPING_GROUP),
+    description="Every source's changes, then every layer below them (staging, canonical, recon, sync).",
+)
+retention_job = dg.define_asset_job(
+    "retention", selection=[retention], description="Deletes rows past their retention rule and audits it."
+)
+
+
+@dg.schedule(
+    job=hourly_job,
+    cron_schedule="5 * * * *",
+    execution_timezone="UTC",
+    description="Five past every hour: the hourly systems' changes since their cursors.",
+)
+def hourly_sources_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    return dg.RunRequest(partition_key=live_partition(context.scheduled_execution_time))
+
+
+@dg.schedule(
+    job=nightly_job,
+    cron_schedule="0 2 * * *",
+    execution_timezone="UTC",
+    description="02:00 UTC: every source, then every layer below it.",
+)
+def nightly_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    return dg.RunRequest(partition_key=live_partition(context.scheduled_execution_time))
+
+
+retention_schedule = dg.ScheduleDefinition(
+    job=retention_job,
+    cron_schedule="30 3 * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="03:30 (the instance's time zone): retention after the nightly run.",
+)
+
+
+def landing_sensor(system: System) -> tuple:
+    """One run per new or changed file in a folder system's landing folder.
+
+    The cursor maps file name → SHA-256 of the content last requested, so an identical
+    re-drop asks for nothing and a changed file asks for one run (which reports it).
+    """
+    name = system.name
+    job = dg.define_asset_job(
+        f"{name}_files",
+        selection=_raw(name),
+        description=f"{system.description} Files from the landing folder.",
+    )
+
+    @dg.sensor(
+        name=f"{name}_landing",
+        job=job,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        required_resource_keys={resource_key(name)},
+        description=landing_sensor.__doc__.splitlines()[0],
+    )
+    def _landing(context: dg.SensorEvaluationContext, **_invoked_with):
+        # Dagster hands required resources as keywords when a sensor is invoked directly (tests).
+        client: SystemClient = getattr(context.resources, resource_key(name))
+        seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+        requests = []
+        for path in files.files_in(Path(client.source_kwargs()["folder"]), system.file_pattern):
+            digest = files.sha256(path)
+            if seen.get(path.name) == digest:
+                continue
+            seen[path.name] = digest
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"{path.name}@{digest[:16]}",
+                    run_config={"ops": {f"raw_{name}": {"config": {"files": [path.name]}}}},
+                    tags={"hub/file": path.name},
+                )
+            )
+        return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))
+
+    return job, _landing
+
+
+def change_sensor(system: System) -> tuple:
+    """Asks the system cheaply whether anything changed since the cursor; if so, loads it now.
+
+    The cursor is one second past the newest change seen (timestamps are whole seconds and
+    `since` is inclusive), so a change triggers exactly one run.
+    """
+    name = system.name
+    job = dg.define_asset_job(
+        f"{name}_changes", selection=_raw(name), description=f"{name}'s changes, as soon as it reports some."
+    )
+
+    @dg.sensor(
+        name=f"{name}_change_sensor",
+        job=job,
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        required_resource_keys={resource_key(name)},
+        description=change_sensor.__doc__.splitlines()[0],
+    )
+    def _changes(context: dg.SensorEvaluationContext, **_invoked_with):
+        client: SystemClient = getattr(context.resources, resource_key(name))
+        answer = system.changes(**client.source_kwargs(), since=context.cursor or None)
+        if not answer.get("changed") or not answer.get("latest"):
+            return dg.SkipReason(f"no {name} change since {context.cursor or 'the beginning'}")
+        latest = dt.datetime.strptime(answer["latest"], "%Y-%m-%dT%H:%M:%SZ")
+        cursor = (latest + dt.timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return dg.SensorResult(
+            run_requests=[
+                dg.RunRequest(run_key=f"{name}-changes-{answer['latest']}", partition_key=live_partition())
+            ],
+            cursor=cursor,
+        )
+
+    return job, _changes
+
+
+_triggered = [
+    *(landing_sensor(s) for s in systems.sources().values() if s.location == "folder"),
+    *(change_sensor(s) for s in systems.sources().values() if s.changes is not None),
+]
+JOBS: list = [hourly_job, nightly_job, retention_job, *(job for job, _ in _triggered)]
+SCHEDULES: list = [hourly_sources_schedule, nightly_schedule, retention_schedule]
+SENSORS: list = [sensor for _, sensor in _triggered]

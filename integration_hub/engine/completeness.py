@@ -1,0 +1,104 @@
+"""Completeness: what each source holds now vs what landed in raw vs what reached canonical.
+
+Everything per system comes from its descriptor (`integration_hub.systems`): how to count its
+records at the source (`count`), the SQL of a record's key in each raw table (`raw_keys`) and
+the SQL counting its canonical rows (`canonical_rows`). A new system is counted, compared
+and reported by declaring those; nothing here names a system.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pyarrow as pa
+
+from integration_hub import systems
+from integration_hub.engine.audit import now
+from integration_hub.warehouse import Warehouse
+
+SOURCE_COUNTS = pa.schema([("counted_at", pa.timestamp("us")), ("system", pa.string()),
+                           ("resource", pa.string()), ("rows", pa.int64())])  # fmt: skip
+NO_ROWS = "SELECT '' AS id, '' AS resource, 0 AS {column} WHERE FALSE"
+
+
+def raw_keys() -> dict[tuple[str, str], str]:
+    """(system, resource) -> SQL of its record key in raw_<system>.<resource>, for every system."""
+    return {(s.name, r): key for s in systems.registry().values() for r, key in s.raw_keys.items()}
+
+
+def canonical_rows() -> dict[tuple[str, str], tuple[str | None, str]]:
+    """(system, resource) -> (canonical entity holding its rejects, SQL counting its canonical rows)."""
+    return {(s.name, r): rows for s in systems.registry().values() for r, rows in s.canonical_rows.items()}
+
+
+def count_sources(clients: Mapping[str, dict]) -> dict[tuple[str, str], int]:
+    """Rows each countable source reports now, asked the way each reports it.
+
+    `clients` maps a system to its client keyword arguments (location and credentials).
+    """
+    counts: dict[tuple[str, str], int] = {}
+    for name, system in systems.registry().items():
+        if system.count is None:
+            continue
+        kwargs = clients[name]
+        try:
+            counts |= {(name, r): int(n) for r, n in system.count(**kwargs).items()}
+        except Exception as exc:  # any failure to count is the same answer: not counted now
+            where = next(iter(kwargs.values()), "")
+            where = where if system.location != "database" else "its database"
+            raise RuntimeError(
+                f"could not count {name}'s rows at {where}: {type(exc).__name__}: {str(exc)[:200]}. "
+                "Source completeness asks every source; retry when it answers."
+            ) from exc
+    return counts
+
+
+def record_counts(warehouse: Warehouse, counts: Mapping[tuple[str, str], int]) -> None:
+    """Append one `recon.source_counts` row per (system, resource), all stamped alike."""
+    at = now()
+    rows = [{"counted_at": at, "system": s, "resource": r, "rows": n} for (s, r), n in counts.items()]
+    warehouse.write_arrow("recon", "source_counts", pa.Table.from_pylist(rows, schema=SOURCE_COUNTS))
+
+
+def _quarantined(warehouse: Warehouse | None, table: str | None, latest_run: bool = False) -> str:
+    """SQL counting distinct rejected records of a quarantine table (0 when nothing was ever rejected)."""
+    if warehouse is None or table is None or not warehouse.table_exists("quarantine", table):
+        return "0"
+    only = (f" WHERE run_id = (SELECT run_id FROM quarantine.{table} ORDER BY quarantined_at DESC LIMIT 1)"
+            if latest_run else "")  # fmt: skip
+    return f"(SELECT count(DISTINCT source_key) FROM quarantine.{table}{only})"
+
+
+def present(warehouse: Warehouse | None) -> list[tuple[str, str]]:
+    """The (system, resource) raw tables that exist (all declared ones without a warehouse)."""
+    keys = raw_keys()
+    return sorted(k for k in keys if warehouse is None or warehouse.table_exists(f"raw_{k[0]}", k[1]))
+
+
+def landed_sql(warehouse: Warehouse | None = None) -> str:
+    """One row per raw table: its distinct records (`rows`) and those plus the ones quarantined at load (`landed`)."""
+    keys = raw_keys()
+    parts = [
+        f"SELECT '{s}.{r}' AS id, '{s}.{r}' AS resource, (SELECT count(DISTINCT {keys[(s, r)]}) FROM raw_{s}.{r}) "
+        f"+ {_quarantined(warehouse, f'{s}__{r}')} AS landed, (SELECT count(DISTINCT {keys[(s, r)]}) "
+        f"FROM raw_{s}.{r}) AS rows FROM (SELECT 1) one"
+        for s, r in present(warehouse)
+    ]
+    return " UNION ALL ".join(parts) or NO_ROWS.format(column="landed, 0 AS rows")
+
+
+def kept_sql(warehouse: Warehouse | None = None) -> str:
+    """One row per raw table with canonical rows: those rows plus the ones canonical validation quarantined."""
+    tables = set(present(warehouse))
+    parts = [
+        f"SELECT '{s}.{r}' AS id, '{s}.{r}' AS resource, ({sql}) + "
+        f"{_quarantined(warehouse, entity and f'canonical_{entity}', latest_run=True)} AS rows FROM (SELECT 1) one"
+        for (s, r), (entity, sql) in sorted(canonical_rows().items())
+        if (s, r) in tables
+    ]
+    return " UNION ALL ".join(parts) or NO_ROWS.format(column="rows")
+
+
+LATEST_COUNTS = """
+    SELECT system || '.' || resource AS id, system || '.' || resource AS resource, rows AS landed
+    FROM recon.source_counts WHERE counted_at = (SELECT max(counted_at) FROM recon.source_counts)"""

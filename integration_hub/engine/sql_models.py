@@ -1,0 +1,415 @@
+"""The SQL-model runner: every `.sql` file under `dbt_like_sql/{staging,canonical}` is one table.
+
+A model is plain DuckDB SQL plus one marker. `{{ union_staging('<entity>') }}` expands to
+the `UNION ALL` of every `staging/<system>__<entity>.sql` model (a column missing in one
+system is a typed NULL there), so a new system's staging file joins its entity's canonical
+union with no edit anywhere else.
+
+Upstream tables are read from the SQL with sqlglot, never listed by hand: `raw_shop.orders`
+is asset `raw/shop/orders` (so is its dlt child table `raw_shop.orders__line_items`),
+`staging.x` is `staging/x`, `canonical.y` is `canonical/y` and `seeds.z` (a CSV under
+`dbt_like_sql/seeds/`) is `seeds/z`. On Postgres the same SQL is
+transpiled by sqlglot. A model is built into a scratch table, optionally vetted (the
+canonical validation removes rejected rows there), then swapped in within one transaction,
+so a failed build never leaves a half table behind.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import sqlglot
+from sqlglot import exp
+from sqlglot.lineage import lineage
+
+from integration_hub.warehouse import Connection, Warehouse, quote
+
+SQL_DIR = Path(__file__).resolve().parents[2] / "dbt_like_sql"
+LAYERS = ("staging", "canonical")
+SEEDS_SCHEMA = "seeds"
+_UNION = re.compile(r"\{\{\s*union_staging\(\s*'(\w+)'\s*\)\s*\}\}")
+
+
+Key = tuple[
+    str, ...
+]  # an asset key's path, e.g. ("staging", "erp__customer"): the assets layer makes the AssetKey
+
+
+class SqlModelError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class SqlModel:
+    """One SQL file: its table is `<layer>.<name>`, its asset key `[layer, name]`."""
+
+    layer: str
+    name: str
+    path: Path
+    root: Path
+
+    @property
+    def key(self) -> Key:
+        return (self.layer, self.name)
+
+    @property
+    def table(self) -> str:
+        return f"{self.layer}.{self.name}"
+
+    @property
+    def entity(self) -> str:
+        """The canonical entity: `customer` for both `canonical/customer` and `staging/erp__customer`."""
+        return self.name.split("__")[-1]
+
+    @property
+    def system(self) -> str | None:
+        return self.name.split("__")[0] if "__" in self.name else None
+
+    @cached_property
+    def template(self) -> str:
+        return self.path.read_text()
+
+    @property
+    def description(self) -> str:
+        """The file's leading `--` comment block."""
+        lines = []
+        for line in self.template.splitlines():
+            if not line.startswith("--"):
+                break
+            lines.append(line[2:].strip())
+        return " ".join(lines)
+
+    @cached_property
+    def upstream(self) -> list[Key]:
+        """Asset keys of the tables this SQL reads (CTE names excluded)."""
+        return upstream_keys(expand(self.template, self.root))
+
+
+def discover(root: Path = SQL_DIR) -> list[SqlModel]:
+    """Every model under `root`, staging first, each layer in file-name order."""
+    return [
+        SqlModel(layer, path.stem, path, root)
+        for layer in LAYERS
+        for path in sorted((root / layer).glob("*.sql"))
+    ]
+
+
+def in_build_order(models: list[SqlModel]) -> list[SqlModel]:
+    """Models ordered so each comes after the models it reads (ties in discovery order)."""
+    pending, done, ordered = list(models), set(), []
+    keys = {m.key for m in models}
+    while pending:
+        ready = [m for m in pending if all(k in done or k not in keys for k in m.upstream)]
+        if not ready:
+            raise SqlModelError(f"models read each other in a cycle: {[m.table for m in pending]}")
+        for m in ready:
+            ordered.append(m)
+            done.add(m.key)
+            pending.remove(m)
+    return ordered
+
+
+def seed_files(root: Path = SQL_DIR) -> list[Path]:
+    return sorted((root / "seeds").glob("*.csv"))
+
+
+def union_members(entity: str, root: Path = SQL_DIR) -> list[str]:
+    """Staging tables of one entity, one per system, in name order."""
+    members = [p.stem for p in sorted((root / "staging").glob(f"*__{entity}.sql"))]
+    if not members:
+        raise SqlModelError(
+            f"union_staging('{entity}') found no staging model: add dbt_like_sql/staging/<system>__{entity}.sql"
+        )
+    return members
+
+
+ColumnLookup = Callable[[str, str], list[tuple[str, str]]]
+
+
+def expand(template: str, root: Path = SQL_DIR, columns: ColumnLookup | None = None) -> str:
+    """Replace every `{{ union_staging('e') }}` by a parenthesised UNION ALL of e's staging tables.
+
+    Without `columns` (at definition time) each branch is `SELECT *`, enough to read the
+    dependencies; with it (at run time) columns are aligned by name across systems.
+    """
+
+    def union(match: re.Match) -> str:
+        members = union_members(match.group(1), root)
+        if columns is None:
+            return "(" + " UNION ALL ".join(f"SELECT * FROM staging.{m}" for m in members) + ")"
+        cols = {m: dict(columns("staging", m)) for m in members}
+        names: dict[str, str] = {}
+        for m in members:
+            for name, type_ in cols[m].items():
+                names.setdefault(name, type_)
+        branches = []
+        for m in members:
+            select = ", ".join(
+                f'"{n}"' if n in cols[m] else f'CAST(NULL AS {t}) AS "{n}"' for n, t in names.items()
+            )
+            branches.append(f"SELECT {select} FROM staging.{m}")
+        return "(" + " UNION ALL ".join(branches) + ")"
+
+    return _UNION.sub(union, template)
+
+
+def table_key(schema: str, table: str) -> Key:
+    """The asset key (path) of a warehouse table, by the layer naming convention.
+
+    A dlt child table (`raw_shop.orders__line_items`) is loaded by its parent resource's asset.
+    """
+    if schema.startswith("raw_"):
+        return ("raw", schema.removeprefix("raw_"), table.split("__")[0])
+    return (schema, table)
+
+
+def upstream_keys(sql: str) -> list[Key]:
+    """The asset keys (paths) of the tables `sql` reads, CTE names excluded."""
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    return sorted({table_key(t.db, t.name) for t in tree.find_all(exp.Table) if t.db and t.name not in ctes})
+
+
+def to_dialect(sql: str, dialect: str) -> str:
+    return sql if dialect == "duckdb" else sqlglot.transpile(sql, read="duckdb", write=dialect)[0]
+
+
+def table_columns(con: Connection, schema: str, table: str) -> list[tuple[str, str]]:
+    rows = con.rows(
+        "SELECT column_name, data_type, numeric_precision, numeric_scale FROM information_schema.columns "
+        "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        [schema, table],
+    )
+    if not rows:
+        raise SqlModelError(f"table {schema}.{table} does not exist: materialize it first")
+    return [(name, _sql_type(t, p, s)) for name, t, p, s in rows]
+
+
+def _sql_type(data_type: str, precision: int | None, scale: int | None) -> str:
+    """A type name both dialects accept in `CAST(NULL AS …)`."""
+    t = data_type.upper()
+    if t == "NUMERIC" and precision is not None:
+        return f"DECIMAL({precision},{scale or 0})"
+    return {"CHARACTER VARYING": "VARCHAR", "TEXT": "VARCHAR", "TIMESTAMP WITHOUT TIME ZONE": "TIMESTAMP",
+            "TIMESTAMP WITH TIME ZONE": "TIMESTAMPTZ", "DOUBLE PRECISION": "DOUBLE"}.get(t, t)  # fmt: skip
+
+
+def _set_utc(con: Connection) -> None:
+    """Timestamps are UTC everywhere: casting a zoned source time must not depend on the host."""
+    con.execute("SET TimeZone = 'UTC'" if con.dialect == "duckdb" else "SET TIME ZONE 'UTC'")
+
+
+def _commit(con: Connection) -> None:
+    if con.dialect == "postgres":
+        con.raw.commit()
+
+
+def batches(con: Connection, sql: str, size: int = 250_000) -> Iterator[pa.RecordBatch]:
+    """Stream a query as Arrow batches of at most `size` rows: memory stays bounded."""
+    if con.dialect == "duckdb":
+        reader = con.raw.sql(sql).to_arrow_reader(size)
+        yield from reader
+        return
+    with con.raw.cursor(name=f"stream_{uuid.uuid4().hex[:8]}") as cur:
+        cur.execute(sql)
+        names: list[str] = []
+        while rows := cur.fetchmany(size):
+            names = names or [d.name for d in cur.description]
+            yield pa.RecordBatch.from_pydict({n: [r[i] for r in rows] for i, n in enumerate(names)})
+
+
+@dataclass
+class Built:
+    """What a build produced, for metadata and the audit trail."""
+
+    rows_built: int
+    rows_rejected: int
+    row_count: int
+    columns: list[tuple[str, str]]
+    lineage: dict[str, list[tuple[Key, str]]]  # output column -> (upstream table's key, column)
+
+
+Vet = Callable[[Connection, str, str], int]
+
+
+def build(warehouse: Warehouse, model: SqlModel, vet: Vet | None = None) -> Built:
+    """Build `model` into a scratch table, let `vet(con, schema, scratch)` remove rejects, then swap.
+
+    `vet` returns how many rows it rejected (and must have kept them somewhere, e.g. quarantine).
+    """
+    warehouse.ensure_schema(model.layer)
+    scratch = f"_build_{model.name}_{uuid.uuid4().hex[:8]}"
+    with warehouse.connect() as con:
+        _set_utc(con)
+        sql = expand(model.template, model.root, columns=lambda s, t: table_columns(con, s, t))
+        try:
+            con.execute(f'CREATE TABLE "{model.layer}"."{scratch}" AS {to_dialect(sql, con.dialect)}')
+            _commit(con)
+            rows_built = int(con.scalar(f'SELECT count(*) FROM "{model.layer}"."{scratch}"'))
+            rejected = vet(con, model.layer, scratch) if vet else 0
+            _commit(con)
+            _swap(con, model.layer, scratch, model.name)
+        except Exception as exc:
+            if con.dialect == "postgres":
+                con.raw.rollback()
+            con.execute(f'DROP TABLE IF EXISTS "{model.layer}"."{scratch}"')
+            _commit(con)
+            reads = ", ".join("/".join(k) for k in model.upstream)
+            raise SqlModelError(
+                f"model {model.table} ({model.path.name}) failed: {exc}\n"
+                f"It reads {reads}: materialize those first if one is missing, or fix the SQL file."
+            ) from exc
+        columns = table_columns(con, model.layer, model.name)
+        row_count = int(con.scalar(f'SELECT count(*) FROM "{model.layer}"."{model.name}"'))
+        upstream_schema = _upstream_schema(con, sql)
+    return Built(rows_built, rejected, row_count, columns, column_lineage(sql, upstream_schema, columns))
+
+
+def _swap(con: Connection, schema: str, scratch: str, table: str) -> None:
+    """Replace `schema.table` by `schema.scratch` in one transaction: readers see old or new, never half.
+
+    On Postgres the views that read the table (directly or through other views: analysts' and
+    BI tools' views on canonical tables) would block the drop. They are dropped with it and
+    created again on the new table in the same transaction, with their grants, comments and,
+    for materialized views, indexes. A view the new table cannot serve (a column it reads is
+    gone) fails the swap, which leaves the old table and every view as they were. DuckDB binds
+    views by name when they are queried: nothing to do there.
+    """
+    with con.transaction():
+        views = _dependent_views(con, schema, table) if con.dialect == "postgres" else []
+        con.execute(f"DROP TABLE IF EXISTS {quote(schema, table)}" + (" CASCADE" if views else ""))
+        con.execute(f"ALTER TABLE {quote(schema, scratch)} RENAME TO {quote(table)}")
+        for view in views:
+            view.create(con)
+
+
+@dataclass(frozen=True)
+class _View:
+    """A Postgres view (or materialized view) as it must be created again."""
+
+    schema: str
+    name: str
+    materialized: bool
+    definition: str
+    owner: str
+    statements: tuple[str, ...]  # grants, comment, indexes
+
+    def create(self, con: Connection) -> None:
+        kind = "MATERIALIZED VIEW" if self.materialized else "VIEW"
+        qualified = f'"{self.schema}"."{self.name}"'
+        try:
+            con.execute(f"CREATE {kind} {qualified} AS {self.definition}")
+            if self.owner != con.scalar("SELECT current_user"):
+                con.execute(f'ALTER {kind} {qualified} OWNER TO "{self.owner}"')
+            for statement in self.statements:
+                con.execute(statement)
+        except Exception as exc:
+            raise RuntimeError(
+                f"the view {self.schema}.{self.name}, which reads the table being replaced, cannot be "
+                f"created again on the new table ({str(exc).strip().splitlines()[0]}); the old table and "
+                "its views are kept: change or drop the view, or the model, then rebuild"
+            ) from exc
+
+
+def _dependent_views(con: Connection, schema: str, table: str) -> list[_View]:
+    """The views that read `schema.table`, directly or through each other, in creation order."""
+    found = con.rows(
+        """
+        WITH RECURSIVE deps(oid, depth) AS (
+            SELECT r.ev_class, 1 FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+            WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = to_regclass(?)
+              AND r.ev_class <> d.refobjid
+            UNION
+            SELECT r.ev_class, deps.depth + 1 FROM deps
+            JOIN pg_depend d ON d.refobjid = deps.oid AND d.classid = 'pg_rewrite'::regclass
+            JOIN pg_rewrite r ON r.oid = d.objid
+            WHERE r.ev_class <> d.refobjid
+        )
+        SELECT c.oid, n.nspname, c.relname, c.relkind = 'm', pg_get_viewdef(c.oid),
+               pg_get_userbyid(c.relowner), obj_description(c.oid, 'pg_class'), max(deps.depth)
+        FROM deps JOIN pg_class c ON c.oid = deps.oid JOIN pg_namespace n ON n.oid = c.relnamespace
+        GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY max(deps.depth), 2, 3
+        """,
+        [f'"{schema}"."{table}"'],
+    )
+    views = []
+    for oid, view_schema, name, materialized, definition, owner, comment, _ in found:
+        kind = "MATERIALIZED VIEW" if materialized else "VIEW"
+        qualified = f'"{view_schema}"."{name}"'
+        grants = con.rows(
+            "SELECT a.privilege_type, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END "
+            "FROM pg_class c, aclexplode(c.relacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee "
+            "WHERE c.oid = ? AND a.grantee <> c.relowner",
+            [oid],
+        )
+        statements = [f"GRANT {privilege} ON {qualified} TO {grantee}" for privilege, grantee in grants]
+        if comment is not None:
+            statements.append(f"COMMENT ON {kind} {qualified} IS {_pg_literal(comment)}")
+        if materialized:
+            statements += [
+                d for (d,) in con.rows("SELECT indexdef FROM pg_indexes WHERE schemaname = ? AND tablename = ?",
+                                       [view_schema, name])
+            ]  # fmt: skip
+        definition = definition.strip().removesuffix(";")
+        views.append(_View(view_schema, name, materialized, definition, owner, tuple(statements)))
+    return views
+
+
+def _pg_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def replace_table(warehouse: Warehouse, schema: str, table: str, data: pa.Table) -> int:
+    """Atomically replace a table with Arrow data (written to a scratch table first)."""
+    scratch = f"_build_{table}_{uuid.uuid4().hex[:8]}"
+    warehouse.write_arrow(schema, scratch, data, mode="replace")
+    with warehouse.connect() as con:
+        try:
+            _swap(con, schema, scratch, table)
+        except Exception:
+            con.execute(f'DROP TABLE IF EXISTS "{schema}"."{scratch}"')
+            _commit(con)
+            raise
+    return data.num_rows
+
+
+def _upstream_schema(con: Connection, sql: str) -> dict:
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    schema: dict = {}
+    for t in tree.find_all(exp.Table):
+        if t.db and t.name not in ctes:
+            schema.setdefault(t.db, {})[t.name] = dict(table_columns(con, t.db, t.name))
+    return schema
+
+
+def column_lineage(
+    sql: str, schema: dict, columns: list[tuple[str, str]]
+) -> dict[str, list[tuple[Key, str]]]:
+    """Upstream (asset key, column) pairs of each output column, where sqlglot can trace them."""
+    out: dict[str, list[tuple[Key, str]]] = {}
+    for name, _ in columns:
+        try:
+            node = lineage(name, sql, schema=schema, dialect="duckdb")
+        except Exception:  # lineage is best effort: the model itself already ran
+            continue
+        deps = {
+            (table_key(leaf.expression.db, leaf.expression.name), leaf.name.split(".")[-1].strip('"'))
+            for leaf in node.walk()
+            if not leaf.downstream and isinstance(leaf.expression, exp.Table) and leaf.expression.db
+        }
+        if deps:
+            out[name] = sorted(deps)
+    return out
+
+
+def load_seed(warehouse: Warehouse, path: Path) -> int:
+    """Replace `seeds.<file stem>` with the CSV's rows (types inferred by Arrow)."""
+    return warehouse.write_arrow(SEEDS_SCHEMA, path.stem, pacsv.read_csv(path), mode="replace")

@@ -1,0 +1,164 @@
+"""The CRM (Salesforce-like): OAuth2 client credentials, cursor pages, `modified_since`, upserts."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from pathlib import Path
+from urllib.parse import parse_qs
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import Response
+
+from hub_sandbox import secret
+from hub_sandbox.app import (
+    ApiError,
+    batch_of,
+    batch_upsert,
+    bearer,
+    check_secret,
+    decode_cursor,
+    encode_cursor,
+    json_body,
+    keyset_page,
+    page_response,
+    parse_ts,
+    system_app,
+)
+
+API = "/services/data/v1"
+WRITABLE = {"AccountNumber", "Name", "Email__c", "Phone", "BillingCountry", "Industry",
+            "Lifetime_Value__c", "Last_Order_Date__c"}  # fmt: skip
+UPSERT_LIMIT = 200
+
+
+def token_ttl_default() -> float:
+    return float(os.environ.get("HUB_CRM_TOKEN_TTL", 3600))
+
+
+def build_app(home: Path) -> FastAPI:
+    app, system = system_app("crm", home, "Sandbox CRM")
+    tokens: dict[str, tuple[str, float]] = {}  # access token -> (client id, issued at)
+
+    def client_of(request: Request) -> str:
+        token = bearer(request)
+        if token is None or token not in tokens:
+            raise ApiError(
+                401, "invalid_token", "missing or unknown access token", message_key="error_description"
+            )
+        client_id, issued = tokens[token]
+        if time.monotonic() - issued >= system.faults.token_ttl(token_ttl_default()):
+            raise ApiError(401, "invalid_token", "token expired", message_key="error_description")
+        return client_id
+
+    @app.post("/oauth/token")
+    async def token(request: Request) -> dict:
+        form = {k: v[0] for k, v in parse_qs((await request.body()).decode(errors="replace")).items()}
+        if form.get("grant_type") != "client_credentials":
+            raise ApiError(
+                400,
+                "unsupported_grant_type",
+                "use grant_type=client_credentials",
+                message_key="error_description",
+            )
+        client_id = secret("HUB_CRM_CLIENT_ID")
+        if not (
+            check_secret(form.get("client_id"), client_id)
+            and check_secret(form.get("client_secret"), secret("HUB_CRM_CLIENT_SECRET"))
+        ):
+            raise ApiError(
+                401, "invalid_client", "client authentication failed", message_key="error_description"
+            )
+        access = secrets.token_urlsafe(24)
+        tokens[access] = (client_id, time.monotonic())
+        ttl = system.faults.token_ttl(token_ttl_default())
+        return {"access_token": access, "token_type": "Bearer", "expires_in": ttl}
+
+    def listing(resource: str, request: Request, modified_since, modified_before, limit, cursor) -> Response:
+        client_of(request)
+        since, before = (
+            parse_ts(modified_since, "modified_since"),
+            parse_ts(modified_before, "modified_before"),
+        )
+        position = decode_cursor(cursor, "cursor") if cursor else None
+        if position:
+            since, before = position.get("s"), position.get("b")
+        rows, nxt = keyset_page(system, resource, position, since, before, limit)
+        return page_response(
+            "records",
+            rows,
+            {
+                "next_cursor": encode_cursor(nxt) if nxt else None,
+                "total_size": system.store.count(resource, since, before),
+            },
+        )
+
+    def add_listing(resource: str) -> None:
+        @app.get(f"{API}/{resource}", name=f"list_{resource}")
+        async def list_records(
+            request: Request,
+            modified_since: str | None = None,
+            modified_before: str | None = None,
+            limit: int = Query(200, ge=1, le=2000),
+            cursor: str | None = None,
+        ) -> Response:
+            return listing(resource, request, modified_since, modified_before, limit, cursor)
+
+    add_listing("accounts")
+    add_listing("contacts")
+
+    @app.get(f"{API}/changes")
+    async def changes(request: Request, since: str | None = None) -> dict:
+        client_of(request)
+        since = parse_ts(since, "since")
+        count = sum(system.store.count(r, since) for r in ("accounts", "contacts"))
+        latest = max(filter(None, (system.store.latest(r) for r in ("accounts", "contacts"))), default=None)
+        return {"changed": count > 0, "count": count, "latest": latest}
+
+    @app.post(f"{API}/accounts/upsert")
+    async def upsert(request: Request) -> dict:
+        client_id = client_of(request)
+        outcomes = batch_upsert(
+            system,
+            "accounts",
+            batch_of(await json_body(request), "records", UPSERT_LIMIT),
+            match=match,
+            new=lambda number, stamp: (
+                {f: None for f in WRITABLE} | {"Id": f"001W{number:014d}", "CreatedDate": stamp}
+            ),
+            merge=lambda current, record, _number, stamp: (
+                current | record | {"LastModifiedDate": stamp, "LastModifiedById": client_id}
+            ),
+            rejected="FIELD_CUSTOM_VALIDATION_EXCEPTION: rejected by the CRM (fault injection)",
+            first_number=lambda: created_count(system) + 1,
+            id_field="Id",
+        )
+        return {
+            "results": [
+                {
+                    "AccountNumber": o.key,
+                    "id": o.record["Id"] if o.record else None,
+                    "created": o.created,
+                    "success": not o.errors,
+                    "errors": o.errors,
+                }
+                for o in outcomes
+            ]
+        }
+
+    return app
+
+
+def match(record: dict) -> tuple[object, list[str]]:
+    """The record's AccountNumber and what is wrong with it (a missing number, unwritable fields)."""
+    number = record.get("AccountNumber")
+    missing = not isinstance(number, str) or not number
+    errors = ["REQUIRED_FIELD_MISSING: AccountNumber"] if missing else []
+    return number, errors + [f"INVALID_FIELD: {f}" for f in sorted(set(record) - WRITABLE)]
+
+
+def created_count(system) -> int:
+    """Accounts created through the API get ids `001W…` (numbered), apart from the seeded ones."""
+    sql = "SELECT count(*) FROM records WHERE resource = 'accounts' AND id LIKE '001W%'"
+    return system.store.con.execute(sql).fetchone()[0]

@@ -1,0 +1,278 @@
+"""The business runs on: one `tick` adds orders, fulfils open ones and changes customers' phones.
+
+Every change is written consistently to every system that holds the record (ERP, shop,
+billing and a new settlement file, CRM), stamped `updated_at` = the tick's time, which is
+strictly after everything before it. Records named in the truth are never touched, so
+the planted discrepancies stay exactly as recorded; the truth's counts are updated.
+Choices depend only on the seed, the tick number and the stores, never on the clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+import sqlite3
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+
+import pyarrow as pa
+
+from hub_sandbox.seed import read_world_info, write_settlements, write_world_info
+from hub_sandbox.store import Store
+from hub_sandbox.world import WEB_SHARE
+
+PRIORITIES = ["1-URGENT", "2-HIGH", "3-MEDIUM", "4-NOT SPECIFIED", "5-LOW"]
+CENT = Decimal("0.01")
+
+
+class TickError(RuntimeError):
+    """The tick cannot run (no world yet); the message says what to do."""
+
+
+class Erp:
+    """The ERP database, SQLite or Postgres, behind `?` placeholders and one transaction."""
+
+    def __init__(self, home: Path, url: str | None):
+        self.postgres = bool(url)
+        if url:
+            import psycopg
+
+            self.con = psycopg.connect(url)
+            self.prefix = "erp."
+        else:
+            self.con = sqlite3.connect(home / "sandbox" / "erp.sqlite", timeout=30)
+            self.con.execute("PRAGMA busy_timeout=30000")
+            self.prefix = ""
+
+    def sql(self, query: str) -> str:
+        query = query.replace("{t}", self.prefix)
+        return query.replace("?", "%s") if self.postgres else query
+
+    def rows(self, query: str, args=()) -> list[tuple]:
+        return self.con.execute(self.sql(query), args).fetchall()
+
+    def write(self, query: str, rows: list[tuple]) -> None:
+        if not rows:
+            return
+        if self.postgres:
+            with self.con.cursor() as cur:
+                cur.executemany(self.sql(query), rows)
+        else:
+            self.con.executemany(self.sql(query), rows)
+
+    def stamp(self, at: dt.datetime):
+        return at if self.postgres else at.strftime("%Y-%m-%d %H:%M:%S")
+
+    def money(self, value: Decimal):
+        return value if self.postgres else float(value)
+
+
+def protected_keys(truth: dict) -> tuple[set[int], set[int]]:
+    """ERP order ids and customer ids that the truth names: a tick never touches them."""
+    orders, customers = set(), set()
+    for section in ("discrepancies", "non_findings"):
+        for entries in truth[section].values():
+            for entry in entries:
+                for key, value in entry.items():
+                    if key in ("order_id",):
+                        orders.add(value)
+                    elif key in ("customer_id", "twin_customer_id"):
+                        customers.add(value)
+                    elif key in ("invoice_id", "payment_id"):
+                        orders.add(int(value[3:13]))
+                    elif key == "shop_order_id":
+                        orders.add(value - 4600000000)
+    return orders, customers
+
+
+def run_tick(home: Path, fraction: float = 0.01) -> dict:
+    """Apply one tick to every store; returns the new/changed record counts per system resource."""
+    home = home.resolve()
+    info = read_world_info(home)
+    if info is None:
+        raise TickError(f"no sandbox world at {home / 'sandbox'}; run `hub sandbox up` first")
+    if not 0 < fraction <= 1:
+        raise TickError(f"fraction must be in (0, 1] (got {fraction})")
+    tick_no = info.get("ticks", 0) + 1
+    rng = random.Random(f"{info['seed']}:tick:{tick_no}")
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0, tzinfo=None)
+    last = info.get("last_tick_at")
+    if last:  # strictly after the previous tick, even within the same second
+        now = max(now, dt.datetime.strptime(last, "%Y-%m-%dT%H:%M:%SZ") + dt.timedelta(seconds=1))
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    truth_path = home / "sandbox" / "truth.json"
+    truth = json.loads(truth_path.read_text())
+    skip_orders, skip_customers = protected_keys(truth)
+
+    erp = Erp(home, info.get("erp_url"))
+    box = home / "sandbox"
+    shop, billing, crm = Store(box / "shop.sqlite"), Store(box / "billing.sqlite"), Store(box / "crm.sqlite")
+    counts = {name: {"new": 0, "changed": 0} for name in [
+        "erp.customers", "erp.sales_orders", "erp.sales_order_lines", "shop.orders", "shop.customers",
+        "crm.accounts", "crm.contacts", "billing.invoices", "billing.payments", "payments.settlement"]}  # fmt: skip
+    try:
+        customers = {
+            r[0]: r[1:] for r in erp.rows("SELECT customer_id, email, phone FROM {t}customers ORDER BY 1")
+        }
+        eligible = [c for c in customers if c not in skip_customers]
+        n_orders = erp.rows("SELECT count(*), max(order_id) FROM {t}sales_orders")[0]
+        size = max(1, round(fraction * n_orders[0]))
+        products = erp.rows("SELECT product_id, sku, unit_price FROM {t}products ORDER BY 1")
+        open_orders = [r for r in erp.rows(
+            "SELECT order_id, customer_id, channel, total_amount, order_number, order_date FROM {t}sales_orders "
+            "WHERE status = 'open' ORDER BY 1") if r[0] not in skip_orders]  # fmt: skip
+
+        settle: list[dict] = []
+        invoices, payments = [], []
+
+        def bill(
+            order_id: int, order_number: str, customer_id: int, total: Decimal, order_date: dt.date
+        ) -> None:
+            cents = int((total * 100).to_integral_value(ROUND_HALF_UP))
+            inv, pay = f"in_{order_id:010d}", f"py_{order_id:010d}"
+            invoices.append((inv, None, stamp, {
+                "id": inv, "number": f"INV-{order_id:010d}", "order_ref": order_number,
+                "customer_email": customers[customer_id][0], "currency": "usd", "amount_due": cents,
+                "amount_paid": cents, "status": "paid", "invoice_date": str(order_date + dt.timedelta(days=1)),
+                "updated_at": stamp}))  # fmt: skip
+            payments.append((pay, None, stamp, {
+                "id": pay, "invoice": inv, "currency": "usd", "amount": cents,
+                "method": ["card", "sepa_debit", "bank_transfer"][order_id % 3], "status": "succeeded",
+                "created": stamp, "updated_at": stamp}))  # fmt: skip
+            fee = round(cents * 0.029 + 30)
+            settle.append({"payment_id": pay, "invoice_id": inv, "currency": "USD",
+                           "gross_amount": f"{cents / 100:.2f}", "fee_amount": f"{fee / 100:.2f}",
+                           "net_amount": f"{(cents - fee) / 100:.2f}"})  # fmt: skip
+
+        # ---- new orders ------------------------------------------------------------------
+        new_orders, new_lines, shop_writes = [], [], []
+        for i in range(size):
+            order_id = n_orders[1] + 1 + i
+            customer_id = rng.choice(eligible)
+            shop_customer = shop.get("customers", 7000000000 + customer_id)
+            web = rng.random() < WEB_SHARE and shop_customer is not None
+            fulfilled = rng.random() < 0.5
+            lines, total = [], Decimal(0)
+            for line_number in range(1, rng.randint(1, 7) + 1):
+                product_id, sku, price = rng.choice(products)
+                price = Decimal(str(price)).quantize(CENT)
+                quantity = rng.randint(1, 50)
+                discount, tax = Decimal(rng.randint(0, 10)) / 100, Decimal(rng.randint(0, 8)) / 100
+                amount = (price * quantity * (1 - discount) * (1 + tax)).quantize(CENT, ROUND_HALF_UP)
+                total += amount
+                lines.append((order_id, line_number, product_id, sku, quantity, price, discount, tax, amount))
+            number = f"SO-{order_id:010d}"
+            status = "fulfilled" if fulfilled else "open"
+            new_orders.append((order_id, number, customer_id, now.date(), status, erp.money(total), "USD",
+                               "web" if web else "direct", str(4500000000 + order_id) if web else None,
+                               rng.choice(PRIORITIES), erp.stamp(now), erp.stamp(now)))  # fmt: skip
+            new_lines += [(o, n, p, q, erp.money(u), erp.money(d), erp.money(t), erp.money(a), erp.stamp(now))
+                          for o, n, p, _, q, u, d, t, a in lines]  # fmt: skip
+            if web:
+                shop_writes.append(shop_order(order_id, shop_customer, total, fulfilled, lines, stamp))
+            if fulfilled:
+                bill(order_id, number, customer_id, total, now.date())
+        if not info.get("erp_url"):
+            new_orders = [(*o[:3], str(o[3]), *o[4:]) for o in new_orders]
+        erp.write("INSERT INTO {t}sales_orders VALUES (" + ", ".join("?" * 12) + ")", new_orders)
+        erp.write("INSERT INTO {t}sales_order_lines VALUES (" + ", ".join("?" * 9) + ")", new_lines)
+        counts["erp.sales_orders"]["new"] = len(new_orders)
+        counts["erp.sales_order_lines"]["new"] = len(new_lines)
+        counts["shop.orders"]["new"] = len(shop_writes)
+
+        # ---- open orders get fulfilled ---------------------------------------------------
+        fulfil = sorted(rng.sample(open_orders, min(size, len(open_orders))))
+        erp.write("UPDATE {t}sales_orders SET status = 'fulfilled', updated_at = ? WHERE order_id = ?",
+                  [(erp.stamp(now), o[0]) for o in fulfil])  # fmt: skip
+        counts["erp.sales_orders"]["changed"] = len(fulfil)
+        for order_id, customer_id, channel, total, number, order_date in fulfil:
+            if channel == "web" and (body := shop.get("orders", 4500000000 + order_id)):
+                body |= {"fulfillment_status": "fulfilled", "financial_status": "paid", "updated_at": stamp}
+                shop_writes.append((body["id"], None, stamp, body))
+                counts["shop.orders"]["changed"] += 1
+            if isinstance(order_date, str):
+                order_date = dt.date.fromisoformat(order_date)
+            bill(order_id, number, customer_id, Decimal(str(total)).quantize(CENT), order_date)
+
+        # ---- customers change their phone --------------------------------------------------
+        phones = {c[1] for c in customers.values()}
+        movers = sorted(rng.sample(eligible, min(len(eligible), max(1, round(fraction * len(customers))))))
+        erp_phones, accounts, contacts, shop_customers = [], [], [], []
+        for customer_id in movers:
+            country = customers[customer_id][1].split("-")[0]
+            while (phone := f"{country}-{rng.randint(100, 999)}-{rng.randint(100, 999)}-"
+                             f"{rng.randint(1000, 9999)}") in phones:  # fmt: skip
+                pass
+            phones.add(phone)
+            cc, a, b, c = phone.split("-")
+            erp_phones.append((phone, erp.stamp(now), customer_id))
+            if account := crm.get("accounts", f"001{customer_id:015d}"):
+                account |= {
+                    "Phone": f"({cc}) {a}-{b}{c}",
+                    "LastModifiedDate": stamp,
+                    "LastModifiedById": "crm-user",
+                }
+                accounts.append((account["Id"], account["AccountNumber"], stamp, account))
+            if contact := crm.get("contacts", f"003{customer_id:015d}"):
+                contact |= {"Phone": f"({cc}) {a}-{b}{c}", "LastModifiedDate": stamp}
+                contacts.append((contact["Id"], None, stamp, contact))
+            if customer := shop.get("customers", 7000000000 + customer_id):
+                customer |= {"phone": f"+{cc} {a} {b} {c}", "updated_at": stamp}
+                shop_customers.append((customer["id"], None, stamp, customer))
+        erp.write("UPDATE {t}customers SET phone = ?, updated_at = ? WHERE customer_id = ?", erp_phones)
+        counts["erp.customers"]["changed"] = len(erp_phones)
+
+        erp.con.commit()
+        crm.put("accounts", accounts)
+        crm.put("contacts", contacts)
+        shop.put("orders", shop_writes)
+        shop.put("customers", shop_customers)
+        billing.put("invoices", invoices)
+        billing.put("payments", payments)
+    finally:
+        erp.con.close()
+        for store in (shop, billing, crm):
+            store.close()
+    counts["crm.accounts"]["changed"] = len(accounts)
+    counts["crm.contacts"]["changed"] = len(contacts)
+    counts["shop.customers"]["changed"] = len(shop_customers)
+    counts["billing.invoices"]["new"] = len(invoices)
+    counts["billing.payments"]["new"] = len(payments)
+    counts["payments.settlement"]["new"] = len(settle)
+
+    anchor = dt.datetime.strptime(info["anchor"], "%Y-%m-%dT%H:%M:%SZ").date()
+    settlement_date = str(anchor + dt.timedelta(days=tick_no))
+    files = write_settlements(
+        pa.Table.from_pylist([{"settlement_date": settlement_date, **s} for s in settle]), home / "landing" / "payments",
+        suffix=f"_tick{tick_no}",
+    ) if settle else []  # fmt: skip
+
+    for name, c in counts.items():
+        truth["counts"][name] = truth["counts"].get(name, 0) + c["new"]
+    truth["counts"]["shop.order_line_items"] += sum(
+        len(w[3]["line_items"]) for w in shop_writes[: counts["shop.orders"]["new"]]
+    )
+    for table, name in [("canonical.sales_order", "erp.sales_orders"), ("canonical.invoice", "billing.invoices"),
+                        ("canonical.payment", "billing.payments")]:  # fmt: skip
+        truth["expected"][table] += counts[name]["new"]
+    truth_path.write_text(json.dumps(truth, indent=2, sort_keys=True))
+    write_world_info(home, info | {"ticks": tick_no, "last_tick_at": stamp})
+    return {"tick": tick_no, "at": stamp, "records": counts, "settlement_files": [str(f) for f in files]}
+
+
+def shop_order(
+    order_id: int, customer: dict, total: Decimal, fulfilled: bool, lines: list, stamp: str
+) -> tuple:
+    """A new web order as the shop stores it (money as strings, line items nested)."""
+    shop_id = 4500000000 + order_id
+    body = {
+        "id": shop_id, "name": f"#{order_id + 1000}", "email": customer["email"], "created_at": stamp,
+        "updated_at": stamp, "currency": "USD", "total_price": f"{total:.2f}",
+        "financial_status": "paid" if fulfilled else "pending", "fulfillment_status": "fulfilled" if fulfilled else None,
+        "customer": {k: customer[k] for k in ("id", "email", "first_name", "last_name", "phone")},
+        "line_items": [{"id": shop_id * 100 + n, "sku": sku, "quantity": q, "price": f"{u:.2f}",
+                        "total_discount": f"{(u * q * d).quantize(CENT, ROUND_HALF_UP):.2f}",
+                        "line_total": f"{a:.2f}"} for _, n, _, sku, q, u, d, _, a in lines],
+    }  # fmt: skip
+    return (shop_id, None, stamp, body)
