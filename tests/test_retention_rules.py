@@ -150,3 +150,68 @@ def test_a_rule_naming_a_missing_column_says_how_to_fix_it(tmp_path, monkeypatch
     with pytest.raises(ValueError, match="names column 'run_at'.*fix the rule"):
         retention.apply_retention(warehouse)
     assert warehouse.row_count("recon", "summary") == 1
+
+
+def _load_merged_accounts(warehouse: Warehouse) -> str:
+    """One real dlt merge load (current state: accounts by primary key, with nested contacts)."""
+    pipeline = dlt.pipeline(
+        pipeline_name=f"retention_merge_{uuid.uuid4().hex[:6]}",
+        destination=warehouse.dlt_destination(),
+        dataset_name="raw_crm",
+        pipelines_dir=str(warehouse.duckdb_path.parent / "dlt"),
+    )
+    accounts = [
+        {"id": f"001{i}", "name": f"Account {i}", "contacts": [{"email": f"c{i}@x.test"}]} for i in range(3)
+    ]
+    info = pipeline.run(accounts, table_name="accounts", write_disposition="merge", primary_key="id")
+    return info.loads_ids[0]
+
+
+def test_current_state_never_expires_by_age_and_a_dry_run_deletes_nothing(warehouse):
+    """A merge-loaded raw table is the current state of its records: a record unchanged for longer
+    than the rule's age is still live, so it stays; appended history expires as before."""
+    _seed(warehouse)
+    merged_load = _load_merged_accounts(warehouse)
+    with warehouse.connect() as con:
+        con.execute("UPDATE raw_crm._dlt_loads SET inserted_at = ? WHERE load_id = ?",
+                    [OLD.replace(tzinfo=dt.UTC), merged_load])  # fmt: skip
+
+    planned = {(d.schema, d.table): d for d in retention.apply_retention(warehouse, dry_run=True)}
+    assert planned[("raw_crm", "accounts")].rows_deleted == 0
+    assert planned[("raw_crm", "accounts__contacts")].rows_deleted == 0
+    assert "current state" in planned[("raw_crm", "accounts")].to_dict()["rule"]
+    # the appended shop orders: the old load's two orders and their four line items would go
+    assert planned[("raw_shop", "orders")].rows_deleted == 2
+    assert planned[("raw_shop", "orders__line_items")].rows_deleted == 4
+    with warehouse.connect() as con:
+        assert con.scalar("SELECT count(*) FROM raw_shop.orders") == 4, "a dry run deletes nothing"
+
+    done = {(d.schema, d.table): d.rows_deleted for d in retention.apply_retention(warehouse)}
+    assert done == {key: d.rows_deleted for key, d in planned.items()}, "the dry run said what the run does"
+    with warehouse.connect() as con:
+        assert con.scalar("SELECT count(*) FROM raw_crm.accounts") == 3
+        assert con.scalar("SELECT count(*) FROM raw_crm.accounts__contacts") == 3
+
+
+def test_hub_retention_apply_dry_run_prints_each_tables_rule_cutoff_and_rows(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from integration_hub.cli import app
+
+    monkeypatch.setenv("HUB_HOME", str(tmp_path))
+    monkeypatch.delenv("HUB_WAREHOUSE_URL", raising=False)
+    warehouse = Warehouse()
+    _seed(warehouse)
+    _load_merged_accounts(warehouse)
+    as_of = (NOW + dt.timedelta(days=31)).strftime("%Y-%m-%d")
+    out = CliRunner().invoke(app, ["retention", "apply", "--as-of", as_of, "--dry-run", "--json"])
+    assert out.exit_code == 0, out.output
+    rows = {(r["schema"], r["table"]): r for r in json.loads(out.output)}
+    assert set(next(iter(rows.values()))) == {"schema", "table", "rule", "cutoff", "rows_deleted"}
+    assert rows[("raw_crm", "accounts")]["rows_deleted"] == 0
+    assert rows[("raw_shop", "orders")]["rows_deleted"] == 4, "31 days on, both appended loads expired"
+    assert rows[("raw_shop", "orders")]["cutoff"].startswith(
+        (NOW + dt.timedelta(days=1)).strftime("%Y-%m-%d")
+    )
+    with warehouse.connect() as con:
+        assert con.scalar("SELECT count(*) FROM raw_shop.orders") == 4

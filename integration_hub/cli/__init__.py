@@ -15,6 +15,7 @@ import typer
 
 from integration_hub.cli.audit import audit_app
 from integration_hub.cli.recon import app as recon_app
+from integration_hub.cli.retention import retention_app
 from integration_hub.cli.run import backfill_command, run_command
 from integration_hub.cli.sync import dlq_app, sync_app
 
@@ -27,6 +28,7 @@ app.command("backfill")(backfill_command)
 app.add_typer(sync_app, name="sync", help="Reverse syncs: plan (dry run) and apply.")
 app.add_typer(dlq_app, name="dlq", help="Dead letters of the reverse syncs: list, replay, discard.")
 app.add_typer(recon_app, name="recon", help="Reconciliation: where the systems agree and where they do not.")
+app.add_typer(retention_app, name="retention", help="Retention: rows past their rule's age, shown or deleted.")
 
 
 @app.command("dagster-home")
