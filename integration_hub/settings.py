@@ -57,3 +57,8 @@ def port_base() -> int:
 def partition_start() -> str:
     """First day (UTC, `YYYY-MM-DD`) of the daily partitions of incremental sources."""
     return env("HUB_PARTITION_START", "2026-10-01")
+
+
+def wait_report_seconds() -> float:
+    """How often a run waiting for a pool slot says so in its log (`HUB_WAIT_REPORT_SECONDS`)."""
+    return float(env("HUB_WAIT_REPORT_SECONDS", "30"))

@@ -25,9 +25,9 @@ import dagster as dg
 
 from assets import ingestion, reconciliation, retention, reverse_sync, transforms
 from integration_hub import settings
-from integration_hub.definitions import alerts, automation, scale_out
+from integration_hub.definitions import alerts, automation, run_guard, scale_out
 
-LAYERS = [ingestion, transforms, reconciliation, reverse_sync, retention, automation, alerts, scale_out]
+LAYERS = [ingestion, transforms, reconciliation, reverse_sync, retention, automation, alerts, run_guard, scale_out]
 OWNERS = ["team:data-platform"]
 HOURLY = dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(hours=2))
 NIGHTLY = dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(hours=26))
