@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 DEFAULT_PORT_BASE = 8760  # the sandbox stand-ins answer on 127.0.0.1 at this base + their offset
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class ConfigError(ValueError):
+    """The environment says something the hub cannot use; the message names the variable and the fix."""
 
 
 def env(name: str, default: str | None = None) -> str | None:
@@ -35,19 +41,38 @@ def dagster_home() -> Path:
 
 
 def warehouse_url() -> str | None:
-    """`None` means the embedded DuckDB at `$HUB_HOME/warehouse.duckdb`."""
-    return env("HUB_WAREHOUSE_URL")
+    """`None` means the embedded DuckDB at `$HUB_HOME/warehouse.duckdb`; anything else must be a
+    Postgres URL (a typo must not silently run against the local DuckDB)."""
+    url = env("HUB_WAREHOUSE_URL")
+    if url is None:
+        return None
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if url != url.strip() or scheme not in (
+        "postgresql",
+        "postgres",
+        "postgresql+psycopg",
+        "postgresql+psycopg2",
+    ):
+        shown = url.strip().split("://", 1)[0] + "://…" if "://" in url else url.strip()[:20]
+        raise ConfigError(
+            f"HUB_WAREHOUSE_URL must be a postgresql:// URL without surrounding spaces (got {shown!r}); "
+            "unset it to use the embedded DuckDB warehouse"
+        )
+    return url
 
 
 def secret(name: str, sandbox_default: str | None = None) -> str:
-    """A credential from the environment, else the sandbox's documented public default.
-
-    Never log the value. A credential with no default must be set.
-    """
+    """A credential from the environment, else `sandbox_default` (the caller passes one only for
+    a system that is the local sandbox). Never log the value."""
     value = env(name, sandbox_default)
     if value is None:
-        raise ValueError(f"set {name}: it has no default")
+        raise ConfigError(f"{name} is not set: set it to the credential of the system it names")
     return value
+
+
+def is_loopback(url: str) -> bool:
+    """Whether a URL points at this machine, where the sandbox stand-ins (and only they) answer."""
+    return urlsplit(url).hostname in LOOPBACK
 
 
 def port_base() -> int:

@@ -28,7 +28,9 @@ app.command("backfill")(backfill_command)
 app.add_typer(sync_app, name="sync", help="Reverse syncs: plan (dry run) and apply.")
 app.add_typer(dlq_app, name="dlq", help="Dead letters of the reverse syncs: list, replay, discard.")
 app.add_typer(recon_app, name="recon", help="Reconciliation: where the systems agree and where they do not.")
-app.add_typer(retention_app, name="retention", help="Retention: rows past their rule's age, shown or deleted.")
+app.add_typer(
+    retention_app, name="retention", help="Retention: rows past their rule's age, shown or deleted."
+)
 
 
 @app.command("dagster-home")
@@ -47,5 +49,16 @@ for plugin in sorted(entry_points(group=PLUGINS), key=lambda e: e.name):
         app.command(plugin.name)(command)
 
 
+def main() -> None:
+    """The `hub` entry point: a configuration error is one line naming the variable, exit 2."""
+    from integration_hub.settings import ConfigError
+
+    try:
+        app()
+    except ConfigError as exc:
+        typer.echo(f"hub: configuration error: {exc}", err=True)
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":
-    app()
+    main()

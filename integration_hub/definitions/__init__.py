@@ -27,7 +27,17 @@ from assets import ingestion, reconciliation, retention, reverse_sync, transform
 from integration_hub import settings
 from integration_hub.definitions import alerts, automation, run_guard, scale_out
 
-LAYERS = [ingestion, transforms, reconciliation, reverse_sync, retention, automation, alerts, run_guard, scale_out]
+LAYERS = [
+    ingestion,
+    transforms,
+    reconciliation,
+    reverse_sync,
+    retention,
+    automation,
+    alerts,
+    run_guard,
+    scale_out,
+]
 OWNERS = ["team:data-platform"]
 HOURLY = dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(hours=2))
 NIGHTLY = dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(hours=26))

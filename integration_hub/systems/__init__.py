@@ -21,6 +21,7 @@ import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from integration_hub import settings
 
@@ -121,10 +122,29 @@ class System:
             raise ValueError(f"set {self.url_var}: system {self.name!r} has no sandbox stand-in")
         return f"http://127.0.0.1:{settings.port_base() + self.sandbox_port}"
 
-    def secret(self, keyword: str) -> str:
-        """A credential of the client, from its environment variable (else the sandbox default)."""
+    def secret(self, keyword: str, location: str | None = None) -> str:
+        """A credential of the client, from its environment variable. The sandbox's public default
+        applies only while the system is the sandbox's own (on this machine): a real system's
+        URL without its credential is a configuration error, never a demo secret sent to it."""
         credential = self.credentials[keyword]
-        return settings.secret(credential.var, credential.sandbox)
+        value = settings.env(credential.var)
+        if value:
+            return value
+        where = self.location_value(location)
+        if credential.sandbox is not None and settings.is_loopback(where):
+            return credential.sandbox
+        raise settings.ConfigError(
+            f"{credential.var} is not set: {self.name} is at {_shown(where)}, not the local sandbox, "
+            f"so set {credential.var} to its credential"
+        )
+
+    def check(self) -> list[str]:
+        """What is wrong with this system's configuration now, one line each (empty when usable)."""
+        try:
+            self.client_kwargs()
+        except (settings.ConfigError, ValueError) as exc:
+            return [str(exc)]
+        return []
 
     def describe_kwargs(self) -> dict[str, str]:
         """Arguments that build the source only to describe its resources (asset definitions):
@@ -136,7 +156,20 @@ class System:
     def client_kwargs(self, location: str | None = None) -> dict[str, str]:
         """The keyword arguments the adapter's `source()`, its writers and its counter take."""
         where = {"url": "base_url", "database": "url", "folder": "folder"}[self.location]
-        return {where: self.location_value(location), **{k: self.secret(k) for k in self.credentials}}
+        return {
+            where: self.location_value(location),
+            **{k: self.secret(k, location) for k in self.credentials},
+        }
+
+
+def _shown(url: str) -> str:
+    """A URL safe to print: scheme, host and port only."""
+    parts = urlsplit(url)
+    return (
+        f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        if parts.hostname
+        else url
+    )
 
 
 @functools.cache
@@ -187,6 +220,11 @@ def sandbox_credentials() -> dict[str, str]:
     return {
         c.var: c.sandbox for s in registry().values() for c in s.credentials.values() if c.sandbox is not None
     }
+
+
+def config_problems() -> list[str]:
+    """Every connected system's configuration problems, one line each."""
+    return [line for s in registry().values() for line in s.check()]
 
 
 def secret_values() -> set[str]:
