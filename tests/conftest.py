@@ -31,8 +31,8 @@ POSTGRES_URL = os.environ.get("HUB_TEST_POSTGRES_URL", "postgresql://postgres@12
 # The longest test files, longest first (per-file durations of a full run, `--durations=60`).
 # `make test` runs `--dist loadfile`: xdist hands files to its workers in collection order,
 # so starting with the longest ones lets the workers finish at about the same time. Three
-# workers on two cores: the daemon drills wait on Dagster's 30 s daemon loops, and a third
-# worker fills those waits (2026-12-03, this suite: 717 s with two, 662 s with three).
+# workers on two cores: the daemon drills wait on Dagster's daemon loops, and a third worker
+# fills those waits.
 LONGEST_FIRST = (
     "test_drills_faults.py", "test_scaleout_celery.py", "test_browser_ui.py", "test_backfill_daemon.py",
     "test_reverse_sync_e2e.py", "test_ingestion_faults.py", "test_ingestion_e2e.py", "test_drills_world.py",

@@ -111,8 +111,8 @@ def _default_executor() -> dg.Field:
     """The executor config a run gets when it names none.
 
     Embedded DuckDB: in process. The warehouse takes one writer at a time, so step processes
-    ran one after another anyway, each paying 1-2 s of Dagster's process set-up (12 % of the
-    SF1 run against 1.4 % in process, BENCHMARKS.md "End to end") for isolation only.
+    ran one after another anyway, each paying Dagster's process set-up for isolation only
+    (BENCHMARKS.md, "End to end").
     Postgres lifts the limit, so there steps run in parallel processes. Either is selectable
     per run (Launchpad: `execution`).
     """
