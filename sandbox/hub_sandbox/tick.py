@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from hub_sandbox.seed import read_world_info, write_settlements, write_world_info
 from hub_sandbox.store import Store
-from hub_sandbox.world import WEB_SHARE
+from hub_sandbox.world_erp import WEB_SHARE
 
 PRIORITIES = ["1-URGENT", "2-HIGH", "3-MEDIUM", "4-NOT SPECIFIED", "5-LOW"]
 CENT = Decimal("0.01")
