@@ -6,7 +6,8 @@ import json
 from collections import defaultdict
 
 import pytest
-from hub_sandbox.world import PLANTS, build_world
+from hub_sandbox.world import build_world
+from hub_sandbox.world_plants import PLANTS
 
 from assets.reconciliation import FLOWS
 from integration_hub.engine.recon_engine import FlowResult, run_flow

@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 from hub_sandbox import CREDENTIALS as CREDS
-from hub_sandbox.app import unit_hash
+from hub_sandbox.faults import unit_hash
 
 from tests.test_sandbox_api import CRM, SHOP, billing_pages, crm_pages, crm_token, shop_pages
 

@@ -5,23 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from hub_sandbox.app import (
-    ApiError,
-    bearer_guard,
-    decode_cursor,
-    encode_cursor,
-    json_body,
-    keyset_page,
-    now_ts,
-    page_response,
-    parse_ts,
-    system_app,
-)
+from hub_sandbox.api import ApiError, bearer_guard, decode_cursor, encode_cursor, json_body, now_ts, parse_ts
+from hub_sandbox.app import System, keyset_page, page_response, system_app
 
 INVOICE_FIELDS = {
     "order_ref": str,
@@ -53,8 +44,14 @@ def validate_invoice(body: dict) -> dict:
 
 def build_app(home: Path) -> FastAPI:
     app, system = system_app("billing", home, "Sandbox billing")
-
     authorize = bearer_guard("HUB_BILLING_API_KEY", "Invalid API key provided")
+    _add_listings(app, system, authorize)
+    _add_invoice_creation(app, system, authorize)
+    return app
+
+
+def _add_listings(app: FastAPI, system: System, authorize: Callable[[Request], None]) -> None:
+    """`GET /v1/invoices` and `GET /v1/payments`: offset or token pages, filtered on `updated_at`."""
 
     def listing(resource, request, updated_since, updated_before, offset, limit, page) -> Response:
         """A page by `offset`, or after the position a `page` token names (then offset is null).
@@ -96,6 +93,10 @@ def build_app(home: Path) -> FastAPI:
     add_listing("invoices")
     add_listing("payments")
 
+
+def _add_invoice_creation(app: FastAPI, system: System, authorize: Callable[[Request], None]) -> None:
+    """`POST /v1/invoices`: a new open invoice, created once per Idempotency-Key."""
+
     @app.post("/v1/invoices")
     async def create_invoice(request: Request) -> JSONResponse:
         authorize(request)
@@ -129,5 +130,3 @@ def build_app(home: Path) -> FastAPI:
             system.store.remember(key, digest, invoice["id"])
         system.stats.records_written += 1
         return JSONResponse(invoice, 201)
-
-    return app

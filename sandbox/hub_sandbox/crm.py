@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -12,20 +13,8 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
 
 from hub_sandbox import secret
-from hub_sandbox.app import (
-    ApiError,
-    batch_of,
-    batch_upsert,
-    bearer,
-    check_secret,
-    decode_cursor,
-    encode_cursor,
-    json_body,
-    keyset_page,
-    page_response,
-    parse_ts,
-    system_app,
-)
+from hub_sandbox.api import ApiError, bearer, check_secret, decode_cursor, encode_cursor, json_body, parse_ts
+from hub_sandbox.app import System, batch_of, batch_upsert, keyset_page, page_response, system_app
 
 API = "/services/data/v1"
 WRITABLE = {"AccountNumber", "Name", "Email__c", "Phone", "BillingCountry", "Industry",
@@ -40,6 +29,15 @@ def token_ttl_default() -> float:
 def build_app(home: Path) -> FastAPI:
     app, system = system_app("crm", home, "Sandbox CRM")
     tokens: dict[str, tuple[str, float]] = {}  # access token -> (client id, issued at)
+    _add_token_endpoint(app, system, tokens)
+    client_of = _token_check(system, tokens)
+    _add_reads(app, system, client_of)
+    _add_upsert(app, system, client_of)
+    return app
+
+
+def _token_check(system: System, tokens: dict[str, tuple[str, float]]) -> Callable[[Request], str]:
+    """A check that the request carries a live access token; it answers the token's client id."""
 
     def client_of(request: Request) -> str:
         token = bearer(request)
@@ -51,6 +49,12 @@ def build_app(home: Path) -> FastAPI:
         if time.monotonic() - issued >= system.faults.token_ttl(token_ttl_default()):
             raise ApiError(401, "invalid_token", "token expired", message_key="error_description")
         return client_id
+
+    return client_of
+
+
+def _add_token_endpoint(app: FastAPI, system: System, tokens: dict[str, tuple[str, float]]) -> None:
+    """`POST /oauth/token`: an access token for the client credentials grant."""
 
     @app.post("/oauth/token")
     async def token(request: Request) -> dict:
@@ -74,6 +78,10 @@ def build_app(home: Path) -> FastAPI:
         tokens[access] = (client_id, time.monotonic())
         ttl = system.faults.token_ttl(token_ttl_default())
         return {"access_token": access, "token_type": "Bearer", "expires_in": ttl}
+
+
+def _add_reads(app: FastAPI, system: System, client_of: Callable[[Request], str]) -> None:
+    """Cursor-paged lists of accounts and contacts, and `changes`: has anything changed since?"""
 
     def listing(resource: str, request: Request, modified_since, modified_before, limit, cursor) -> Response:
         client_of(request)
@@ -116,6 +124,10 @@ def build_app(home: Path) -> FastAPI:
         latest = max(filter(None, (system.store.latest(r) for r in ("accounts", "contacts"))), default=None)
         return {"changed": count > 0, "count": count, "latest": latest}
 
+
+def _add_upsert(app: FastAPI, system: System, client_of: Callable[[Request], str]) -> None:
+    """`POST accounts/upsert`: create or update accounts by AccountNumber, up to UPSERT_LIMIT a call."""
+
     @app.post(f"{API}/accounts/upsert")
     async def upsert(request: Request) -> dict:
         client_id = client_of(request)
@@ -147,8 +159,6 @@ def build_app(home: Path) -> FastAPI:
             ]
         }
 
-    return app
-
 
 def match(record: dict) -> tuple[object, list[str]]:
     """The record's AccountNumber and what is wrong with it (a missing number, unwritable fields)."""
@@ -158,7 +168,7 @@ def match(record: dict) -> tuple[object, list[str]]:
     return number, errors + [f"INVALID_FIELD: {f}" for f in sorted(set(record) - WRITABLE)]
 
 
-def created_count(system) -> int:
+def created_count(system: System) -> int:
     """Accounts created through the API get ids `001W…` (numbered), apart from the seeded ones."""
     sql = "SELECT count(*) FROM records WHERE resource = 'accounts' AND id LIKE '001W%'"
     return system.store.con.execute(sql).fetchone()[0]

@@ -7,17 +7,8 @@ from pathlib import Path
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
 
-from hub_sandbox.app import (
-    batch_of,
-    batch_upsert,
-    bearer_guard,
-    decode_cursor,
-    encode_cursor,
-    json_body,
-    keyset_page,
-    page_response,
-    system_app,
-)
+from hub_sandbox.api import bearer_guard, decode_cursor, encode_cursor, json_body
+from hub_sandbox.app import batch_of, batch_upsert, keyset_page, page_response, system_app
 
 BATCH_LIMIT = 100
 

@@ -52,8 +52,8 @@ def urls(port_base: int) -> dict[str, str]:
 def bind(port: int) -> socket.socket:
     """A socket bound to 127.0.0.1:`port`, or a SandboxError naming the port."""
     # IPPROTO_TCP named explicitly: asyncio sets TCP_NODELAY only on connections of a socket whose
-    # protocol says TCP, and without it every response waited ~40 ms for the client's delayed ACK
-    # (Nagle's algorithm holds the body until the headers are acknowledged).
+    # protocol says TCP, and without it a response waits for the client's delayed ACK (Nagle's
+    # algorithm holds the body until the headers are acknowledged).
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -124,6 +124,12 @@ def start(
         progress("the stores already hold this world: not re-seeding")
     if progress:
         progress("starting the servers")
+    proc = _spawn(home, port_base)
+    return _wait_until_healthy(proc, home)
+
+
+def _spawn(home: Path, port_base: int) -> subprocess.Popen:
+    """The detached runner process, its pid file and its ports in `world.json`."""
     log = log_file(home).open("ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "hub_sandbox.runner", str(home), str(port_base)],
@@ -134,6 +140,15 @@ def start(
     info = seeding.read_world_info(home)
     info["ports"] = {"base": port_base, **{k: port_base + v for k, v in PORT_OFFSETS.items()}}
     seeding.write_world_info(home, info)
+    return proc
+
+
+def _wait_until_healthy(proc: subprocess.Popen, home: Path) -> dict:
+    """`status` once every system of `proc` answers.
+
+    A SandboxError when the process exits, does not answer in time, or another process
+    answers on one of its ports.
+    """
     deadline = time.monotonic() + START_TIMEOUT
     while True:
         if proc.poll() is not None:

@@ -7,16 +7,8 @@ from pathlib import Path
 from fastapi import FastAPI, Query, Request, Response
 
 from hub_sandbox import secret
-from hub_sandbox.app import (
-    ApiError,
-    check_secret,
-    decode_cursor,
-    encode_cursor,
-    keyset_page,
-    page_response,
-    parse_ts,
-    system_app,
-)
+from hub_sandbox.api import ApiError, check_secret, decode_cursor, encode_cursor, parse_ts
+from hub_sandbox.app import keyset_page, page_response, system_app
 
 API = "/admin/api/2025-01"
 

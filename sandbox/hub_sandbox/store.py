@@ -29,9 +29,8 @@ def connect(path: Path) -> sqlite3.Connection:
 
     Tuned as a stand-in, not a system of record: no fsync (`synchronous=OFF`: an OS crash may
     lose the last writes of a world that `hub sandbox seed` regenerates), a 64 MB page cache
-    and memory-mapped reads. With SQLite's defaults (2 MB cache, an fsync per WAL checkpoint)
-    updating 200 CRM accounts spread over a 180 MB store took ~20 ms, and the sandbox, not
-    the hub, set the pace of a reverse sync at SF1.
+    and memory-mapped reads, so that the hub, not the sandbox, sets the pace of a reverse sync
+    at large scales.
     """
     con = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
     con.execute("PRAGMA journal_mode=WAL")

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from hub_sandbox.seed import read_world_info, write_settlements, write_world_info
 from hub_sandbox.store import Store
-from hub_sandbox.world import WEB_SHARE
+from hub_sandbox.world_erp import WEB_SHARE
 
 PRIORITIES = ["1-URGENT", "2-HIGH", "3-MEDIUM", "4-NOT SPECIFIED", "5-LOW"]
 CENT = Decimal("0.01")
@@ -67,6 +67,9 @@ class Erp:
     def money(self, value: Decimal):
         return value if self.postgres else float(value)
 
+    def day(self, value: dt.date):
+        return value if self.postgres else str(value)
+
 
 def protected_keys(truth: dict) -> tuple[set[int], set[int]]:
     """ERP order ids and customer ids that the truth names: a tick never touches them."""
@@ -94,171 +97,238 @@ def run_tick(home: Path, fraction: float = 0.01) -> dict:
         raise TickError(f"no sandbox world at {home / 'sandbox'}; run `hub sandbox up` first")
     if not 0 < fraction <= 1:
         raise TickError(f"fraction must be in (0, 1] (got {fraction})")
-    tick_no = info.get("ticks", 0) + 1
-    rng = random.Random(f"{info['seed']}:tick:{tick_no}")
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0, tzinfo=None)
-    last = info.get("last_tick_at")
-    if last:  # strictly after the previous tick, even within the same second
-        now = max(now, dt.datetime.strptime(last, "%Y-%m-%dT%H:%M:%SZ") + dt.timedelta(seconds=1))
-    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    number = info.get("ticks", 0) + 1
     truth_path = home / "sandbox" / "truth.json"
     truth = json.loads(truth_path.read_text())
-    skip_orders, skip_customers = protected_keys(truth)
-
-    erp = Erp(home, info.get("erp_url"))
-    box = home / "sandbox"
-    shop, billing, crm = Store(box / "shop.sqlite"), Store(box / "billing.sqlite"), Store(box / "crm.sqlite")
-    counts = {name: {"new": 0, "changed": 0} for name in [
-        "erp.customers", "erp.sales_orders", "erp.sales_order_lines", "shop.orders", "shop.customers",
-        "crm.accounts", "crm.contacts", "billing.invoices", "billing.payments", "payments.settlement"]}  # fmt: skip
+    rng = random.Random(f"{info['seed']}:tick:{number}")
+    tick = Tick(number, _clock(info), rng, home, info.get("erp_url"))
     try:
-        customers = {
+        tick.run(fraction, *protected_keys(truth))
+    finally:
+        tick.close()
+    files = _write_settlement_file(home, info, tick)
+    _count_in_truth(truth, tick)
+    truth_path.write_text(json.dumps(truth, indent=2, sort_keys=True))
+    write_world_info(home, info | {"ticks": number, "last_tick_at": tick.stamp})
+    return {
+        "tick": number,
+        "at": tick.stamp,
+        "records": tick.counts,
+        "settlement_files": [str(f) for f in files],
+    }
+
+
+def _clock(info: dict) -> dt.datetime:
+    """Now, to the second, and strictly after the previous tick, even within the same second."""
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0, tzinfo=None)
+    last = info.get("last_tick_at")
+    if last:
+        now = max(now, dt.datetime.strptime(last, "%Y-%m-%dT%H:%M:%SZ") + dt.timedelta(seconds=1))
+    return now
+
+
+class Tick:
+    """One tick: its clock and random choices, the stores it changes and the records it collects.
+
+    The ERP is changed in one transaction; the REST stores get what the tick collected once
+    the ERP has committed (`save`).
+    """
+
+    def __init__(self, number: int, now: dt.datetime, rng: random.Random, home: Path, erp_url: str | None):
+        self.number, self.now, self.rng = number, now, rng
+        self.stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        self.erp = Erp(home, erp_url)
+        box = home / "sandbox"
+        self.shop, self.billing, self.crm = (
+            Store(box / "shop.sqlite"), Store(box / "billing.sqlite"), Store(box / "crm.sqlite")
+        )  # fmt: skip
+        self.counts = {name: {"new": 0, "changed": 0} for name in [
+            "erp.customers", "erp.sales_orders", "erp.sales_order_lines", "shop.orders", "shop.customers",
+            "crm.accounts", "crm.contacts", "billing.invoices", "billing.payments", "payments.settlement"]}  # fmt: skip
+        self.customers: dict[int, tuple] = {}  # ERP customer id -> (email, phone)
+        self.shop_orders: list[tuple] = []  # the new web orders first, then the fulfilled ones
+        self.shop_customers: list[tuple] = []
+        self.accounts: list[tuple] = []
+        self.contacts: list[tuple] = []
+        self.invoices: list[tuple] = []
+        self.payments: list[tuple] = []
+        self.settlement: list[dict] = []
+
+    def run(self, fraction: float, skip_orders: set[int], skip_customers: set[int]) -> None:
+        """New orders, fulfilled open orders and new phones, about `fraction` of each population."""
+        erp = self.erp
+        self.customers = {
             r[0]: r[1:] for r in erp.rows("SELECT customer_id, email, phone FROM {t}customers ORDER BY 1")
         }
-        eligible = [c for c in customers if c not in skip_customers]
-        n_orders = erp.rows("SELECT count(*), max(order_id) FROM {t}sales_orders")[0]
-        size = max(1, round(fraction * n_orders[0]))
+        eligible = [c for c in self.customers if c not in skip_customers]
+        n_orders, last_order_id = erp.rows("SELECT count(*), max(order_id) FROM {t}sales_orders")[0]
+        size = max(1, round(fraction * n_orders))
         products = erp.rows("SELECT product_id, sku, unit_price FROM {t}products ORDER BY 1")
         open_orders = [r for r in erp.rows(
             "SELECT order_id, customer_id, channel, total_amount, order_number, order_date FROM {t}sales_orders "
             "WHERE status = 'open' ORDER BY 1") if r[0] not in skip_orders]  # fmt: skip
+        self.place_orders(range(last_order_id + 1, last_order_id + 1 + size), eligible, products)
+        self.fulfil(open_orders, size)
+        self.change_phones(eligible, max(1, round(fraction * len(self.customers))))
+        self.save()
 
-        settle: list[dict] = []
-        invoices, payments = [], []
-
-        def bill(
-            order_id: int, order_number: str, customer_id: int, total: Decimal, order_date: dt.date
-        ) -> None:
-            cents = int((total * 100).to_integral_value(ROUND_HALF_UP))
-            inv, pay = f"in_{order_id:010d}", f"py_{order_id:010d}"
-            invoices.append((inv, None, stamp, {
-                "id": inv, "number": f"INV-{order_id:010d}", "order_ref": order_number,
-                "customer_email": customers[customer_id][0], "currency": "usd", "amount_due": cents,
-                "amount_paid": cents, "status": "paid", "invoice_date": str(order_date + dt.timedelta(days=1)),
-                "updated_at": stamp}))  # fmt: skip
-            payments.append((pay, None, stamp, {
-                "id": pay, "invoice": inv, "currency": "usd", "amount": cents,
-                "method": ["card", "sepa_debit", "bank_transfer"][order_id % 3], "status": "succeeded",
-                "created": stamp, "updated_at": stamp}))  # fmt: skip
-            fee = round(cents * 0.029 + 30)
-            settle.append({"payment_id": pay, "invoice_id": inv, "currency": "USD",
-                           "gross_amount": f"{cents / 100:.2f}", "fee_amount": f"{fee / 100:.2f}",
-                           "net_amount": f"{(cents - fee) / 100:.2f}"})  # fmt: skip
-
-        # ---- new orders ------------------------------------------------------------------
-        new_orders, new_lines, shop_writes = [], [], []
-        for i in range(size):
-            order_id = n_orders[1] + 1 + i
+    def place_orders(self, order_ids: range, eligible: list[int], products: list[tuple]) -> None:
+        """New orders in the ERP; web orders in the shop too; fulfilled ones billed and paid."""
+        erp, rng, now = self.erp, self.rng, self.now
+        orders, lines_rows, new_shop_orders = [], [], 0
+        for order_id in order_ids:
             customer_id = rng.choice(eligible)
-            shop_customer = shop.get("customers", 7000000000 + customer_id)
+            shop_customer = self.shop.get("customers", 7000000000 + customer_id)
             web = rng.random() < WEB_SHARE and shop_customer is not None
             fulfilled = rng.random() < 0.5
-            lines, total = [], Decimal(0)
-            for line_number in range(1, rng.randint(1, 7) + 1):
-                product_id, sku, price = rng.choice(products)
-                price = Decimal(str(price)).quantize(CENT)
-                quantity = rng.randint(1, 50)
-                discount, tax = Decimal(rng.randint(0, 10)) / 100, Decimal(rng.randint(0, 8)) / 100
-                amount = (price * quantity * (1 - discount) * (1 + tax)).quantize(CENT, ROUND_HALF_UP)
-                total += amount
-                lines.append((order_id, line_number, product_id, sku, quantity, price, discount, tax, amount))
+            lines, total = _order_lines(rng, order_id, products)
             number = f"SO-{order_id:010d}"
-            status = "fulfilled" if fulfilled else "open"
-            new_orders.append((order_id, number, customer_id, now.date(), status, erp.money(total), "USD",
-                               "web" if web else "direct", str(4500000000 + order_id) if web else None,
-                               rng.choice(PRIORITIES), erp.stamp(now), erp.stamp(now)))  # fmt: skip
-            new_lines += [(o, n, p, q, erp.money(u), erp.money(d), erp.money(t), erp.money(a), erp.stamp(now))
-                          for o, n, p, _, q, u, d, t, a in lines]  # fmt: skip
+            orders.append((order_id, number, customer_id, erp.day(now.date()), "fulfilled" if fulfilled else "open",
+                           erp.money(total), "USD", "web" if web else "direct",
+                           str(4500000000 + order_id) if web else None,
+                           rng.choice(PRIORITIES), erp.stamp(now), erp.stamp(now)))  # fmt: skip
+            lines_rows += [(o, n, p, q, erp.money(u), erp.money(d), erp.money(t), erp.money(a), erp.stamp(now))
+                           for o, n, p, _, q, u, d, t, a in lines]  # fmt: skip
             if web:
-                shop_writes.append(shop_order(order_id, shop_customer, total, fulfilled, lines, stamp))
+                self.shop_orders.append(
+                    shop_order(order_id, shop_customer, total, fulfilled, lines, self.stamp)
+                )
+                new_shop_orders += 1
             if fulfilled:
-                bill(order_id, number, customer_id, total, now.date())
-        if not info.get("erp_url"):
-            new_orders = [(*o[:3], str(o[3]), *o[4:]) for o in new_orders]
-        erp.write("INSERT INTO {t}sales_orders VALUES (" + ", ".join("?" * 12) + ")", new_orders)
-        erp.write("INSERT INTO {t}sales_order_lines VALUES (" + ", ".join("?" * 9) + ")", new_lines)
-        counts["erp.sales_orders"]["new"] = len(new_orders)
-        counts["erp.sales_order_lines"]["new"] = len(new_lines)
-        counts["shop.orders"]["new"] = len(shop_writes)
+                self.bill(order_id, number, customer_id, total, now.date())
+        erp.write("INSERT INTO {t}sales_orders VALUES (" + ", ".join("?" * 12) + ")", orders)
+        erp.write("INSERT INTO {t}sales_order_lines VALUES (" + ", ".join("?" * 9) + ")", lines_rows)
+        self.counts["erp.sales_orders"]["new"] = len(orders)
+        self.counts["erp.sales_order_lines"]["new"] = len(lines_rows)
+        self.counts["shop.orders"]["new"] = new_shop_orders
 
-        # ---- open orders get fulfilled ---------------------------------------------------
-        fulfil = sorted(rng.sample(open_orders, min(size, len(open_orders))))
-        erp.write("UPDATE {t}sales_orders SET status = 'fulfilled', updated_at = ? WHERE order_id = ?",
-                  [(erp.stamp(now), o[0]) for o in fulfil])  # fmt: skip
-        counts["erp.sales_orders"]["changed"] = len(fulfil)
+    def fulfil(self, open_orders: list[tuple], size: int) -> None:
+        """Up to `size` open orders become fulfilled in the ERP (and the shop), and are billed and paid."""
+        fulfil = sorted(self.rng.sample(open_orders, min(size, len(open_orders))))
+        self.erp.write("UPDATE {t}sales_orders SET status = 'fulfilled', updated_at = ? WHERE order_id = ?",
+                       [(self.erp.stamp(self.now), o[0]) for o in fulfil])  # fmt: skip
+        self.counts["erp.sales_orders"]["changed"] = len(fulfil)
         for order_id, customer_id, channel, total, number, order_date in fulfil:
-            if channel == "web" and (body := shop.get("orders", 4500000000 + order_id)):
-                body |= {"fulfillment_status": "fulfilled", "financial_status": "paid", "updated_at": stamp}
-                shop_writes.append((body["id"], None, stamp, body))
-                counts["shop.orders"]["changed"] += 1
+            if channel == "web" and (body := self.shop.get("orders", 4500000000 + order_id)):
+                body |= {
+                    "fulfillment_status": "fulfilled",
+                    "financial_status": "paid",
+                    "updated_at": self.stamp,
+                }
+                self.shop_orders.append((body["id"], None, self.stamp, body))
+                self.counts["shop.orders"]["changed"] += 1
             if isinstance(order_date, str):
                 order_date = dt.date.fromisoformat(order_date)
-            bill(order_id, number, customer_id, Decimal(str(total)).quantize(CENT), order_date)
+            self.bill(order_id, number, customer_id, Decimal(str(total)).quantize(CENT), order_date)
 
-        # ---- customers change their phone --------------------------------------------------
-        phones = {c[1] for c in customers.values()}
-        movers = sorted(rng.sample(eligible, min(len(eligible), max(1, round(fraction * len(customers))))))
-        erp_phones, accounts, contacts, shop_customers = [], [], [], []
-        for customer_id in movers:
-            country = customers[customer_id][1].split("-")[0]
+    def change_phones(self, eligible: list[int], n: int) -> None:
+        """Up to `n` customers get a new phone number (unique) in the ERP, the CRM and the shop."""
+        rng, stamp = self.rng, self.stamp
+        phones = {c[1] for c in self.customers.values()}
+        erp_phones = []
+        for customer_id in sorted(rng.sample(eligible, min(len(eligible), n))):
+            country = self.customers[customer_id][1].split("-")[0]
             while (phone := f"{country}-{rng.randint(100, 999)}-{rng.randint(100, 999)}-"
                              f"{rng.randint(1000, 9999)}") in phones:  # fmt: skip
                 pass
             phones.add(phone)
             cc, a, b, c = phone.split("-")
-            erp_phones.append((phone, erp.stamp(now), customer_id))
-            if account := crm.get("accounts", f"001{customer_id:015d}"):
+            erp_phones.append((phone, self.erp.stamp(self.now), customer_id))
+            if account := self.crm.get("accounts", f"001{customer_id:015d}"):
                 account |= {
                     "Phone": f"({cc}) {a}-{b}{c}",
                     "LastModifiedDate": stamp,
                     "LastModifiedById": "crm-user",
                 }
-                accounts.append((account["Id"], account["AccountNumber"], stamp, account))
-            if contact := crm.get("contacts", f"003{customer_id:015d}"):
+                self.accounts.append((account["Id"], account["AccountNumber"], stamp, account))
+            if contact := self.crm.get("contacts", f"003{customer_id:015d}"):
                 contact |= {"Phone": f"({cc}) {a}-{b}{c}", "LastModifiedDate": stamp}
-                contacts.append((contact["Id"], None, stamp, contact))
-            if customer := shop.get("customers", 7000000000 + customer_id):
+                self.contacts.append((contact["Id"], None, stamp, contact))
+            if customer := self.shop.get("customers", 7000000000 + customer_id):
                 customer |= {"phone": f"+{cc} {a} {b} {c}", "updated_at": stamp}
-                shop_customers.append((customer["id"], None, stamp, customer))
-        erp.write("UPDATE {t}customers SET phone = ?, updated_at = ? WHERE customer_id = ?", erp_phones)
-        counts["erp.customers"]["changed"] = len(erp_phones)
+                self.shop_customers.append((customer["id"], None, stamp, customer))
+        self.erp.write("UPDATE {t}customers SET phone = ?, updated_at = ? WHERE customer_id = ?", erp_phones)
+        self.counts["erp.customers"]["changed"] = len(erp_phones)
 
-        erp.con.commit()
-        crm.put("accounts", accounts)
-        crm.put("contacts", contacts)
-        shop.put("orders", shop_writes)
-        shop.put("customers", shop_customers)
-        billing.put("invoices", invoices)
-        billing.put("payments", payments)
-    finally:
-        erp.con.close()
-        for store in (shop, billing, crm):
+    def bill(
+        self, order_id: int, order_number: str, customer_id: int, total: Decimal, order_date: dt.date
+    ) -> None:
+        """A paid invoice for the order, its payment, and the payment's settlement line."""
+        cents = int((total * 100).to_integral_value(ROUND_HALF_UP))
+        inv, pay, stamp = f"in_{order_id:010d}", f"py_{order_id:010d}", self.stamp
+        self.invoices.append((inv, None, stamp, {
+            "id": inv, "number": f"INV-{order_id:010d}", "order_ref": order_number,
+            "customer_email": self.customers[customer_id][0], "currency": "usd", "amount_due": cents,
+            "amount_paid": cents, "status": "paid", "invoice_date": str(order_date + dt.timedelta(days=1)),
+            "updated_at": stamp}))  # fmt: skip
+        self.payments.append((pay, None, stamp, {
+            "id": pay, "invoice": inv, "currency": "usd", "amount": cents,
+            "method": ["card", "sepa_debit", "bank_transfer"][order_id % 3], "status": "succeeded",
+            "created": stamp, "updated_at": stamp}))  # fmt: skip
+        fee = round(cents * 0.029 + 30)
+        self.settlement.append({"payment_id": pay, "invoice_id": inv, "currency": "USD",
+                                "gross_amount": f"{cents / 100:.2f}", "fee_amount": f"{fee / 100:.2f}",
+                                "net_amount": f"{(cents - fee) / 100:.2f}"})  # fmt: skip
+
+    def save(self) -> None:
+        """Commit the ERP, then write what the tick collected to the CRM, shop and billing stores."""
+        self.erp.con.commit()
+        self.crm.put("accounts", self.accounts)
+        self.crm.put("contacts", self.contacts)
+        self.shop.put("orders", self.shop_orders)
+        self.shop.put("customers", self.shop_customers)
+        self.billing.put("invoices", self.invoices)
+        self.billing.put("payments", self.payments)
+        self.counts["crm.accounts"]["changed"] = len(self.accounts)
+        self.counts["crm.contacts"]["changed"] = len(self.contacts)
+        self.counts["shop.customers"]["changed"] = len(self.shop_customers)
+        self.counts["billing.invoices"]["new"] = len(self.invoices)
+        self.counts["billing.payments"]["new"] = len(self.payments)
+        self.counts["payments.settlement"]["new"] = len(self.settlement)
+
+    def close(self) -> None:
+        self.erp.con.close()
+        for store in (self.shop, self.billing, self.crm):
             store.close()
-    counts["crm.accounts"]["changed"] = len(accounts)
-    counts["crm.contacts"]["changed"] = len(contacts)
-    counts["shop.customers"]["changed"] = len(shop_customers)
-    counts["billing.invoices"]["new"] = len(invoices)
-    counts["billing.payments"]["new"] = len(payments)
-    counts["payments.settlement"]["new"] = len(settle)
 
+
+def _order_lines(rng: random.Random, order_id: int, products: list[tuple]) -> tuple[list[tuple], Decimal]:
+    """One to seven random lines of a new order, and the order's total.
+
+    A line is `(order_id, line_number, product_id, sku, quantity, price, discount, tax, amount)`.
+    """
+    lines, total = [], Decimal(0)
+    for line_number in range(1, rng.randint(1, 7) + 1):
+        product_id, sku, price = rng.choice(products)
+        price = Decimal(str(price)).quantize(CENT)
+        quantity = rng.randint(1, 50)
+        discount, tax = Decimal(rng.randint(0, 10)) / 100, Decimal(rng.randint(0, 8)) / 100
+        amount = (price * quantity * (1 - discount) * (1 + tax)).quantize(CENT, ROUND_HALF_UP)
+        total += amount
+        lines.append((order_id, line_number, product_id, sku, quantity, price, discount, tax, amount))
+    return lines, total
+
+
+def _write_settlement_file(home: Path, info: dict, tick: Tick) -> list[Path]:
+    """The processor's settlement file of the tick's payments, dated one day per tick after the anchor."""
+    if not tick.settlement:
+        return []
     anchor = dt.datetime.strptime(info["anchor"], "%Y-%m-%dT%H:%M:%SZ").date()
-    settlement_date = str(anchor + dt.timedelta(days=tick_no))
-    files = write_settlements(
-        pa.Table.from_pylist([{"settlement_date": settlement_date, **s} for s in settle]), home / "landing" / "payments",
-        suffix=f"_tick{tick_no}",
-    ) if settle else []  # fmt: skip
+    settlement_date = str(anchor + dt.timedelta(days=tick.number))
+    lines = pa.Table.from_pylist([{"settlement_date": settlement_date, **s} for s in tick.settlement])
+    return write_settlements(lines, home / "landing" / "payments", suffix=f"_tick{tick.number}")
 
-    for name, c in counts.items():
+
+def _count_in_truth(truth: dict, tick: Tick) -> None:
+    """Add the tick's new records to the truth's counts and to the canonical rows the hub should end with."""
+    for name, c in tick.counts.items():
         truth["counts"][name] = truth["counts"].get(name, 0) + c["new"]
     truth["counts"]["shop.order_line_items"] += sum(
-        len(w[3]["line_items"]) for w in shop_writes[: counts["shop.orders"]["new"]]
+        len(w[3]["line_items"]) for w in tick.shop_orders[: tick.counts["shop.orders"]["new"]]
     )
     for table, name in [("canonical.sales_order", "erp.sales_orders"), ("canonical.invoice", "billing.invoices"),
                         ("canonical.payment", "billing.payments")]:  # fmt: skip
-        truth["expected"][table] += counts[name]["new"]
-    truth_path.write_text(json.dumps(truth, indent=2, sort_keys=True))
-    write_world_info(home, info | {"ticks": tick_no, "last_tick_at": stamp})
-    return {"tick": tick_no, "at": stamp, "records": counts, "settlement_files": [str(f) for f in files]}
+        truth["expected"][table] += tick.counts[name]["new"]
 
 
 def shop_order(
