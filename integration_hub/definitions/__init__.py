@@ -41,7 +41,7 @@ LAYERS = [
 OWNERS = ["team:data-platform"]
 HOURLY = dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(hours=2))
 NIGHTLY = dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(hours=26))
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _collect(name: str) -> list:
