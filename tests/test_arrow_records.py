@@ -7,6 +7,8 @@ import pyarrow as pa
 from integration_hub.systems.kit.arrow import (
     contracted_table,
     flatten,
+    key_row_id,
+    random_row_ids,
     records_table,
     split_children,
     type_timestamps,
@@ -78,3 +80,15 @@ def test_contract_refuses_the_records_that_mixed_a_column_and_keeps_the_rest_typ
         ("None", "missing field 'id'"),
     ]
     assert {"id": 2, "updated_at": "2026-11-20T10:00:00Z", "amount": "12,00"} in [r for _, _, r in refused]
+
+
+def test_row_ids_keep_the_form_dlt_gives_them_so_stored_ids_stay_valid():
+    # Rows loaded before the hub derived its own ids got them from dlt's `digest128`: a changed
+    # row must get the same id again, or its old child rows would stay beside the new ones.
+    from dlt.common.utils import digest128
+
+    for key in ("1", "A-17", "ä€", "None", ""):
+        assert key_row_id(key) == digest128(key)
+    ids = random_row_ids(1000)
+    assert len(set(ids)) == 1000 and {len(i) for i in ids} == {14}
+    assert random_row_ids(0) == []

@@ -19,7 +19,8 @@ import dagster as dg
 import pytest
 import typer
 
-from integration_hub.cli.run import launch_backfill, plan_backfill, wait_for_backfill
+from integration_hub.cli.graphql import CodeLocation
+from integration_hub.cli.run import backfill_status, launch_backfill, plan_backfill, wait_for_backfill
 from integration_hub.definitions import instance as hub_instance
 
 DEFS = textwrap.dedent(
@@ -89,9 +90,11 @@ def test_plan_rejects_bad_input_clearly(location):
 
 def test_backfill_runs_through_the_daemon_then_downstream_rebuilds(location):
     home, defs = location
+    backfill_id = launch_backfill(
+        defs, "shop", "2026-11-01", "2026-11-03", location=CodeLocation("backfill_world", "defs", str(home))
+    )
+    assert backfill_status(backfill_id) == "REQUESTED"
     with dg.DagsterInstance.get() as instance:
-        backfill_id = launch_backfill(instance, defs, "shop", "2026-11-01", "2026-11-03")
-        assert instance.get_backfill(backfill_id).status.value == "REQUESTED"
         daemon = subprocess.Popen(
             [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-m", "backfill_world",
              "--working-directory", str(home)],
@@ -99,12 +102,13 @@ def test_backfill_runs_through_the_daemon_then_downstream_rebuilds(location):
             stdout=subprocess.DEVNULL, stderr=(home / "daemon.log").open("w"), start_new_session=True,
         )  # fmt: skip
         try:
-            status = wait_for_backfill(instance, backfill_id, timeout=240)
+            status = wait_for_backfill(backfill_id, timeout=240)
         finally:
             os.killpg(daemon.pid, signal.SIGTERM)
             daemon.wait(30)
         assert status in ("COMPLETED", "COMPLETED_SUCCESS"), (home / "daemon.log").read_text()[-3000:]
-        runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+        records = instance.get_run_records(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+        runs = [record.dagster_run for record in records]
         assert runs and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
         assert all(r.tags["hub/backfill_system"] == "shop" for r in runs)
 

@@ -214,9 +214,9 @@ def test_outage_then_backfill_through_the_daemon_ends_clean(drilled):
         assert not down.success
     finally:
         box.clear_faults("shop")
-    with get_instance() as instance, _daemon(box):
-        backfill_id = launch_backfill(instance, defs, "shop", yesterday(), live_partition(), downstream=False)
-        status = wait_for_backfill(instance, backfill_id, timeout=420)
+    with _daemon(box):
+        backfill_id = launch_backfill(defs, "shop", yesterday(), live_partition(), downstream=False)
+        status = wait_for_backfill(backfill_id, timeout=420)
     assert status in ("COMPLETED", "COMPLETED_SUCCESS"), (box.home / "daemon.log").read_text()[-3000:]
     assert fingerprint(box) == clean
 

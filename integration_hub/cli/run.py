@@ -1,7 +1,10 @@
 """`hub run` and `hub backfill`: the operator's commands for runs.
 
 They act on the Dagster instance in `$DAGSTER_HOME` (see `integration_hub.definitions.instance`), so
-what they start shows in the UI like anything started there.
+what they start shows in the UI like anything started there. Both use Dagster's public API only:
+`hub run` executes jobs in process (`execute_in_process`, `execute_job` with a job rebuilt by
+`build_reconstructable_job`), `hub backfill` registers and follows the backfill through Dagster's
+GraphQL API (`integration_hub.cli.graphql`), as the UI's "Launch backfill" does.
 """
 
 from __future__ import annotations
@@ -15,12 +18,20 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from integration_hub.cli import graphql
+from integration_hub.cli.graphql import CodeLocation
+
 console = Console()
 
 # `hub run hourly` is the hourly job of integration_hub.definitions.automation.
 JOB_ALIASES = {"hourly": "hourly_sources"}
 CELERY_EXECUTOR = "hub_celery_executor"  # integration_hub.definitions.scale_out.celery_job
 FINISHED_BACKFILL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
+# `--wait` asks for the backfill's status only while none of its runs is unfinished, and at most this
+# often: each ask starts `dagster-graphql` (seconds of CPU), and the daemon advances a backfill every
+# 30 s or so. Its runs, read from the instance, are cheap to watch meanwhile.
+STATUS_SECONDS = 10
+BACKFILL_TAG = "dagster/backfill"  # the tag Dagster gives every run a backfill launches
 
 
 def _defs():
@@ -39,9 +50,10 @@ def run_job(name: str, partition: str | None = None, defs=None):
     `<job>_celery` job runs with its own executor instead: steps on the Celery workers.
     """
     import dagster as dg
-    from dagster._core.definitions.reconstruct import ReconstructableRepository
 
+    from integration_hub.definitions import run_guard
     from integration_hub.definitions.instance import get_instance
+    from integration_hub.definitions.scale_out import resolve_job
 
     defs = defs or _defs()
     name = JOB_ALIASES.get(name, name)
@@ -50,22 +62,58 @@ def run_job(name: str, partition: str | None = None, defs=None):
     except dg.DagsterInvariantViolationError:
         names = sorted(j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__"))
         raise typer.BadParameter(f"no job named {name!r}; jobs: {', '.join(names)}") from None
-    if job.partitions_def is not None and partition is None:
-        keys = job.partitions_def.get_partition_keys()
-        partition = keys[-1] if keys else None
+    partition = _partition(job, partition)
+    _check_config(job)
     tags = {"hub/trigger": "cli"}
     with get_instance() as instance:
         if job.executor_def.name != CELERY_EXECUTOR:
-            return job.execute_in_process(
-                instance=instance, partition_key=partition, raise_on_error=False, tags=tags
+            return run_guard.guarded_execute(
+                job, instance, partition_key=partition, raise_on_error=False, tags=tags
             )
         # Celery workers rebuild the job from its module, so it runs from there, not from `defs`.
-        recon = ReconstructableRepository.for_module(
-            "integration_hub.definitions", "defs", working_directory=os.getcwd()
-        ).get_reconstructable_job(name)
+        recon = dg.build_reconstructable_job(
+            resolve_job.__module__,
+            resolve_job.__name__,
+            reconstructable_args=(name,),
+            reconstructor_working_directory=os.getcwd(),
+        )
         if partition:
             tags["dagster/partition"] = partition
         return dg.execute_job(recon, instance=instance, tags=tags)
+
+
+def _partition(job, partition: str | None) -> str | None:
+    """The partition to run: the live edge when none is given; an unknown one is a one-line error."""
+    if job.partitions_def is None:
+        if partition:
+            raise typer.BadParameter(f"job {job.name!r} is not partitioned: drop --partition")
+        return None
+    keys = job.partitions_def.get_partition_keys()
+    if partition is None:
+        return keys[-1] if keys else None
+    if partition not in keys:
+        span = f"{keys[0]}..{keys[-1]}" if keys else "none yet"
+        raise typer.BadParameter(
+            f"--partition {partition!r} is not a partition of {job.name!r} (daily, {span})"
+        )
+    return partition
+
+
+def _check_config(job) -> None:
+    """Every system the job reads or writes is configured, or the run does not start (one line each)."""
+    from assets.syncs import SYNCS
+    from integration_hub import systems
+    from integration_hub.settings import ConfigError
+
+    touched = set()
+    for key in job.asset_layer.executable_asset_keys:
+        if key.path[0] == "raw":
+            touched.add(key.path[1])
+        elif key.path[0] == "sync" and key.path[-1] in SYNCS:
+            touched.add(SYNCS[key.path[-1]].destination)
+    problems = [line for name in sorted(touched) for line in systems.get(name).check()]
+    if problems:
+        raise ConfigError("; ".join(problems))
 
 
 def summarize(result) -> dict:
@@ -192,42 +240,74 @@ def plan_backfill(defs, system: str, start: str, end: str, downstream: bool = Tr
     return selection, keys
 
 
-def launch_backfill(instance, defs, system: str, start: str, end: str, downstream: bool = True) -> str:
-    """Register a Dagster asset backfill; the daemon (`dagster dev` runs one) executes it."""
-    from dagster._core.execution.backfill import PartitionBackfill
-    from dagster._core.utils import make_new_backfill_id
+LAUNCH_BACKFILL = """
+mutation HubBackfill($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on Error { message }
+  }
+}
+"""
+BACKFILL_STATUS = """
+query HubBackfillStatus($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill { status }
+    ... on Error { message }
+  }
+}
+"""
 
+
+def launch_backfill(
+    defs, system: str, start: str, end: str, downstream: bool = True, location: CodeLocation = graphql.HUB
+) -> str:
+    """Register a Dagster asset backfill in the instance (`$DAGSTER_HOME`); the daemon (`dagster dev`
+    runs one) executes it. `location` is the code location `defs` come from. Returns its id."""
     selection, keys = plan_backfill(defs, system, start, end, downstream)
-    backfill = PartitionBackfill.from_asset_partitions(
-        backfill_id=make_new_backfill_id(),
-        asset_graph=defs.resolve_asset_graph(),
-        partition_names=keys,
-        asset_selection=selection,
-        backfill_timestamp=time.time(),
-        tags={"hub/backfill_system": system, "hub/trigger": "cli"},
-        dynamic_partitions_store=instance,
-        all_partitions=False,
-        title=f"{system} {start}..{end}",
-        description=f"hub backfill --system {system} --from {start} --to {end}",
-        run_config=None,
-    )
-    instance.add_backfill(backfill)
-    return backfill.backfill_id
+    tags = {"hub/backfill_system": system, "hub/trigger": "cli"}
+    params = {
+        "assetSelection": [{"path": list(key.path)} for key in selection],
+        "partitionNames": keys,
+        "tags": [{"key": k, "value": v} for k, v in tags.items()],
+        "title": f"{system} {start}..{end}",
+        "description": f"hub backfill --system {system} --from {start} --to {end}",
+    }
+    data = graphql.execute(LAUNCH_BACKFILL, {"params": params}, location)
+    return graphql.result(data, "launchPartitionBackfill", "LaunchBackfillSuccess")["backfillId"]
 
 
-def wait_for_backfill(instance, backfill_id: str, timeout: float) -> str:
+def backfill_status(backfill_id: str) -> str:
+    """The backfill's status name (`REQUESTED`, `COMPLETED_SUCCESS`, ...), read from the instance."""
+    data = graphql.execute(BACKFILL_STATUS, {"id": backfill_id})
+    return graphql.result(data, "partitionBackfillOrError", "PartitionBackfill")["status"]
+
+
+def wait_for_backfill(backfill_id: str, timeout: float) -> str:
     """Poll until the backfill finishes; returns its final status name."""
+    import dagster as dg
+
+    from integration_hub.definitions.instance import get_instance
+
+    finished = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+    unfinished = [s for s in dg.DagsterRunStatus if s not in finished]
+    runs = dg.RunsFilter(tags={BACKFILL_TAG: backfill_id}, statuses=unfinished)
     deadline = time.monotonic() + timeout
-    while True:
-        status = instance.get_backfill(backfill_id).status.value
-        if status in FINISHED_BACKFILL:
-            return status
-        if time.monotonic() > deadline:
-            raise TimeoutError(
-                f"backfill {backfill_id} still {status} after {timeout:.0f}s: is the daemon running "
-                "(`make dev`, or `dagster-daemon run`)?"
-            )
-        time.sleep(1)
+    status, asked = "REQUESTED", -STATUS_SECONDS
+    with get_instance() as instance:
+        while True:
+            now = time.monotonic()
+            if now - asked >= STATUS_SECONDS and not instance.get_run_records(filters=runs, limit=1):
+                status, asked = backfill_status(backfill_id), now
+                if status in FINISHED_BACKFILL:
+                    return status
+            if now > deadline:
+                raise TimeoutError(
+                    f"backfill {backfill_id} still {status} after {timeout:.0f}s: is the daemon running "
+                    "(`make dev`, or `dagster-daemon run`)?"
+                )
+            time.sleep(1)
 
 
 def backfill_command(
@@ -239,17 +319,18 @@ def backfill_command(
     timeout: float = typer.Option(1800, help="Seconds to wait with --wait."),
 ) -> None:
     """Reload a system's days after an outage: a real Dagster backfill, run by the daemon."""
-    from integration_hub.definitions.instance import get_instance
-
     defs = _defs()
     selection, keys = plan_backfill(defs, system, start, end, downstream)
-    with get_instance() as instance:
-        backfill_id = launch_backfill(instance, defs, system, start, end, downstream)
-        console.print(
-            f"backfill [bold]{backfill_id}[/]: {len(keys)} partition(s) {keys[0]}..{keys[-1]} of "
-            f"{len(selection)} asset(s); the daemon runs it. UI: /runs/b/{backfill_id}"
-        )
-        if wait:
-            status = wait_for_backfill(instance, backfill_id, timeout)
-            console.print(f"backfill {backfill_id}: {status}")
-            raise typer.Exit(0 if status in ("COMPLETED", "COMPLETED_SUCCESS") else 1)
+    try:
+        backfill_id = launch_backfill(defs, system, start, end, downstream)
+    except graphql.GraphQLError as exc:
+        console.print(f"[red]the backfill was not registered:[/] {exc}")
+        raise typer.Exit(1) from None
+    console.print(
+        f"backfill [bold]{backfill_id}[/]: {len(keys)} partition(s) {keys[0]}..{keys[-1]} of "
+        f"{len(selection)} asset(s); the daemon runs it. UI: /runs/b/{backfill_id}"
+    )
+    if wait:
+        status = wait_for_backfill(backfill_id, timeout)
+        console.print(f"backfill {backfill_id}: {status}")
+        raise typer.Exit(0 if status in ("COMPLETED", "COMPLETED_SUCCESS") else 1)

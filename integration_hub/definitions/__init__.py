@@ -25,7 +25,7 @@ import dagster as dg
 
 from assets import ingestion, reconciliation, retention, reverse_sync, transforms
 from integration_hub import settings
-from integration_hub.definitions import alerts, automation, run_guard, scale_out
+from integration_hub.definitions import alerts, automation, dagster_internals, run_guard, scale_out
 
 LAYERS = [
     ingestion,
@@ -116,9 +116,10 @@ def _default_executor() -> dg.Field:
     Postgres lifts the limit, so there steps run in parallel processes. Either is selectable
     per run (Launchpad: `execution`).
     """
-    field = dg.multi_or_in_process_executor.config_schema.as_field()
     default = {"multiprocess": {}} if settings.warehouse_url() else {"in_process": {}}
-    return dg.Field(field.config_type, default_value=default, description=_default_executor.__doc__)
+    return dagster_internals.config_field_with_default(
+        dg.multi_or_in_process_executor, default, _default_executor.__doc__
+    )
 
 
 EXECUTOR = dg.multi_or_in_process_executor.configured(_multiprocess, config_schema=_default_executor())

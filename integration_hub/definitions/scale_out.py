@@ -47,3 +47,11 @@ def celery_job(job):
 
 
 JOBS: list = [celery_job(job) for job in automation.JOBS if job.name in SCALE_OUT_JOBS]
+
+
+def resolve_job(name: str) -> dg.JobDefinition:
+    """The code location's job `name`, resolved: how a Celery worker rebuilds the job of a scale-out
+    run started by `hub run` (`dg.build_reconstructable_job` names this function and `name`)."""
+    from integration_hub.definitions import defs  # this module is one of the layers `defs` assembles
+
+    return defs.resolve_job_def(name)

@@ -25,7 +25,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import dlt
-import numpy as np
 import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -34,6 +33,7 @@ from psycopg import OperationalError, pq
 from integration_hub import settings
 from integration_hub.systems import System, TraceKeys
 from integration_hub.systems.kit.contract import Rejects
+from integration_hub.systems.kit.dlt_internals import current_schema, incremental_rows
 
 NAME = "erp"
 DESCRIPTIONS = {
@@ -52,7 +52,6 @@ CURSOR = "updated_at"
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 # The COPY stream is parsed by pyarrow in chunks of this size, one ahead: one Arrow table each.
 CHUNK_BYTES = 8 << 20
-ROW = "_hub_row"  # a chunk's row numbers while dlt's incremental filters it (see `_incremental`)
 
 
 class ArrowSink(Protocol):
@@ -99,7 +98,7 @@ def _table_resource(url: str, table: str, start, end, sink: ArrowSink | None):
         def kept() -> Iterator[pa.Table]:
             for chunk in chunks:
                 schema[:] = [chunk.schema]
-                if (chunk := _incremental(updated_at, chunk, PRIMARY_KEYS[table])) is not None:
+                if (chunk := incremental_rows(updated_at, chunk, CURSOR, PRIMARY_KEYS[table])) is not None:
                     yield chunk
 
         sink.write(table, PRIMARY_KEYS[table], kept())
@@ -109,40 +108,12 @@ def _table_resource(url: str, table: str, start, end, sink: ArrowSink | None):
     return rows
 
 
-def _incremental(incremental, chunk: pa.Table, keys: list[str]) -> pa.Table | None:
-    """`chunk` after dlt's incremental, called as its pipe step would be (same filter, cursor and
-    boundary hashes), on the only columns it reads: the cursor and the primary key.
-
-    Given the whole chunk, dlt copies every column through two filters (null cursors, start
-    value) and numbers the rows from a Python `range` (any key given as a list): ~1.8 s of a
-    1.5 M-row load's 2.8 s step. Here it filters a narrow table whose rows are already numbered
-    (`_dlt_index` is its own name for that number; it drops it again), and the chunk is taken
-    only when it removed rows (at the start boundary).
-    """
-    rows = pa.array(np.arange(chunk.num_rows))
-    cursor = chunk[CURSOR]
-    narrow = pa.Table.from_arrays(
-        [cursor, *(chunk[k] for k in keys), rows, rows],
-        schema=pa.schema(
-            [chunk.schema.field(CURSOR).with_nullable(cursor.null_count > 0),
-             *(chunk.schema.field(k) for k in keys),
-             pa.field(ROW, pa.int64()), pa.field("_dlt_index", pa.int64())]
-        ),
-    )  # fmt: skip
-    kept = incremental(narrow)
-    if kept is None or not kept.num_rows:
-        return None
-    return chunk if kept.num_rows == chunk.num_rows else chunk.take(kept[ROW])
-
-
 def _known(table: str, schema: pa.Schema) -> bool:
     """Whether dlt's schema already holds the table with these columns (then no zero-row load job)."""
-    from dlt.extract.exceptions import CurrentSourceSchemaNotAvailable
-
-    try:
-        columns = dlt.current.source_schema().tables.get(table, {}).get("columns", {})
-    except CurrentSourceSchemaNotAvailable:  # iterated outside a pipeline: nothing to ask
+    known = current_schema()
+    if known is None:  # iterated outside a pipeline: nothing to ask
         return False
+    columns = known.tables.get(table, {}).get("columns", {})
     return set(schema.names) <= set(columns)
 
 

@@ -22,10 +22,10 @@ from pathlib import Path
 import dlt
 import pyarrow as pa
 import pyarrow.csv as pacsv
-from dlt.common.normalizers.utils import generate_dlt_ids
 
 from integration_hub import settings
 from integration_hub.systems import System, TraceKeys
+from integration_hub.systems.kit.arrow import random_row_ids
 from integration_hub.systems.kit.contract import DECIMAL_TEXT, TEXT, Contract, Rejects
 from integration_hub.systems.kit.files import FileReport, files_in, sha256
 
@@ -133,7 +133,7 @@ def _with_row_columns(table: pa.Table) -> pa.Table:
     """dlt's load id and row ids, which rows loaded as dicts carry: retention and lineage read them."""
     load_id = dlt.current.load_package_state()["load_id"]
     table = table.append_column("_dlt_load_id", pa.array([load_id] * table.num_rows, pa.string()))
-    table = table.append_column("_dlt_id", pa.array(generate_dlt_ids(table.num_rows), pa.string()))
+    table = table.append_column("_dlt_id", pa.array(random_row_ids(table.num_rows), pa.string()))
     # Not null where dlt's schema says so (keys and row ids), so the two schemas agree.
     required = {"file_name", "payment_id", "_dlt_load_id", "_dlt_id"}
     fields = [f.with_nullable(f.name not in required) for f in table.schema]

@@ -22,23 +22,43 @@ the contract refuses the records that mixed it (`contracted_table`).
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import dlt
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-from dlt.common.json import json as dlt_json
-from dlt.common.normalizers.utils import generate_dlt_ids
-from dlt.common.utils import digest128
-from dlt.extract.items_transform import ItemTransform
 
 from integration_hub.systems.kit.contract import Contract, Rejects, looks_like_timestamps
+from integration_hub.systems.kit.dlt_internals import current_schema, make_root_table
 
 SEPARATOR = "__"  # dlt's path separator for nested fields and child tables
 UTC_MICROS = pa.timestamp("us", "UTC")
 ROW_KEYS = {"_dlt_id", "_dlt_load_id", "_dlt_parent_id", "_dlt_root_id", "_dlt_list_idx"}
+ROW_ID_BYTES = 10  # a random `_dlt_id` as dlt makes one: 10 random bytes, base64 without padding
+KEY_ID_BYTES = 15  # a key-derived `_dlt_id`: a 15-byte SHAKE-128 digest, base64 without padding
+
+
+def random_row_ids(n: int) -> list[str]:
+    """`n` random row ids, in the form dlt gives the rows it normalizes itself."""
+    data = secrets.token_bytes(n * ROW_ID_BYTES)
+    return [
+        base64.b64encode(data[i : i + ROW_ID_BYTES]).decode("ascii").rstrip("=")
+        for i in range(0, len(data), ROW_ID_BYTES)
+    ]
+
+
+def key_row_id(key: str) -> str:
+    """The row id of the row whose key is `key`: the same in every load, so a changed row's child
+    rows replace the stored ones. The digest is dlt's `digest128` (SHAKE-128, 15 bytes, base64
+    without padding), kept here so the ids of stored rows do not depend on dlt's internals."""
+    digest = hashlib.shake_128(key.encode("utf-8")).digest(KEY_ID_BYTES)
+    return base64.b64encode(digest).decode("ascii").rstrip("=")
 
 
 def records_table(rows: Sequence[Mapping[str, Any]]) -> tuple[pa.Table, bool]:
@@ -86,7 +106,9 @@ def _text(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, dict | list):
-        return dlt_json.dumps(value)
+        # As dlt's JSON writer renders it (orjson, compact); a value JSON cannot carry as such
+        # (a Decimal) as its text.
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
@@ -135,7 +157,7 @@ def split_children(
         child_roots = root_ids.take(parents)
         child = child.append_column("_dlt_root_id", child_roots)
         child = required(
-            child.append_column("_dlt_id", pa.array(generate_dlt_ids(child.num_rows), pa.string()))
+            child.append_column("_dlt_id", pa.array(random_row_ids(child.num_rows), pa.string()))
         )
         yield from split_children(child, f"{name}{SEPARATOR}{field}", child_roots)
 
@@ -177,9 +199,9 @@ def with_row_columns(table: pa.Table, key: str) -> pa.Table:
     """
     load_id = dlt.current.load_package_state()["load_id"]
     if any(_is_list(f.type) for f in table.schema):
-        ids = pa.array([digest128(f"{v}") for v in table[key].to_pylist()], pa.string())
+        ids = pa.array([key_row_id(f"{v}") for v in table[key].to_pylist()], pa.string())
     else:
-        ids = pa.array(generate_dlt_ids(table.num_rows), pa.string())
+        ids = pa.array(random_row_ids(table.num_rows), pa.string())
     table = table.append_column("_dlt_load_id", pa.array([load_id] * table.num_rows, pa.string()))
     return required(table.append_column("_dlt_id", ids))
 
@@ -196,24 +218,17 @@ def _is_list(kind: pa.DataType) -> bool:
 def schema_timestamps(table: str) -> set[str]:
     """The columns of `table` the current dlt schema holds as timestamps (source names unknown:
     the schema's normalized names), or nothing outside an extraction."""
-    from dlt.extract.exceptions import CurrentSourceSchemaNotAvailable
-
-    try:
-        schema = dlt.current.source_schema()
-    except CurrentSourceSchemaNotAvailable:
+    schema = current_schema()
+    if schema is None:
         return set()
     columns = schema.tables.get(schema.naming.normalize_table_identifier(table), {}).get("columns", {})
     return {name for name, column in columns.items() if column.get("data_type") == "timestamp"}
 
 
 def normalized(name: str) -> str:
-    """A column name as dlt's schema spells it."""
-    from dlt.extract.exceptions import CurrentSourceSchemaNotAvailable
-
-    try:
-        return dlt.current.source_schema().naming.normalize_identifier(name)
-    except CurrentSourceSchemaNotAvailable:
-        return name
+    """A column name as dlt's schema spells it (as given outside an extraction)."""
+    schema = current_schema()
+    return name if schema is None else schema.naming.normalize_identifier(name)
 
 
 def contracted_table(
@@ -233,18 +248,16 @@ def contracted_table(
     return table, refused + broken
 
 
-class LandingShape(ItemTransform):
-    """A dlt pipe step: the table as it lands (flattened, timestamps typed, dlt's row columns,
-    then its child tables). It sits right after dlt's incremental, so it shapes only new rows;
-    a row whose value in a timestamp column is not one goes to `rejects`."""
-
-    placement_affinity = 1.05  # dlt's `Incremental` has 1, its row limit 1.1
+class LandingShape:
+    """A dlt yield-map step (`DltResource.add_yield_map`): the table as it lands (flattened,
+    timestamps typed, dlt's row columns, then its child tables). Placed right after dlt's
+    incremental, it shapes only new rows; a row whose value in a timestamp column is not one goes
+    to `rejects`."""
 
     def __init__(self, resource: str, key: str, rejects: Rejects):
-        super().__init__(lambda item: item)
         self.resource, self.key, self.rejects = resource, key, rejects
 
-    def __call__(self, item: Any, meta: Any = None) -> Iterator[Any]:
+    def __call__(self, item: pa.Table) -> Iterator[Any]:
         table = flatten(item)
         known = schema_timestamps(self.resource)
         table, bad = type_timestamps(table, {c for c in table.column_names if normalized(c) in known})
@@ -276,12 +289,7 @@ def child_hints(table: str) -> dict:
     dlt keeps such tables as root tables: it cannot take nested tables from Arrow items (its
     extract refuses a nested table's variant hints after the first item). A child table made
     by dlt's normalizer from dict rows, before this step existed, is turned into one."""
-    known = dlt.current.source_schema().tables.get(table)
-    if known is not None:
-        if known.pop("parent", None):
-            known.setdefault("resource", table.split(SEPARATOR, 1)[0])
-        for column in known.get("columns", {}).values():
-            column.pop("primary_key", None)
+    make_root_table(dlt.current.source_schema(), table, resource=table.split(SEPARATOR, 1)[0])
     return dlt.mark.make_hints(
         table_name=table,
         write_disposition={"disposition": "merge", "strategy": "delete-insert"},

@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from dlt.extract.resource import DltResource
-from dlt.extract.source import DltSource
+from dlt.sources import DltResource, DltSource
 
 _DECIMAL = re.compile(r"-?\d+(\.\d+)?")
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?")

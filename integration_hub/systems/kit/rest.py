@@ -7,8 +7,8 @@ auth and paginator; `rest_source` makes one dlt resource per listing from dlt's 
 and `dlt.sources.incremental`, as `rest_api_source` would, with what the declarative source
 cannot say: pages are fetched one ahead on a thread (the system prepares the next page while
 the last one is shaped) and joined into Arrow tables of `BATCH_RECORDS` records, checked
-by contract column-wise (`_arrow.contracted_table`) before dlt's cursor sees them and shaped
-as dlt's JSON normalizer would land them after it (`_arrow.LandingShape`). At SF1 that took
+by contract column-wise (`arrow.contracted_table`) before dlt's cursor sees them and shaped
+as dlt's JSON normalizer would land them after it (`arrow.LandingShape`). At SF1 that took
 the billing load from 114 s to 50 s; dlt's per-row normalizer had been ~95 % of its CPU.
 
 Every REST resource lands through Parquet files (`file_format`): dlt's default for DuckDB
@@ -16,8 +16,9 @@ and Postgres is INSERT statements, which loaded a 150 k-row page stream 20x slow
 Parquet COPY (a Postgres warehouse without an ADBC driver falls back to INSERTs by itself).
 
 Retries follow dlt's runtime configuration (`RUNTIME__REQUEST_MAX_ATTEMPTS`,
-`RUNTIME__REQUEST_BACKOFF_FACTOR`, `RUNTIME__REQUEST_MAX_RETRY_DELAY`): 429 and 5xx answers
-and dropped connections are retried, waiting what `Retry-After` asks for when it is sent.
+`RUNTIME__REQUEST_BACKOFF_FACTOR`, `RUNTIME__REQUEST_MAX_RETRY_DELAY`, `RUNTIME__REQUEST_TIMEOUT`),
+which dlt's requests `Client` reads itself: 429 and 5xx answers, dropped connections and timeouts
+are retried, waiting what `Retry-After` asks for when it is sent.
 """
 
 from __future__ import annotations
@@ -30,34 +31,32 @@ from queue import Full, Queue
 from typing import Any
 
 import dlt
+import orjson
 import pyarrow as pa
-from dlt.common.configuration import configspec
-from dlt.common.configuration.specs import RuntimeConfiguration
-from dlt.common.json import json as dlt_json
-from dlt.extract.resource import DltResource
-from dlt.sources.helpers.requests import Client
-from dlt.sources.helpers.requests.retry import DEFAULT_RETRY_EXCEPTIONS, DEFAULT_RETRY_STATUS
+from dlt.sources import DltResource
+from dlt.sources.credentials import configspec
+from dlt.sources.helpers import requests as dlt_requests
+from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.auth import AuthConfigBase, OAuth2ClientCredentials
-from dlt.sources.helpers.rest_client.client import RESTClient
 from dlt.sources.helpers.rest_client.paginators import BasePaginator
 from requests import PreparedRequest, Response
+from requests.exceptions import ChunkedEncodingError, ConnectionError, Timeout
 
 from integration_hub.systems.kit.arrow import LandingShape, contracted_table
 from integration_hub.systems.kit.contract import Contract, Rejects
 
 log = logging.getLogger("integration_hub.systems")
 
-RETRIED_STATUS = DEFAULT_RETRY_STATUS
-RETRIED_EXCEPTIONS = DEFAULT_RETRY_EXCEPTIONS
+# The rule dlt documents for its requests client ("Retry rules"): 429, every 5xx, connection
+# errors and timeouts.
+RETRIED_STATUS = (429, *range(500, 600))
+RETRIED_EXCEPTIONS = (ConnectionError, Timeout, ChunkedEncodingError)
 EPOCH = "1970-01-01T00:00:00Z"
 # Pages are joined into Arrow tables of at least this many records: dlt's cost per item
 # (schema, cursor, writer) is ~10 ms, a 1,000-record page's shaping ~2 ms.
 BATCH_RECORDS = 20_000
-
-
-def _runtime(name: str, cast: type) -> Any:
-    value = dlt.config.get(f"runtime.{name}")
-    return cast(value) if value is not None else getattr(RuntimeConfiguration, name)
+# Where `LandingShape` goes in a resource's pipe: after its generator (0) and dlt's incremental (1).
+AFTER_INCREMENTAL = 2
 
 
 def _retryable(response: Response | None, exception: BaseException | None) -> bool:
@@ -82,15 +81,12 @@ def _retryable(response: Response | None, exception: BaseException | None) -> bo
 def session():
     """A requests session with dlt's retry policy (read from dlt's runtime config) that logs retries.
 
-    Its responses parse their JSON once, with dlt's (orjson) parser: dlt's client asks every
+    Its responses parse their JSON once, with orjson (dlt's own parser): dlt's client asks every
     page for `.json()` twice (records, then the paginator), and requests' parser is slower.
     """
-    http = Client(
+    # Timeout, attempts, backoff and longest delay: the `Client` takes them from the `runtime` config.
+    http = dlt_requests.Client(
         raise_for_status=False,
-        request_timeout=_runtime("request_timeout", float),
-        request_max_attempts=_runtime("request_max_attempts", int),
-        request_backoff_factor=_runtime("request_backoff_factor", float),
-        request_max_retry_delay=_runtime("request_max_retry_delay", float),
         # The rule lives in one predicate so every retry is logged (tenacity stops at the first match).
         status_codes=(),
         exceptions=(),
@@ -114,7 +110,7 @@ def _parse_json_once(response: Response) -> Response:
 
     def json(**_kwargs: Any) -> Any:
         if not parsed:
-            parsed.append(dlt_json.loadb(response.content))
+            parsed.append(orjson.loads(response.content))
         return parsed[0]
 
     response.json = json  # type: ignore[method-assign]
@@ -236,7 +232,7 @@ def _resource(
             if table.num_rows:
                 yield table
 
-    return records.add_step(LandingShape(name, contract.key, rejects))
+    return records.add_yield_map(LandingShape(name, contract.key, rejects), insert_at=AFTER_INCREMENTAL)
 
 
 def _batches(pages: Iterator[list], size: int) -> Iterator[list]:
