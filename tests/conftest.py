@@ -8,7 +8,6 @@ every sandbox gets free ports, so parallel runs never collide.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -21,6 +20,7 @@ import pytest
 from hub_sandbox import PORT_OFFSETS as SANDBOX_PORT_OFFSETS
 from hub_sandbox import runner
 from hub_sandbox.seed import read_world_info, write_world
+from hub_sandbox.truth import read_truth
 from hub_sandbox.world import World, build_world
 
 from integration_hub.warehouse import Warehouse
@@ -52,7 +52,11 @@ class Sandbox:
 
     home: Path
     port_base: int
-    truth: dict
+
+    @property
+    def truth(self) -> dict:
+        """The truth now, as `hub sandbox truth --json` prints it: after the ticks and the hub's writes."""
+        return read_truth(self.home)
 
     def url(self, system: str) -> str:
         return f"http://127.0.0.1:{self.port_base + SANDBOX_PORT_OFFSETS[system]}"
@@ -113,7 +117,7 @@ def start_copy(template: Path, home: Path) -> Sandbox:
     info = read_world_info(home)
     base = free_port_base()
     runner.start(home, base, info["scale"], info["seed"])
-    return Sandbox(home, base, json.loads((home / "sandbox" / "truth.json").read_text()))
+    return Sandbox(home, base)
 
 
 @pytest.fixture(scope="session")

@@ -145,6 +145,7 @@ def batch_upsert(
     rejected: str,
     first_number: Callable[[], int] | None = None,
     id_field: str = "id",
+    note_created: bool = False,
 ) -> list[Upserted]:
     """Upsert `items` by match key in one write; every system's batch endpoint answers from the outcomes.
 
@@ -152,9 +153,11 @@ def batch_upsert(
     not stored yet (numbered on from `first_number()` when the store remembers no number,
     by default after the stored records); `merge(current, item, key, stamp)` the
     record to store. A key the `reject_writes` fault picks fails with `rejected`; an item
-    repeated in a batch updates what the batch wrote before it.
+    repeated in a batch updates what the batch wrote before it. With `note_created`, the
+    records the batch creates are noted in the store's `api_created` with their match key
+    (for the sandbox's truth, which follows them).
     """
-    outcomes, pending, stamp = [], {}, now_ts()
+    outcomes, pending, created, stamp = [], {}, set(), now_ts()
     store = system.store
     number = store.next_number(resource, first_number or (lambda: store.count(resource) + 1))
     matched = [(item, *match(item)) for item in items]
@@ -166,12 +169,14 @@ def batch_upsert(
             outcomes.append(Upserted(item, key, errors=errors))
             continue
         current = pending.get(key) or stored.get(str(key))
-        created = current is None
-        if created:
+        is_new = current is None
+        if is_new:
             current, number = new(number, stamp), number + 1
+            created.add(key)
         pending[key] = merge(current, item, key, stamp)
-        outcomes.append(Upserted(item, key, pending[key], created))
-    store.put(resource, [(r[id_field], k, stamp, r) for k, r in pending.items()])
+        outcomes.append(Upserted(item, key, pending[key], is_new))
+    rows = [(r[id_field], k, stamp, r) for k, r in pending.items()]
+    store.put(resource, rows, created={pending[k][id_field] for k in created} if note_created else ())
     store.numbered(resource, number)
     system.stats.records_written += len(pending)
     return outcomes

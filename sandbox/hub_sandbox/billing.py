@@ -128,5 +128,6 @@ def _add_invoice_creation(app: FastAPI, system: System, authorize: Callable[[Req
                 [invoice["id"], stamp, json.dumps(invoice)],
             )
             system.store.remember(key, digest, invoice["id"])
+            system.store.note_created("invoices", invoice["id"], body["order_ref"], stamp)
         system.stats.records_written += 1
         return JSONResponse(invoice, 201)

@@ -140,11 +140,13 @@ def tick(
 
 @app.command()
 def truth(as_json: bool = typer.Option(False, "--json", help="Print the whole truth as JSON.")) -> None:
-    """The planted discrepancies, non-findings and expected counts of the current world."""
-    path = settings.sandbox_dir() / "truth.json"
-    if not path.exists():
-        raise _fail(f"no world at {settings.sandbox_dir()}; run `hub sandbox up` (or `seed`) first")
-    data = json.loads(path.read_text())
+    """The planted discrepancies, non-findings and expected counts of the world now (the hub's writes included)."""
+    from hub_sandbox.truth import NoWorld, read_truth
+
+    try:
+        data = read_truth(settings.hub_home())
+    except NoWorld as exc:
+        raise _fail(str(exc)) from None
     if as_json:
         typer.echo(json.dumps(data, indent=2, sort_keys=True))
         return
@@ -155,6 +157,13 @@ def truth(as_json: bool = typer.Option(False, "--json", help="Print the whole tr
         table.add_row(f"[dim]{kind} (not a finding)[/dim]", str(len(keys)), data["non_finding_kinds"][kind])
     console.print(f"seed {data['seed']}, scale {data['scale']}, anchor {data['anchor']}")
     console.print(table)
+    writes = data["hub_writes"]
+    if writes["created"]:
+        console.print("created through the APIs since seeding: "
+                      + ", ".join(f"{name} {n}" for name, n in writes["created"].items()))  # fmt: skip
+    if writes["not_followed"]:
+        console.print(f"[yellow]{len(writes['not_followed'])} created record(s) the truth cannot place "
+                      "(see `hub_writes.not_followed` in --json): it does not describe them[/yellow]")  # fmt: skip
 
 
 @app.command()

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from hub_sandbox.store import INDEXES, TABLES
+from hub_sandbox.truth import RECORD, write_record
 from hub_sandbox.world import World, build_world
 
 REST_SYSTEMS = ["crm", "shop", "billing", "support", "marketing"]
@@ -68,7 +69,7 @@ def is_seeded(home: Path, scale: float, seed: int, erp_url: str | None) -> bool:
     info = read_world_info(home)
     if not info or (info["scale"], info["seed"], info.get("erp_url")) != (scale, seed, erp_url):
         return False
-    files = [f"{s}.sqlite" for s in REST_SYSTEMS] + ["truth.json"] + ([] if erp_url else ["erp.sqlite"])
+    files = [f"{s}.sqlite" for s in REST_SYSTEMS] + [RECORD] + ([] if erp_url else ["erp.sqlite"])
     return all((sandbox_home(home) / f).exists() for f in files) and (
         not erp_url or _erp_in_postgres(erp_url, info.get("world_id"))
     )
@@ -128,7 +129,7 @@ def write_world(
     erp()
     say("writing settlement files")
     write_settlements(world.tables["payments"]["settlement"], home / "landing" / "payments", clear=True)
-    (box / "truth.json").write_text(json.dumps(world.truth, indent=2, sort_keys=True))
+    write_record(home, world.truth)
     info = {
         "scale": world.scale,
         "seed": world.seed,

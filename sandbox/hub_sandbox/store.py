@@ -3,13 +3,16 @@
 Each record is a JSON body under (resource, id), with the timestamp the API filters and
 orders on and an optional match key (the field upserts match on). Lists are ordered by
 (updated_at, id), so keyset and offset paging are stable while the business ticks on.
+Table `api_created` notes the records created through the API that the sandbox's truth
+follows (billing invoices, CRM accounts: the hub's writes; seed and tick never write it), in
+the transaction that creates them (`hub_sandbox.truth`).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 
 TABLES = """
@@ -17,6 +20,8 @@ CREATE TABLE IF NOT EXISTS records (
     resource TEXT NOT NULL, id NOT NULL, match_key TEXT, updated_at TEXT NOT NULL, body TEXT NOT NULL,
     PRIMARY KEY (resource, id));
 CREATE TABLE IF NOT EXISTS idempotency (key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, record_id NOT NULL);
+CREATE TABLE IF NOT EXISTS api_created (
+    resource TEXT NOT NULL, id NOT NULL, match_key TEXT, created_at TEXT NOT NULL, PRIMARY KEY (resource, id));
 """
 INDEXES = """
 CREATE INDEX IF NOT EXISTS records_by_updated ON records (resource, updated_at, id);
@@ -137,18 +142,27 @@ class Store:
                     found[key] = json.loads(body)
         return found
 
-    def put(self, resource: str, rows: Iterable[tuple]) -> None:
+    def put(self, resource: str, rows: Iterable[tuple], created: Collection = ()) -> None:
         """Insert or update (id, match_key, updated_at, body dict) rows in one transaction.
+
+        The rows whose id is in `created` are new records made through the API that the truth
+        follows: the same transaction notes them in `api_created` (at their `updated_at`).
 
         An upsert, not `INSERT OR REPLACE`: a replaced row is deleted and inserted again, with
         every index entry, where an update rewrites only the indexes of the columns it changes.
         """
+        rows = list(rows)
         with self.transaction():
             self.con.executemany(
                 "INSERT INTO records VALUES (?, ?, ?, ?, ?) ON CONFLICT (resource, id) DO UPDATE SET "
                 "match_key = excluded.match_key, updated_at = excluded.updated_at, body = excluded.body",
                 ((resource, i, k, u, json.dumps(b, separators=(",", ":"))) for i, k, u, b in rows),
             )
+            if created:
+                self.con.executemany(
+                    "INSERT INTO api_created VALUES (?, ?, ?, ?)",
+                    [(resource, i, k, u) for i, k, u, _ in rows if i in created],
+                )
 
     def next_number(self, resource: str, first: Callable[[], int]) -> int:
         """The number the next record of `resource` created through the API gets; `first()`
@@ -178,6 +192,29 @@ class Store:
 
     def remember(self, key: str, request_hash: str, record_id) -> None:
         self.con.execute("INSERT INTO idempotency VALUES (?, ?, ?)", [key, request_hash, record_id])
+
+    def note_created(self, resource: str, record_id, match_key: str | None, at: str) -> None:
+        """Note a record created through the API that the truth follows, inside the transaction
+        that creates it."""
+        self.con.execute("INSERT INTO api_created VALUES (?, ?, ?, ?)", [resource, record_id, match_key, at])
+
+
+def created_through_api(path: Path) -> list[tuple]:
+    """(resource, id, match_key) of every record noted as created through the API of the store
+    at `path`, oldest first (none from a store written before `api_created` existed).
+
+    Reads only: the truth is read while the servers write, from another process.
+    """
+    con = sqlite3.connect(path, timeout=30)
+    try:
+        con.execute("PRAGMA busy_timeout=30000")
+        if not con.execute("SELECT 1 FROM sqlite_master WHERE name = 'api_created'").fetchone():
+            return []
+        return con.execute(
+            "SELECT resource, id, match_key FROM api_created ORDER BY created_at, id"
+        ).fetchall()
+    finally:
+        con.close()
 
 
 class _Transaction:

@@ -2,15 +2,15 @@
 
 Every change is written consistently to every system that holds the record (ERP, shop,
 billing and a new settlement file, CRM), stamped `updated_at` = the tick's time, which is
-strictly after everything before it. Records named in the truth are never touched, so
-the planted discrepancies stay exactly as recorded; the truth's counts are updated.
+strictly after everything before it. Records named in the truth's record are never touched,
+so the planted discrepancies stay exactly as recorded; the record's counts are updated (the
+hub's own writes are followed when the truth is read, `hub_sandbox.truth`, never stored here).
 Choices depend only on the seed, the tick number and the stores, never on the clock.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import random
 import sqlite3
 from decimal import ROUND_HALF_UP, Decimal
@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from hub_sandbox.seed import read_world_info, write_settlements, write_world_info
 from hub_sandbox.store import Store
+from hub_sandbox.truth import read_record, write_record
 from hub_sandbox.world_erp import WEB_SHARE
 
 PRIORITIES = ["1-URGENT", "2-HIGH", "3-MEDIUM", "4-NOT SPECIFIED", "5-LOW"]
@@ -71,11 +72,15 @@ class Erp:
         return value if self.postgres else str(value)
 
 
-def protected_keys(truth: dict) -> tuple[set[int], set[int]]:
-    """ERP order ids and customer ids that the truth names: a tick never touches them."""
+def protected_keys(record: dict) -> tuple[set[int], set[int]]:
+    """ERP order ids and customer ids that the seeded record names: a tick never touches them.
+
+    Give it the record (`read_record`), not the truth as read: the record names every planted
+    order and customer, including those the hub has written for since.
+    """
     orders, customers = set(), set()
     for section in ("discrepancies", "non_findings"):
-        for entries in truth[section].values():
+        for entries in record[section].values():
             for entry in entries:
                 for key, value in entry.items():
                     if key in ("order_id",):
@@ -98,17 +103,16 @@ def run_tick(home: Path, fraction: float = 0.01) -> dict:
     if not 0 < fraction <= 1:
         raise TickError(f"fraction must be in (0, 1] (got {fraction})")
     number = info.get("ticks", 0) + 1
-    truth_path = home / "sandbox" / "truth.json"
-    truth = json.loads(truth_path.read_text())
+    record = read_record(home)
     rng = random.Random(f"{info['seed']}:tick:{number}")
     tick = Tick(number, _clock(info), rng, home, info.get("erp_url"))
     try:
-        tick.run(fraction, *protected_keys(truth))
+        tick.run(fraction, *protected_keys(record))
     finally:
         tick.close()
     files = _write_settlement_file(home, info, tick)
-    _count_in_truth(truth, tick)
-    truth_path.write_text(json.dumps(truth, indent=2, sort_keys=True))
+    _count_in_truth(record, tick)
+    write_record(home, record)
     write_world_info(home, info | {"ticks": number, "last_tick_at": tick.stamp})
     return {
         "tick": number,
