@@ -60,11 +60,10 @@ from integration_hub.systems.kit.files import FileReport
 from integration_hub.warehouse import Warehouse
 from integration_hub.warehouse.arrow_sink import DuckDBArrowSink
 from resources.systems import client, resource_key
-from resources.warehouse import warehouse_from_env
+from resources.warehouse import WAREHOUSE_POOL, warehouse_from_env
 
 GROUP = "sources"
 OWNERS = ["team:data-platform"]
-POOL = "warehouse"  # DuckDB allows one writer: loads queue on this pool
 ADAPTER_LOG = "integration_hub.systems"
 
 
@@ -194,7 +193,7 @@ def incremental_assets(source_system: System) -> dg.AssetsDefinition:
         can_subset=True,
         partitions_def=daily_partitions(),
         backfill_policy=dg.BackfillPolicy.single_run(),
-        pool=POOL,
+        pool=WAREHOUSE_POOL,
         required_resource_keys={"dlt", "warehouse", key},
     )
     def load(context: dg.AssetExecutionContext):
@@ -252,7 +251,7 @@ def file_assets(source_system: System) -> dg.AssetsDefinition:
         specs=specs,
         check_specs=contract_specs(specs),
         can_subset=True,
-        pool=POOL,
+        pool=WAREHOUSE_POOL,
         required_resource_keys={"dlt", "warehouse", key},
     )
     def load(context: dg.AssetExecutionContext, config: FilesConfig):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from integration_hub.warehouse import Connection
+from integration_hub.warehouse import Connection, literal, quote
 
 
 @dataclass(frozen=True)
@@ -27,11 +27,11 @@ class View:
 
     def create(self, con: Connection) -> None:
         kind = "MATERIALIZED VIEW" if self.materialized else "VIEW"
-        qualified = f'"{self.schema}"."{self.name}"'
+        qualified = quote(self.schema, self.name)
         try:
             con.execute(f"CREATE {kind} {qualified} AS {self.definition}")
             if self.owner != con.scalar("SELECT current_user"):
-                con.execute(f'ALTER {kind} {qualified} OWNER TO "{self.owner}"')
+                con.execute(f"ALTER {kind} {qualified} OWNER TO {quote(self.owner)}")
             for statement in self.statements:
                 con.execute(statement)
         except Exception as exc:
@@ -61,12 +61,12 @@ def dependent_views(con: Connection, schema: str, table: str) -> list[View]:
         FROM deps JOIN pg_class c ON c.oid = deps.oid JOIN pg_namespace n ON n.oid = c.relnamespace
         GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY max(deps.depth), 2, 3
         """,
-        [f'"{schema}"."{table}"'],
+        [quote(schema, table)],
     )
     views = []
     for oid, view_schema, name, materialized, definition, owner, comment, _ in found:
         kind = "MATERIALIZED VIEW" if materialized else "VIEW"
-        qualified = f'"{view_schema}"."{name}"'
+        qualified = quote(view_schema, name)
         grants = con.rows(
             "SELECT a.privilege_type, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END "
             "FROM pg_class c, aclexplode(c.relacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee "
@@ -75,7 +75,7 @@ def dependent_views(con: Connection, schema: str, table: str) -> list[View]:
         )
         statements = [f"GRANT {privilege} ON {qualified} TO {grantee}" for privilege, grantee in grants]
         if comment is not None:
-            statements.append(f"COMMENT ON {kind} {qualified} IS {_pg_literal(comment)}")
+            statements.append(f"COMMENT ON {kind} {qualified} IS {literal(comment)}")
         if materialized:
             statements += [
                 d for (d,) in con.rows("SELECT indexdef FROM pg_indexes WHERE schemaname = ? AND tablename = ?",
@@ -84,7 +84,3 @@ def dependent_views(con: Connection, schema: str, table: str) -> list[View]:
         definition = definition.strip().removesuffix(";")
         views.append(View(view_schema, name, materialized, definition, owner, tuple(statements)))
     return views
-
-
-def _pg_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

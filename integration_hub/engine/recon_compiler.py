@@ -12,6 +12,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from integration_hub.engine.sql_models import is_query
+from integration_hub.warehouse import literal
+
 if TYPE_CHECKING:
     from integration_hub.engine.recon_engine import Compare, Flow
 
@@ -23,11 +26,7 @@ _NO_DIFFERENCE = "CAST(NULL AS DOUBLE PRECISION)"
 def model_sql(sql_or_table: str) -> str:
     """A model as a FROM item: a table as it is, a query in parentheses."""
     text = sql_or_table.strip()
-    return f"({text})" if text.lower().startswith(("select", "with")) else text
-
-
-def literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+    return f"({text})" if is_query(text) else text
 
 
 def _side(flow: Flow, side: str) -> str:

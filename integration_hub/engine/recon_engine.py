@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 import sqlglot
 from sqlglot import exp
 
-from integration_hub.engine.recon_compiler import compile_flow, literal, model_sql
-from integration_hub.warehouse import Warehouse, WarehouseLockedError
+from integration_hub.engine.recon_compiler import compile_flow, model_sql
+from integration_hub.engine.sql_models import to_dialect
+from integration_hub.warehouse import Warehouse, WarehouseLockedError, literal, quote
 
 SCHEMA = "recon"
 SUMMARY = "summary"
@@ -128,7 +129,17 @@ class Flow:
 
     @property
     def results_table(self) -> str:
-        return f"{self.name}__results"
+        """The name of the table in `recon` keeping the flow's findings."""
+        return results_name(self.name)
+
+
+def results_name(flow: str) -> str:
+    return f"{flow}__results"
+
+
+def results_table(flow: str) -> str:
+    """`recon.<flow>__results`, quoted: where a flow's findings are kept, one run after another."""
+    return quote(SCHEMA, results_name(flow))
 
 
 @dataclass
@@ -154,19 +165,11 @@ class FlowResult:
         return sum(self.findings.values())
 
 
-def _sql_for(warehouse: Warehouse, sql: str) -> str:
-    """Flows are written once in DuckDB's dialect; Postgres gets a sqlglot transpilation."""
-    if warehouse.dialect == "duckdb":
-        return sql
-    return sqlglot.transpile(sql, read="duckdb", write="postgres")[0]
-
-
 def run_flow(warehouse: Warehouse, flow: Flow, run_id: str, run_at: dt.datetime | None = None) -> FlowResult:
     """Reconcile one flow and append its findings and summary (a re-run of `run_id` replaces them)."""
     run_at = run_at or dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
-    sql = {name: _sql_for(warehouse, q) for name, q in compile_flow(flow).items()}
-    results = f'"{SCHEMA}"."{flow.results_table}"'
-    summary = f'"{SCHEMA}"."{SUMMARY}"'
+    sql = {name: to_dialect(q, warehouse.dialect) for name, q in compile_flow(flow).items()}
+    results, summary = results_table(flow.name), quote(SCHEMA, SUMMARY)
     head = f"{literal(run_id)}, CAST({literal(run_at.isoformat(sep=' '))} AS TIMESTAMP), {literal(flow.name)}"
     warehouse.ensure_schema(SCHEMA)
     with warehouse.connect() as con:
@@ -187,9 +190,7 @@ def run_flow(warehouse: Warehouse, flow: Flow, run_id: str, run_at: dt.datetime 
 
 def _reconcile(warehouse, flow, sql, results, summary, head, run_id, run_at) -> FlowResult:
     """Replace this run's rows in one transaction, so a failure leaves the history as it was."""
-    with warehouse.connect() as con:
-        if con.dialect == "duckdb":
-            con.execute("BEGIN TRANSACTION")
+    with warehouse.connect() as con, con.transaction():
         con.execute(f"DELETE FROM {results} WHERE run_id = {literal(run_id)}")
         con.execute(f"DELETE FROM {summary} WHERE run_id = {literal(run_id)} AND flow = {literal(flow.name)}")
         con.execute(sql["pairs"])
@@ -222,8 +223,6 @@ def _reconcile(warehouse, flow, sql, results, summary, head, run_id, run_at) -> 
             f"{result.matched}, {literal(json.dumps(findings, sort_keys=True))}, {result.match_rate!r}, "
             f"{literal(json.dumps(amounts, sort_keys=True))})"
         )
-        if con.dialect == "duckdb":
-            con.execute("COMMIT")
     return result
 
 
@@ -232,7 +231,7 @@ def sample_findings(con, flow: str, run_id: str, size: int = SAMPLE_SIZE) -> dic
     rows = con.rows(
         "SELECT kind, left_key, right_key, left_value, right_value, difference FROM ("
         "SELECT *, row_number() OVER (PARTITION BY kind ORDER BY left_key, right_key) AS n "
-        f'FROM {SCHEMA}."{flow}__results" WHERE run_id = ?) s WHERE n <= {int(size)} ORDER BY kind, n',
+        f"FROM {results_table(flow)} WHERE run_id = ?) s WHERE n <= {int(size)} ORDER BY kind, n",
         [run_id],
     )
     names = ("left_key", "right_key", "left_value", "right_value", "difference")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from integration_hub.engine import audit
-from integration_hub.engine.sync_engine.declaration import SCHEMA, Sync, ensure_tables
+from integration_hub.engine.sync_engine.declaration import DEAD_LETTER, Sync, ensure_tables
 from integration_hub.engine.sync_engine.delivery import SyncResult, push
 from integration_hub.engine.sync_engine.planning import Change
 from integration_hub.warehouse import Warehouse
@@ -24,7 +24,7 @@ def dead_letters(warehouse: Warehouse, sync: str | None = None, status: str | No
         where, params = [*where, "status = ?"], [*params, status]
     with warehouse.connect() as con:
         table = con.arrow(
-            f"SELECT * FROM {SCHEMA}.dead_letter WHERE {' AND '.join(where)} ORDER BY sync, key, first_failure_at",
+            f"SELECT * FROM {DEAD_LETTER} WHERE {' AND '.join(where)} ORDER BY sync, key, first_failure_at",
             params,
         )
     return table.to_pylist()
@@ -52,11 +52,11 @@ def discard(warehouse: Warehouse, letter_id: str, reason: str) -> None:
         raise ValueError("a discard needs a reason (it is kept with the dead letter)")
     ensure_tables(warehouse)
     with warehouse.connect() as con, con.transaction():
-        found = con.scalar(f"SELECT status FROM {SCHEMA}.dead_letter WHERE id = ?", [letter_id])
+        found = con.scalar(f"SELECT status FROM {DEAD_LETTER} WHERE id = ?", [letter_id])
         if found != "open":
             state = "no dead letter" if found is None else f"dead letter is {found}, not open"
             raise ValueError(f"cannot discard {letter_id!r}: {state}; see `hub dlq list`")
         con.execute(
-            f"UPDATE {SCHEMA}.dead_letter SET status = 'discarded', discard_reason = ?, resolved_at = ? WHERE id = ?",
+            f"UPDATE {DEAD_LETTER} SET status = 'discarded', discard_reason = ?, resolved_at = ? WHERE id = ?",
             [reason.strip(), audit.now(), letter_id],
         )

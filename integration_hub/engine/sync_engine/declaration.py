@@ -10,22 +10,27 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 
 from integration_hub import systems
-from integration_hub.warehouse import Connection, Warehouse
+from integration_hub.engine import pii
+from integration_hub.engine.sql_models import is_query
+from integration_hub.warehouse import Connection, Warehouse, quote
 
 SCHEMA = "sync"
 SKIP_COLUMN = "skip_reason"
 MODES = ("upsert", "update", "insert", "mirror")
+CHANGELOG, DEAD_LETTER = f"{SCHEMA}.changelog", f"{SCHEMA}.dead_letter"
 
 
 @dataclass(frozen=True)
 class Sync:
     """One reverse sync, declared once.
 
-    `mapping` is destination field → source column. Only fields in `allow` ever leave the
-    hub; a mapped field outside it is withheld (and shown in the plan). `pii` flags allowed
-    fields that carry personal data. `existing` (SQL returning one column of keys the
+    `source` is a table or a query (over canonical tables). `mapping` is destination field →
+    source column. Only fields in `allow` ever leave the hub; a mapped field outside it is
+    withheld (and shown in the plan). Which fields carry personal data is not declared: `pii`
+    derives it from the canonical model. `existing` (SQL returning one column of keys the
     destination already holds) is required by `update` mode, which touches nothing else.
     A source row whose `skip_reason` column is set is not sent and counted under that reason.
     """
@@ -38,7 +43,6 @@ class Sync:
     key: str
     mapping: dict[str, str]
     allow: frozenset[str]
-    pii: frozenset[str] = frozenset()
     existing: str | None = None
     batch_size: int = 100
     concurrency: int = 4
@@ -66,7 +70,19 @@ class Sync:
 
     @property
     def state_table(self) -> str:
-        return f'{SCHEMA}."{self.name}__state"'
+        return quote(SCHEMA, f"{self.name}__state")
+
+    @property
+    def query(self) -> str:
+        """The source as a query."""
+        return self.source if is_query(self.source) else f"SELECT * FROM {self.source}"
+
+    @cached_property
+    def pii(self) -> frozenset[str]:
+        """The mapped fields that carry personal data: those whose source column derives from a
+        canonical field flagged PII (`engine.pii.derived`; a column of untraceable origin counts)."""
+        personal = pii.derived(self.query, set(self.mapping.values()))
+        return frozenset(f for f, column in self.mapping.items() if column in personal)
 
     @property
     def withheld(self) -> list[str]:
@@ -101,9 +117,9 @@ def hasher(fields: list[str]):
 
 _DDL = [
     f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
-    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.changelog (
+    f"""CREATE TABLE IF NOT EXISTS {CHANGELOG} (
         run_id VARCHAR, sync VARCHAR, key VARCHAR, operation VARCHAR, status VARCHAR, error VARCHAR, changed_at TIMESTAMP)""",
-    f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.dead_letter (
+    f"""CREATE TABLE IF NOT EXISTS {DEAD_LETTER} (
         id VARCHAR PRIMARY KEY, sync VARCHAR NOT NULL, key VARCHAR NOT NULL, operation VARCHAR, hash VARCHAR,
         payload VARCHAR, error VARCHAR, attempts INTEGER, first_failure_at TIMESTAMP, last_failure_at TIMESTAMP,
         status VARCHAR NOT NULL, discard_reason VARCHAR, resolved_at TIMESTAMP)""",
@@ -125,6 +141,5 @@ def ensure_tables(warehouse: Warehouse, sync: Sync | None = None) -> None:
 def open_letters(con: Connection, sync: str) -> int:
     """How many of the sync's dead letters are open (waiting for a replay or a discard)."""
     return int(
-        con.scalar(f"SELECT count(*) FROM {SCHEMA}.dead_letter WHERE sync = ? AND status = 'open'", [sync])
-        or 0
+        con.scalar(f"SELECT count(*) FROM {DEAD_LETTER} WHERE sync = ? AND status = 'open'", [sync]) or 0
     )

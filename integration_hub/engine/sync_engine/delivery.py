@@ -38,7 +38,8 @@ MAX_ATTEMPTS = 6  # per batch, for transient errors
 BACKOFF_BASE, BACKOFF_CAP = 0.5, 30.0  # seconds
 FLUSH_SECONDS, FLUSH_RECORDS = 1.0, 5_000  # confirmations lost to a kill are at most this much
 # httpx writes a request's headers and body separately: with Nagle's algorithm the body then
-# waits for the server's delayed ACK of the headers (~40 ms a request on Linux).
+# waits for the server's delayed ACK of the headers, a fixed delay on every request
+# (BENCHMARKS.md, "Reverse sync push").
 NO_DELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
 
 
@@ -83,15 +84,15 @@ def _backoff(attempt: int, retry_after: float | None) -> float:
 
 @functools.cache
 def _tls() -> ssl.SSLContext:
-    """One TLS context for every client: httpx builds one per client otherwise (~25 ms each)."""
+    """One TLS context for every client: httpx would build one per client, each loading the CA store."""
     return httpx.create_ssl_context()
 
 
 class _Sender:
     """Sends batches with retries; splits a refused batch to find the records it refused.
 
-    Each sending thread has its own HTTP client and connection: threads sharing one httpx
-    pool spent a fifth of their time waiting on its lock (bench_push).
+    Each sending thread has its own HTTP client and connection, so threads never wait on a
+    shared connection pool's lock.
     """
 
     def __init__(self, sync: Sync, writer: Writer, hooks: dict):
@@ -220,9 +221,9 @@ def push(
     requests = count()
     hooks = {"request": [lambda _request: next(requests)]}
     sender = _Sender(sync, systems.writer(sync.destination, sync.object), hooks)
-    # The recorder keeps one connection for the whole push: opening the warehouse and
-    # checkpointing it at close, once a second, had been most of its work (bench_push). Once
-    # the push starts, only the recorder thread uses it.
+    # The recorder keeps one connection for the whole push, instead of opening the warehouse
+    # and checkpointing it at close for every flush. Once the push starts, only the recorder
+    # thread uses it.
     with (
         warehouse.connect() as con,
         contextlib.closing(sender),

@@ -14,7 +14,7 @@ import json
 import pyarrow as pa
 
 from integration_hub.engine import audit
-from integration_hub.engine.sync_engine.declaration import SCHEMA, Sync
+from integration_hub.engine.sync_engine.declaration import CHANGELOG, DEAD_LETTER, Sync
 from integration_hub.engine.sync_engine.planning import Change
 from integration_hub.systems.kit.writer import Outcome
 from integration_hub.warehouse import Connection
@@ -27,7 +27,6 @@ _OUTCOME_SCHEMA = pa.schema(
         for n in ("key", "operation", "hash", "payload", "status", "error", "remote_id", "letter_id")
     ]
 )
-_DEAD_LETTER = f"{SCHEMA}.dead_letter"
 
 
 def letter_id(sync: str, key: str, digest: str) -> str:
@@ -46,7 +45,7 @@ def record(
 
     `letters_open` says whether the sync may have open dead letters (then delivered records
     resolve theirs); returns whether it may have some afterwards. Dead-letter statements are
-    skipped when neither applies: they were most of a bulk push's recorder time.
+    skipped when neither applies, which is the common case of a bulk push.
     """
     if not done:
         return letters_open
@@ -66,12 +65,12 @@ def record(
             [run_id, at],
         )
         con.execute(
-            f"INSERT INTO {SCHEMA}.changelog SELECT ?, ?, key, operation, status, error, ? FROM _outcomes",
+            f"INSERT INTO {CHANGELOG} SELECT ?, ?, key, operation, status, error, ? FROM _outcomes",
             [run_id, sync.name, at],
         )
         if letters_open:
             con.execute(
-                f"UPDATE {_DEAD_LETTER} SET status = 'delivered', resolved_at = ? WHERE sync = ? "
+                f"UPDATE {DEAD_LETTER} SET status = 'delivered', resolved_at = ? WHERE sync = ? "
                 f"AND status = 'open' AND key IN ({delivered})",
                 [at, sync.name],
             )
@@ -110,7 +109,7 @@ def _stage(con: Connection, table: pa.Table) -> None:
 def _dead_letter_rejections(con: Connection, sync: Sync, at) -> None:
     """Open (or count again) a dead letter per rejected record; an older open letter of the same
     key is superseded by the newer content."""
-    dl = _DEAD_LETTER
+    dl = DEAD_LETTER
     rejected = "SELECT letter_id FROM _outcomes WHERE status = 'rejected'"
     con.execute(
         f"UPDATE {dl} SET status = 'discarded', discard_reason = 'superseded by a newer version', "
