@@ -17,7 +17,7 @@ This is dagster-dlt's documented pattern (pass a source built for the partition 
 made of: `build_dlt_asset_specs` and `multi_asset`.
 
 Load contracts: every raw asset has a blocking `load_contract` check, evaluated in its load's
-own step from the counts the load just recorded. Rows the adapter's row contract refused are
+own step from the counts the load just recorded (`assets/load_outcome.py`). Rows the adapter's row contract refused are
 quarantined, not lost; a few (up to `HUB_CONTRACT_MAX_REJECT_SHARE`, default 10 %) make a WARN,
 more an ERROR, which fails the load step, so the layers below do not rebuild on a source whose
 schema changed (a renamed field refuses every row), and fires the check alert. One step loads
@@ -38,7 +38,6 @@ import contextlib
 import datetime as dt
 import logging
 import os
-import random
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -52,47 +51,25 @@ from dagster_dlt.asset_decorator import build_dlt_asset_specs
 from dagster_dlt.translator import DltResourceTranslatorData
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from assets.metadata import table_metadata
+from assets.load_outcome import contract_specs, finish_load, load_failure, retry_or_fail
 from integration_hub import settings, systems
-from integration_hub.engine.audit import Movement, now, record
-from integration_hub.engine.quarantine import quarantine, top_reasons
+from integration_hub.engine.audit import now
 from integration_hub.systems import System
 from integration_hub.systems.kit.contract import Rejects
 from integration_hub.systems.kit.files import FileReport
 from integration_hub.warehouse import Warehouse
 from integration_hub.warehouse.arrow_sink import DuckDBArrowSink
 from resources.systems import client, resource_key
-from resources.warehouse import warehouse_from_env
+from resources.warehouse import WAREHOUSE_POOL, warehouse_from_env
 
 GROUP = "sources"
 OWNERS = ["team:data-platform"]
-POOL = "warehouse"  # DuckDB allows one writer: loads queue on this pool
 ADAPTER_LOG = "integration_hub.systems"
 
 
 def daily_partitions() -> dg.DailyPartitionsDefinition:
     """Daily UTC partitions; `end_offset=1` makes today's (the live edge) selectable."""
     return dg.DailyPartitionsDefinition(start_date=settings.partition_start(), end_offset=1)
-
-
-def retry_or_fail(context: dg.AssetExecutionContext, failure: dg.Failure) -> Exception:
-    """Step retries of a failed load (on top of dlt's per-request retries), budgeted at run
-    time: `HUB_LOAD_MAX_RETRIES` and `HUB_LOAD_RETRY_DELAY` (exponential, ±20 % jitter) apply
-    to the next run without reloading the code location, unlike a `RetryPolicy` fixed at
-    import. Only load failures are retried (not a bug or a contract violation); the last
-    attempt fails with the load's own message."""
-    budget = int(os.environ.get("HUB_LOAD_MAX_RETRIES", "3"))
-    if context.retry_number >= budget:
-        return failure
-    delay = (
-        float(os.environ.get("HUB_LOAD_RETRY_DELAY", "30"))
-        * 2**context.retry_number
-        * random.uniform(0.8, 1.2)
-    )
-    context.log.warning(
-        f"{failure.description} Retry {context.retry_number + 1} of {budget} in {delay:.0f} s."
-    )
-    return dg.RetryRequested(max_retries=budget, seconds_to_wait=delay)
 
 
 def dialect() -> str:
@@ -166,130 +143,39 @@ def _cursors(pipeline: dlt.Pipeline, system: str) -> dict[str, str]:
     return out
 
 
+def _run(
+    context: dg.AssetExecutionContext,
+    source_system: System,
+    source: Any,
+    pipeline: dlt.Pipeline,
+    translator: DagsterDltTranslator,
+    where: str,
+) -> list:
+    """Run the dlt pipeline for the selected assets, the adapters' warnings in the run log; a
+    failed load is retried as a step (`retry_or_fail`), `where` saying what was not loaded."""
+    with _adapter_logs_to(context):
+        try:
+            return list(context.resources.dlt.run(context, dlt_source=source, dlt_pipeline=pipeline,
+                                                  dagster_dlt_translator=translator))  # fmt: skip
+        except PipelineStepFailed as exc:
+            raise retry_or_fail(context, load_failure(source_system.name, exc, where)) from exc
+
+
+def _cursors_or(
+    pipeline: dlt.Pipeline, source_system: System, live: bool, bound: dt.datetime
+) -> dict[str, str]:
+    """The live edge's stored cursor of each resource, else the window's bound (for the audit)."""
+    if live:
+        return _cursors(pipeline, source_system.name)
+    return dict.fromkeys(source_system.resources, bound.isoformat())
+
+
 def _sink(source_system: System, warehouse: Warehouse) -> DuckDBArrowSink | None:
     """The direct Arrow load, when the system's source reads Arrow and the warehouse is DuckDB."""
     enabled = os.environ.get("HUB_DIRECT_ARROW_LOAD", "1") != "0"
     if enabled and source_system.arrow_sink and warehouse.dialect == "duckdb":
         return DuckDBArrowSink(warehouse, f"raw_{source_system.name}")
     return None
-
-
-def _failure(system: str, exc: BaseException, where: str) -> dg.Failure:
-    """A failure that says what the system answered and what to do, without URLs' secrets."""
-    from requests import ConnectionError, HTTPError
-
-    cause: BaseException | None = exc
-    while cause is not None and not isinstance(cause, HTTPError | ConnectionError):
-        cause = cause.__cause__ or cause.__context__
-    if isinstance(cause, HTTPError) and cause.response is not None:
-        response = cause.response
-        what = (
-            f"{system} answered HTTP {response.status_code} {response.reason} to "
-            f"{response.request.method} {response.request.path_url.split('?')[0]} after dlt's retries"
-        )
-    elif isinstance(cause, ConnectionError):
-        what = f"{system} could not be reached ({type(cause).__name__}) after dlt's retries"
-    else:  # dlt wraps the cause twice, and its own first line ends "with exception:"
-        root = exc
-        while root.__cause__ is not None:
-            root = root.__cause__
-        message = next((line.strip() for line in str(root).splitlines() if line.strip()), "")
-        what = f"the {system} load failed: {type(root).__name__}: {message[:300]}"
-    return dg.Failure(
-        description=f"{what}; {where} was not loaded. When {system} is back, re-run it or backfill "
-        "the affected partitions: nothing partial is kept beyond what merged by primary key."
-    )
-
-
-CONTRACT = "load_contract"
-CONTRACT_DOC = (
-    "Share of rows the adapter refused in this run's load (quarantined): WARN if any, ERROR if many."
-)
-
-
-def _contract_specs(specs: list[dg.AssetSpec]) -> list[dg.AssetCheckSpec]:
-    return [dg.AssetCheckSpec(CONTRACT, asset=s.key, blocking=True, description=CONTRACT_DOC) for s in specs]
-
-
-def _contract(warehouse: Warehouse, run_id: str, key: dg.AssetKey, rows_in: int, rejected: int):
-    """The `load_contract` result of one raw asset's load: passed, WARN (a few refused), ERROR (many)."""
-    system, resource = key.path[1], key.path[-1]
-    share = rejected / rows_in if rows_in else 0.0
-    metadata = {"rows_in": rows_in, "rows_rejected": rejected, "reject_share": round(share, 4)}
-    if not rejected:
-        return dg.AssetCheckResult(asset_key=key, check_name=CONTRACT, passed=True, metadata=metadata)
-    reasons = top_reasons(warehouse, f"{system}__{resource}", run_id)
-    severe = share > float(os.environ.get("HUB_CONTRACT_MAX_REJECT_SHARE", "0.1"))
-    return dg.AssetCheckResult(
-        asset_key=key,
-        check_name=CONTRACT,
-        passed=False,
-        severity=dg.AssetCheckSeverity.ERROR if severe else dg.AssetCheckSeverity.WARN,
-        description=(
-            f"{'Contract violation: ' if severe else ''}{rejected} of {rows_in} rows of {system}.{resource} "
-            f"broke the row contract ({share:.1%}) and are in quarantine.{system}__{resource}: {reasons}"
-        ),
-        metadata=metadata,
-    )
-
-
-def _finish(
-    context: dg.AssetExecutionContext,
-    source_system: System,
-    warehouse: Warehouse,
-    pipeline: dlt.Pipeline,
-    events: list,
-    rejects: Rejects,
-    *,
-    partition: str | None,
-    started: dt.datetime,
-    cursors: tuple[dict, dict],
-    details: dict[str, Any],
-    sink: DuckDBArrowSink | None = None,
-) -> list[dg.MaterializeResult]:
-    """Quarantine rejects, write one audit row per resource, evaluate each `load_contract` and
-    enrich each materialization (a dozen small statements each, inside the step's session)."""
-    system, dataset = source_system.name, f"raw_{source_system.name}"
-    row_counts = pipeline.last_trace.last_normalize_info.row_counts if pipeline.last_trace else {}
-    run_id = context.run.run_id
-    movements, results = [], []
-    for event in events:
-        name = event.asset_key.path[-1]
-        loaded = int(row_counts.get(name, 0)) + (sink.rows.get(name, 0) if sink else 0)
-        children = {t: int(n) for t, n in row_counts.items() if t.startswith(f"{name}__")}
-        rejected = quarantine(warehouse, f"{system}__{name}", run_id, rejects.by_resource.get(name, []))
-        movements.append(
-            Movement(
-                run_id=run_id, asset=event.asset_key.to_user_string(), system=system, direction="load",
-                resource=name, partition=partition, rows_in=loaded + rejected, rows_out=loaded,
-                rows_rejected=rejected, cursor_before=cursors[0].get(name),
-                cursor_after=cursors[1].get(name), started_at=started,
-                details={**details, "child_tables": children},
-            )
-        )  # fmt: skip
-        exists = warehouse.table_exists(dataset, name)
-        contract = (
-            [_contract(warehouse, run_id, event.asset_key, loaded + rejected, rejected)]
-            if dg.AssetCheckKey(event.asset_key, CONTRACT) in context.selected_asset_check_keys
-            else []
-        )
-        metadata = {
-            **(event.metadata or {}),
-            **(table_metadata(warehouse, dataset, name) if exists else {}),
-            "dagster/row_count": warehouse.row_count(dataset, name) if exists else 0,
-            "rows_loaded": loaded,
-            "rows_rejected": rejected,
-            "child_tables": children,
-            "quarantine": f"quarantine.{system}__{name}" if rejected else "none",
-            **{k: v if isinstance(v, list) else str(v) for k, v in details.items()},
-        }
-        results.append(event._replace(check_results=contract, metadata=metadata))
-        if rejected:
-            context.log.warning(
-                f"{rejected} {system}.{name} rows broke the contract: see quarantine.{system}__{name}"
-            )
-    record(warehouse, *movements)
-    return results
 
 
 def incremental_assets(source_system: System) -> dg.AssetsDefinition:
@@ -303,11 +189,11 @@ def incremental_assets(source_system: System) -> dg.AssetsDefinition:
     @dg.multi_asset(
         name=f"raw_{system}",
         specs=specs,
-        check_specs=_contract_specs(specs),
+        check_specs=contract_specs(specs),
         can_subset=True,
         partitions_def=daily_partitions(),
         backfill_policy=dg.BackfillPolicy.single_run(),
-        pool=POOL,
+        pool=WAREHOUSE_POOL,
         required_resource_keys={"dlt", "warehouse", key},
     )
     def load(context: dg.AssetExecutionContext):
@@ -327,28 +213,15 @@ def incremental_assets(source_system: System) -> dg.AssetsDefinition:
             if live:  # the stored cursor, restored first, is the audit's "before"
                 pipeline.sync_destination()
                 pipeline.config.restore_from_destination = False  # else dlt's run syncs once more
-            before = (
-                _cursors(pipeline, system)
-                if live
-                else dict.fromkeys(source_system.resources, start.isoformat())
-            )
+            before = _cursors_or(pipeline, source_system, live, start)
             started = now()
             context.log.info(
                 f"{system}: {'live edge, from the stored cursor' if live else f'window [{start}, {end})'} "
                 f"with dlt pipeline {name} into raw_{system} on {warehouse.display_name}"
             )
-            with _adapter_logs_to(context):
-                try:
-                    events = list(context.resources.dlt.run(context, dlt_source=source, dlt_pipeline=pipeline,
-                                                            dagster_dlt_translator=translator))  # fmt: skip
-                except PipelineStepFailed as exc:
-                    raise retry_or_fail(context, _failure(system, exc, f"partition {partition}")) from exc
-            after = (
-                _cursors(pipeline, system)
-                if live
-                else dict.fromkeys(source_system.resources, end.isoformat())
-            )
-            yield from _finish(
+            events = _run(context, source_system, source, pipeline, translator, f"partition {partition}")
+            after = _cursors_or(pipeline, source_system, live, end)
+            yield from finish_load(
                 context, source_system, warehouse, pipeline, events, rejects, partition=partition, started=started,
                 cursors=(before, after), sink=sink,
                 details={"pipeline": name, "mode": "live" if live else "window",
@@ -376,9 +249,9 @@ def file_assets(source_system: System) -> dg.AssetsDefinition:
     @dg.multi_asset(
         name=f"raw_{system}",
         specs=specs,
-        check_specs=_contract_specs(specs),
+        check_specs=contract_specs(specs),
         can_subset=True,
-        pool=POOL,
+        pool=WAREHOUSE_POOL,
         required_resource_keys={"dlt", "warehouse", key},
     )
     def load(context: dg.AssetExecutionContext, config: FilesConfig):
@@ -393,21 +266,15 @@ def file_assets(source_system: System) -> dg.AssetsDefinition:
         with _pipelines_dir(live=True) as pipelines_dir, warehouse.session():
             pipeline = _pipeline(system, warehouse, f"hub_{system}", pipelines_dir)
             started = now()
-            with _adapter_logs_to(context):
-                try:
-                    events = list(context.resources.dlt.run(context, dlt_source=source, dlt_pipeline=pipeline,
-                                                            dagster_dlt_translator=translator))  # fmt: skip
-                except PipelineStepFailed as exc:
-                    raise retry_or_fail(
-                        context, _failure(system, exc, f"files {config.files or 'pending'}")
-                    ) from exc
+            where = f"files {config.files or 'pending'}"
+            events = _run(context, source_system, source, pipeline, translator, where)
             if report.changed:
                 context.log.warning(
                     f"{system}: changed files not loaded (same name, other content): {report.changed}"
                 )
             files = {"files_loaded": sorted(report.loaded), "files_skipped": report.skipped,
                      "files_changed": report.changed}  # fmt: skip
-            yield from _finish(
+            yield from finish_load(
                 context, source_system, warehouse, pipeline, events, rejects, partition=None, started=started,
                 cursors=({}, {}), details={"pipeline": pipeline.pipeline_name, **files},
             )  # fmt: skip

@@ -2,8 +2,12 @@
 the engine's plain results (keys, built tables, check outcomes) as Dagster values.
 
 One module so a raw table, a staging model and a canonical entity look alike on their asset
-pages, and so the engine never imports Dagster. Previews mask personal data by column name (emails, phones, names, addresses):
-the UI is read by more people than the warehouse is.
+pages, and so the engine never imports Dagster. Previews mask personal data, since the UI is
+read by more people than the warehouse is: in staging and canonical tables, the columns the
+canonical model flags as PII (`integration_hub.engine.pii`); in any other table (raw), the
+columns whose name says personal data (`PII_COLUMN`). A raw table keeps the vendor's field
+names and fields the canonical model never takes in (addresses, notes), which no canonical
+flag can point at, so there the name is the only guide.
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ from typing import Any
 
 import dagster as dg
 
+from integration_hub.engine import pii
 from integration_hub.engine.checks import CheckOutcome
 from integration_hub.engine.sql_models import Built, Key
-from integration_hub.warehouse import Warehouse
+from integration_hub.warehouse import Warehouse, quote
 
 PREVIEW_ROWS = 5
 MAX_CELL = 40
@@ -44,9 +49,9 @@ def preview_md(warehouse: Warehouse, schema: str, table: str, n: int = PREVIEW_R
         ]
         if not names:
             return dg.MetadataValue.md(f"_{schema}.{table} has no columns to show_")
-        select = ", ".join(f'"{name}"' for name in names)
-        rows = con.rows(f'SELECT {select} FROM "{schema}"."{table}" LIMIT {int(n)}')
-    masked = [PII_COLUMN.search(name) is not None for name in names]
+        select = ", ".join(quote(name) for name in names)
+        rows = con.rows(f"SELECT {select} FROM {quote(schema, table)} LIMIT {int(n)}")
+    masked = _masked(schema, table, names)
     lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
     for row in rows:
         cells = [
@@ -57,6 +62,14 @@ def preview_md(warehouse: Warehouse, schema: str, table: str, n: int = PREVIEW_R
     if not rows:
         lines += ["", f"_{schema}.{table} is empty_"]
     return dg.MetadataValue.md("\n".join(lines))
+
+
+def _masked(schema: str, table: str, names: list[str]) -> list[bool]:
+    """Which of a table's columns a preview masks (see the module docstring)."""
+    flagged = pii.of_table(schema, table)
+    if flagged is None:
+        return [PII_COLUMN.search(name) is not None for name in names]
+    return [name in flagged for name in names]
 
 
 def table_metadata(warehouse: Warehouse, schema: str, table: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from integration_hub.engine.recon_engine import Flow, FlowResult, Threshold, run
 from integration_hub.engine.sql_models import table_key, upstream_keys
 from integration_hub.warehouse import Warehouse
 from resources.systems import client, resource_key
-from resources.warehouse import warehouse_from_env
+from resources.warehouse import WAREHOUSE_POOL, warehouse_from_env
 
 
 class ReconConfig(dg.Config):
@@ -97,7 +97,7 @@ def _flow_asset(
         check_specs=specs,
         kinds={"sql"},
         description=flow.description,
-        pool="warehouse",
+        pool=WAREHOUSE_POOL,
         required_resource_keys={"warehouse", *resource_keys},
     )
     def _reconcile(context: dg.AssetExecutionContext, config: ReconConfig):

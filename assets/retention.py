@@ -7,7 +7,7 @@ import dagster as dg
 
 from integration_hub.engine.retention_rules import apply_retention, record_deletions
 from integration_hub.warehouse import Warehouse
-from resources.warehouse import warehouse_from_env
+from resources.warehouse import WAREHOUSE_POOL, warehouse_from_env
 
 GROUP = "operations"
 
@@ -16,7 +16,7 @@ GROUP = "operations"
     key=["audit", "retention"],
     group_name=GROUP,
     kinds={"sql"},
-    pool="warehouse",
+    pool=WAREHOUSE_POOL,
     description="Deletes rows past their retention (integration_hub/engine/retention_rules.py RULES) and audits it.",
 )
 def retention(

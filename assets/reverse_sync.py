@@ -14,11 +14,10 @@ from integration_hub.engine import sync_engine
 from integration_hub.engine.sync_engine import Sync
 from integration_hub.systems.kit.writer import DestinationUnusable
 from integration_hub.warehouse import Warehouse
-from resources.warehouse import warehouse_from_env
+from resources.warehouse import WAREHOUSE_POOL, warehouse_from_env
 
 GROUP = "reverse_sync"
 OWNERS = ["team:data-platform"]
-POOL = "warehouse"  # its state and changelog writes queue with the other writers of the DuckDB file
 DEAD_LETTERS = (
     "Warns while records the destination refused wait in sync.dead_letter "
     "(`hub dlq list`, `hub dlq replay`, `hub dlq discard`)."
@@ -39,7 +38,7 @@ def sync_asset(sync: Sync) -> dg.AssetsDefinition:
         owners=OWNERS,
         description=sync.description,
         retry_policy=RETRY,
-        pool=POOL,
+        pool=WAREHOUSE_POOL,
         check_specs=[dg.AssetCheckSpec("no_open_dead_letters", asset=_key(sync), description=DEAD_LETTERS)],
         metadata={
             "destination": f"{sync.destination}.{sync.object}",
@@ -81,7 +80,7 @@ def sync_asset(sync: Sync) -> dg.AssetsDefinition:
 
 
 def dead_letter_check(sync: Sync, warehouse: Warehouse) -> dg.AssetCheckResult:
-    """Evaluated in the push's own step (a separate check step cost ~1 s of process set-up
+    """Evaluated in the push's own step (a separate check step would pay a process's set-up
     with the multiprocess executor)."""
     letters = sync_engine.dead_letters(warehouse, sync.name)
     sample = "\n".join(f"- `{d['key']}`: {d['error']}" for d in letters[:10]) or "_none_"

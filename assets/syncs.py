@@ -4,7 +4,7 @@ Each `Sync` names its source (SQL over canonical), its destination writer (`syst
 declared with the system in `integration_hub.systems`), its mode, match key, field mapping
 and allow-list; `integration_hub.engine.sync_engine` plans and pushes it, `assets.reverse_sync`
 makes one asset per sync. Which fields are personal data is not declared here: it follows
-from the canonical model (`pii_fields`).
+from the canonical model's PII flags through each source's column lineage (`Sync.pii`).
 """
 
 from integration_hub.engine.sync_engine import SKIP_COLUMN, Sync
@@ -43,7 +43,7 @@ SYNCS: dict[str, Sync] = {
             mapping={"AccountNumber": "account_number", "Name": "name", "Lifetime_Value__c": "lifetime_value",
                      "Last_Order_Date__c": "last_order_date", "Phone": "phone"},
             allow=frozenset({"AccountNumber", "Name", "Lifetime_Value__c", "Last_Order_Date__c"}),
-            pii=frozenset({"Name", "Phone"}), batch_size=200, deps=(_CUSTOMER, _ORDER, _XREF),
+            batch_size=200, deps=(_CUSTOMER, _ORDER, _XREF),
         ),
         Sync(
             name="marketing_contacts",
@@ -52,7 +52,7 @@ SYNCS: dict[str, Sync] = {
             mapping={"email": "email", "firstname": "first_name", "lastname": "last_name", "country": "country_code",
                      "lifetime_value": "lifetime_value", "phone": "phone"},
             allow=frozenset({"email", "firstname", "lastname", "country", "lifetime_value"}),
-            pii=frozenset({"email", "firstname", "lastname", "phone"}), deps=(_CUSTOMER, _ORDER),
+            deps=(_CUSTOMER, _ORDER),
         ),
         Sync(
             name="support_orders",
@@ -68,9 +68,9 @@ SYNCS: dict[str, Sync] = {
                      "customer_name": "customer_name", "customer_phone": "customer_phone"},
             allow=frozenset({"external_id", "status", "total", "currency", "order_date", "channel",
                              "customer_email", "customer_name"}),
-            pii=frozenset({"customer_email", "customer_name", "customer_phone"}), deps=(_CUSTOMER, _ORDER),
-            # The desk's bulk endpoint answers each 100-record batch in a few ms of server time: 8
-            # requests in flight keep it busy (bench_push: 0.70 of its ceiling; 4 reached 0.47).
+            deps=(_CUSTOMER, _ORDER),
+            # The desk's bulk endpoint answers a batch quickly: 8 requests in flight keep it busy
+            # where 4 left it idle between requests (BENCHMARKS.md, "Reverse sync push").
             concurrency=8,
         ),
         Sync(
@@ -87,7 +87,7 @@ SYNCS: dict[str, Sync] = {
             mapping={"order_ref": "order_ref", "customer_email": "customer_email", "currency": "currency",
                      "amount_due": "amount_due", "invoice_date": "invoice_date"},
             allow=frozenset({"order_ref", "customer_email", "currency", "amount_due", "invoice_date"}),
-            pii=frozenset({"customer_email"}), batch_size=1, concurrency=4, deps=(_CUSTOMER, _ORDER, _INVOICE),
+            batch_size=1, concurrency=4, deps=(_CUSTOMER, _ORDER, _INVOICE),
         ),
     ]
 }  # fmt: skip

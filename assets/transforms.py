@@ -5,7 +5,7 @@ Every `.sql` file under `dbt_like_sql/{staging,canonical}` becomes an asset (see
 dependencies are the tables its SQL reads. A canonical model with a pandera model in
 `canonical/` is validated while it is built (rows that fail are quarantined, the `row_rules`
 check counts them) and gets a blocking `keys_and_types` check, both evaluated in the model's
-own step (a separate check step cost ~1 s of process set-up with the multiprocess executor).
+own step (a separate check step would pay a process's set-up with the multiprocess executor).
 """
 
 import warnings
@@ -19,10 +19,9 @@ from integration_hub import settings
 from integration_hub.engine import identity, sql_models, validation
 from integration_hub.engine.audit import Movement, now, record
 from integration_hub.warehouse import Warehouse
-from resources.warehouse import warehouse_from_env
+from resources.warehouse import WAREHOUSE_POOL, warehouse_from_env
 
 OWNERS = ["team:data-platform"]
-POOL = "warehouse"  # DuckDB allows one writer: builds queue with loads on this pool
 KEYS_AND_TYPES_DOC = "Blocking: key unique and not null, every model column present with a compatible type."
 
 
@@ -83,7 +82,7 @@ def sql_asset(model: sql_models.SqlModel) -> dg.AssetsDefinition:
         description=model.description,
         metadata={**_code(model.path), "sql_file": str(model.path.relative_to(model.root.parent))},
         check_specs=checks,
-        pool=POOL,
+        pool=WAREHOUSE_POOL,
     )
     def _sql_model(context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse]):
         started = now()
@@ -112,7 +111,7 @@ def seed_asset(path: Path) -> dg.AssetsDefinition:
         owners=OWNERS,
         description=f"Reference data kept as a file in the repository ({path.name}).",
         metadata=_code(path),
-        pool=POOL,
+        pool=WAREHOUSE_POOL,
     )
     def _seed(warehouse: dg.ResourceParam[Warehouse]) -> dg.MaterializeResult:
         return dg.MaterializeResult(metadata={"dagster/row_count": sql_models.load_seed(warehouse, path)})
@@ -132,7 +131,7 @@ XREF_KEY = dg.AssetKey(["canonical", "customer_xref"])
     description=(identity.__doc__ or "").strip().splitlines()[0],
     metadata=_code(Path(identity.__file__)),
     check_specs=[_keys_and_types_spec(XREF_KEY)],
-    pool=POOL,
+    pool=WAREHOUSE_POOL,
 )
 def customer_xref(
     context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse]

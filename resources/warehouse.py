@@ -12,6 +12,11 @@ import dagster as dg
 from integration_hub import settings
 from integration_hub.warehouse import Warehouse
 
+# The Dagster concurrency pool of every step that writes the warehouse. DuckDB lets one process
+# write its file at a time, so the embedded instance gives this pool one slot
+# (`integration_hub.definitions.instance`); the Postgres profile widens it.
+WAREHOUSE_POOL = "warehouse"
+
 
 @dg.resource(
     config_schema={

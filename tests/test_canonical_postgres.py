@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 
 from canonical import MODELS
+from integration_hub.engine import sql_models
 from integration_hub.engine.sql_models import replace_table
 from integration_hub.warehouse import Warehouse
 from tests.raw_world import load_raw_world, materialize_transforms
@@ -99,3 +100,34 @@ def test_a_rebuild_keeps_the_views_that_read_the_table(postgres_warehouse):
             con.execute("DROP SCHEMA reporting CASCADE")
             con.execute("DROP VIEW canonical.widget_names")
             con.execute(f'DROP ROLE "{role}"')
+
+
+@pytest.mark.postgres
+def test_a_failed_build_leaves_the_previous_table_whole_on_postgres(postgres_warehouse, tmp_path):
+    """A broken model or a failing vet leaves no scratch table and the table as it was; a vet's
+    deletions are committed with the build when it passes."""
+    wh = postgres_warehouse
+    replace_table(wh, "canonical", "widget_source", pa.table({"id": [1, 2, 3], "name": ["a", "b", "x"]}))
+    (tmp_path / "canonical").mkdir()
+    path = tmp_path / "canonical" / "widgets.sql"
+    model = sql_models.SqlModel("canonical", "widgets", path, tmp_path)
+
+    def drop_x(con, schema, table):
+        con.execute(f"DELETE FROM {schema}.{table} WHERE name = 'x'")
+        return 1
+
+    def vet_that_fails(con, schema, table):
+        drop_x(con, schema, table)
+        raise RuntimeError("validation blew up")
+
+    path.write_text("SELECT id, name FROM canonical.widget_source\n")
+    built = sql_models.build(wh, model, vet=drop_x)
+    assert (built.rows_built, built.rows_rejected, built.row_count) == (3, 1, 2)
+    with pytest.raises(sql_models.SqlModelError, match="validation blew up"):
+        sql_models.build(wh, sql_models.SqlModel("canonical", "widgets", path, tmp_path), vet=vet_that_fails)
+    path.write_text("SELECT CAST(name AS INTEGER) AS id FROM canonical.widget_source\n")
+    with pytest.raises(sql_models.SqlModelError, match=r"canonical\.widgets \(widgets\.sql\)"):
+        sql_models.build(wh, sql_models.SqlModel("canonical", "widgets", path, tmp_path))
+    with wh.connect() as con:
+        assert sorted(con.rows("SELECT id, name FROM canonical.widgets")) == [(1, "a"), (2, "b")]
+        assert con.scalar("SELECT count(*) FROM pg_tables WHERE tablename LIKE '_build_%'") == 0

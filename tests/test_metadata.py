@@ -47,3 +47,29 @@ def test_every_sql_model_materialization_has_a_preview(canonical_world):
     assert customer.splitlines()[0].startswith("| customer_id |")
     assert len(customer.splitlines()) == 2 + 5
     assert "@" not in customer, "emails are masked"
+
+
+def test_staging_and_canonical_previews_mask_what_the_canonical_model_flags(tmp_path):
+    warehouse = Warehouse(path=str(tmp_path / "w.duckdb"))
+    people = {"name": ["Ana Lima"], "email": ["ana@example.com"], "phone": ["+15550100"]}
+    warehouse.write_arrow(
+        "canonical",
+        "customer",
+        pa.table({"customer_id": ["c1"], **people, "segment": ["RETAIL"]}),
+        mode="replace",
+    )
+    warehouse.write_arrow(
+        "staging", "shop__customer", pa.table({"source_id": ["7"], **people}), mode="replace"
+    )
+    warehouse.write_arrow(
+        "canonical", "product", pa.table({"product_id": [1], "name": ["Steel widget"]}), mode="replace"
+    )
+
+    assert preview_md(warehouse, "canonical", "customer").value.splitlines()[2] == (
+        f"| c1 | {MASK} | {MASK} | {MASK} | RETAIL |"
+    )
+    assert preview_md(warehouse, "staging", "shop__customer").value.splitlines()[2] == (
+        f"| 7 | {MASK} | {MASK} | {MASK} |"
+    )
+    # A product's name is nobody's personal data: the model does not flag it, so it shows.
+    assert preview_md(warehouse, "canonical", "product").value.splitlines()[2] == "| 1 | Steel widget |"

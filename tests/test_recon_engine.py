@@ -9,7 +9,8 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from integration_hub.engine.recon_engine import Compare, Flow, compile_flow, run_flow
+from integration_hub.engine.recon_compiler import compile_flow
+from integration_hub.engine.recon_engine import Compare, Flow, run_flow
 from integration_hub.warehouse import Warehouse
 
 

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from assets.syncs import SYNCS
 from integration_hub.cli import app
 from integration_hub.engine import sync_engine as rs
+from integration_hub.engine.sync_engine import delivery
 from integration_hub.systems.kit.writer import DestinationUnusable
 from integration_hub.warehouse import Warehouse
 from tests.test_reverse_sync_e2e import copy_canonical, marketing_contacts
@@ -59,8 +60,8 @@ def test_an_expired_crm_token_is_renewed_mid_push(hub):
 
 def test_a_destination_that_stays_down_fails_the_run_and_keeps_everything_for_the_next(hub, monkeypatch):
     box, warehouse = hub
-    monkeypatch.setattr(rs, "MAX_ATTEMPTS", 2)
-    monkeypatch.setattr(rs, "BACKOFF_BASE", 0.01)
+    monkeypatch.setattr(delivery, "MAX_ATTEMPTS", 2)
+    monkeypatch.setattr(delivery, "BACKOFF_BASE", 0.01)
     sync = SYNCS["marketing_contacts"]
     planned = rs.plan(sync, warehouse).counts["insert"]
     box.set_fault("marketing", "outage")

@@ -39,7 +39,7 @@ def orders_sync(**overrides) -> rs.Sync:
         name="tiny_orders", source="canonical.tiny_order", destination="support", object="orders", mode="upsert",
         key="order_id",
         mapping={"external_id": "order_id", "status": "status", "total": "total_amount", "phone": "customer_phone"},
-        allow=frozenset({"external_id", "status", "total"}), pii=frozenset({"phone"}),
+        allow=frozenset({"external_id", "status", "total"}),
     )  # fmt: skip
     return rs.Sync(**{**spec, **overrides})
 
@@ -142,6 +142,28 @@ def test_the_declared_syncs_keep_pii_they_do_not_need_in_the_hub():
     assert SYNCS["support_orders"].withheld == ["customer_phone"]
     assert SYNCS["crm_accounts"].withheld == ["Phone"]
     assert SYNCS["billing_invoices"].mode == "insert"
+
+
+def test_which_fields_are_personal_follows_from_the_canonical_model():
+    """Derived through each source's column lineage from the canonical PII flags (customer name,
+    email, phone; invoice customer_email): exactly the sets once declared by hand per sync."""
+    assert SYNCS["crm_accounts"].pii == {"Name", "Phone"}
+    assert SYNCS["marketing_contacts"].pii == {"email", "firstname", "lastname", "phone"}
+    assert SYNCS["support_orders"].pii == {"customer_email", "customer_name", "customer_phone"}
+    assert SYNCS["billing_invoices"].pii == {"customer_email"}, "a literal ('usd') is nobody's data"
+    # Split or transformed, a flagged column stays personal; an aggregate of an unflagged one does not.
+    assert SYNCS["marketing_contacts"].mapping["firstname"] == "first_name"
+    assert "lifetime_value" not in SYNCS["marketing_contacts"].pii
+
+
+def test_a_field_whose_origin_cannot_be_traced_to_the_canonical_model_counts_as_personal(warehouse):
+    # `canonical.tiny_order` is no canonical entity: the model cannot vouch for any of its columns.
+    assert orders_sync().pii == {"external_id", "status", "total", "phone"}
+    assert rs.plan(orders_sync(), warehouse).pii == ["external_id", "status", "total"]
+    traced = orders_sync(
+        source="SELECT order_id, status, total_amount, '+1555' AS customer_phone FROM canonical.sales_order"
+    )
+    assert traced.pii == set(), "sales_order has no personal field, and a literal is nobody's"
 
 
 def test_a_source_without_a_mapped_column_fails_with_both_column_lists(warehouse):

@@ -128,3 +128,10 @@ def test_a_failed_build_leaves_the_previous_table_whole(product_world):
 
 def _model(root, layer: str, name: str) -> sql_models.SqlModel:
     return sql_models.SqlModel(layer, name, root / layer / f"{name}.sql", root)
+
+
+def test_a_model_is_a_query_or_a_table_by_one_rule():
+    for query in ("SELECT 1", "\n  with t AS (SELECT 1) SELECT * FROM t", "(select 1)", "FROM t SELECT a"):
+        assert sql_models.is_query(query), query
+    for table in ("canonical.customer", "withdrawals", 'raw_x."select"', "selections"):
+        assert not sql_models.is_query(table), table

@@ -27,7 +27,6 @@ import dagster as dg
 from integration_hub import settings
 
 STORAGE_URL_VAR = "HUB_DAGSTER_STORAGE_URL"
-WAREHOUSE_POOL = "warehouse"
 
 _COMMON = """\
 telemetry:

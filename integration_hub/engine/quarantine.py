@@ -11,7 +11,7 @@ import json
 import pyarrow as pa
 
 from integration_hub.engine.audit import now
-from integration_hub.warehouse import Warehouse
+from integration_hub.warehouse import Warehouse, quote
 
 SCHEMA = "quarantine"
 
@@ -43,7 +43,8 @@ def top_reasons(warehouse: Warehouse, name: str, run_id: str, limit: int = 3) ->
     """The most frequent reasons of a run's rows in `quarantine.<name>`, with their counts."""
     with warehouse.connect() as con:
         rows = con.rows(
-            f'SELECT reason, count(*) FROM {SCHEMA}."{name}" WHERE run_id = ? GROUP BY 1 ORDER BY 2 DESC LIMIT {int(limit)}',
+            f"SELECT reason, count(*) FROM {quote(SCHEMA, name)} WHERE run_id = ? GROUP BY 1 ORDER BY 2 DESC "
+            f"LIMIT {int(limit)}",
             [run_id],
         )
     return "; ".join(f"{reason} ({n})" for reason, n in rows)

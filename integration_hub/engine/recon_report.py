@@ -12,7 +12,7 @@ import html
 import json
 import math
 
-from integration_hub.engine.recon_engine import SCHEMA, SUMMARY, sample_findings
+from integration_hub.engine.recon_engine import SCHEMA, SUMMARY, results_table, sample_findings
 from integration_hub.warehouse import Warehouse
 
 HISTORY_RUNS = 60  # summary rows per flow shown in the trend
@@ -73,14 +73,10 @@ def build_report(warehouse: Warehouse) -> dict:
     }
 
 
-def _table(flow: str) -> str:
-    return f'{SCHEMA}."{flow}__results"'
-
-
 def _differences(con, flow: str, run_id: str) -> list[float]:
     """Numeric differences (money, days) of the latest run's mismatches, for the distribution."""
     rows = con.rows(
-        f"SELECT difference FROM {_table(flow)} WHERE run_id = ? AND difference IS NOT NULL ORDER BY 1",
+        f"SELECT difference FROM {results_table(flow)} WHERE run_id = ? AND difference IS NOT NULL ORDER BY 1",
         [run_id],
     )
     return [float(r[0]) for r in rows]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -29,6 +29,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.lineage import lineage
 
+from integration_hub.engine.dependent_views import dependent_views
 from integration_hub.warehouse import Connection, Warehouse, quote
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "dbt_like_sql"
@@ -152,7 +153,7 @@ def expand(template: str, root: Path = SQL_DIR, columns: ColumnLookup | None = N
         branches = []
         for m in members:
             select = ", ".join(
-                f'"{n}"' if n in cols[m] else f'CAST(NULL AS {t}) AS "{n}"' for n, t in names.items()
+                quote(n) if n in cols[m] else f"CAST(NULL AS {t}) AS {quote(n)}" for n, t in names.items()
             )
             branches.append(f"SELECT {select} FROM staging.{m}")
         return "(" + " UNION ALL ".join(branches) + ")"
@@ -178,7 +179,18 @@ def upstream_keys(sql: str) -> list[Key]:
 
 
 def to_dialect(sql: str, dialect: str) -> str:
+    """`sql`, written in DuckDB's dialect, for the warehouse's `dialect` (sqlglot transpiles it
+    for Postgres): the one place the hub's SQL is translated."""
     return sql if dialect == "duckdb" else sqlglot.transpile(sql, read="duckdb", write=dialect)[0]
+
+
+_QUERY = re.compile(r"\s*\(*\s*(select|with|from|values)\b", re.IGNORECASE)
+
+
+def is_query(sql_or_table: str) -> bool:
+    """Whether a declaration's model (a reconciliation side, a sync's source) is a query rather
+    than a table name: it starts with SELECT, WITH, FROM or VALUES (a table name cannot, unquoted)."""
+    return _QUERY.match(sql_or_table) is not None
 
 
 def table_columns(con: Connection, schema: str, table: str) -> list[tuple[str, str]]:
@@ -204,11 +216,6 @@ def _sql_type(data_type: str, precision: int | None, scale: int | None) -> str:
 def _set_utc(con: Connection) -> None:
     """Timestamps are UTC everywhere: casting a zoned source time must not depend on the host."""
     con.execute("SET TimeZone = 'UTC'" if con.dialect == "duckdb" else "SET TIME ZONE 'UTC'")
-
-
-def _commit(con: Connection) -> None:
-    if con.dialect == "postgres":
-        con.raw.commit()
 
 
 def batches(con: Connection, sql: str, size: int = 250_000) -> Iterator[pa.RecordBatch]:
@@ -250,24 +257,23 @@ def build(warehouse: Warehouse, model: SqlModel, vet: Vet | None = None) -> Buil
         _set_utc(con)
         sql = expand(model.template, model.root, columns=lambda s, t: table_columns(con, s, t))
         try:
-            con.execute(f'CREATE TABLE "{model.layer}"."{scratch}" AS {to_dialect(sql, con.dialect)}')
-            _commit(con)
-            rows_built = int(con.scalar(f'SELECT count(*) FROM "{model.layer}"."{scratch}"'))
-            rejected = vet(con, model.layer, scratch) if vet else 0
-            _commit(con)
+            # Built, then vetted, in a transaction each: DuckDB commits a table that was created
+            # and then deleted from (the vet's rejects) in one transaction far more slowly.
+            with con.transaction():
+                con.execute(f"CREATE TABLE {quote(model.layer, scratch)} AS {to_dialect(sql, con.dialect)}")
+                rows_built = int(con.scalar(f"SELECT count(*) FROM {quote(model.layer, scratch)}"))
+            with con.transaction():
+                rejected = vet(con, model.layer, scratch) if vet else 0
             _swap(con, model.layer, scratch, model.name)
         except Exception as exc:
-            if con.dialect == "postgres":
-                con.raw.rollback()
-            con.execute(f'DROP TABLE IF EXISTS "{model.layer}"."{scratch}"')
-            _commit(con)
+            _drop(con, model.layer, scratch)
             reads = ", ".join("/".join(k) for k in model.upstream)
             raise SqlModelError(
                 f"model {model.table} ({model.path.name}) failed: {exc}\n"
                 f"It reads {reads}: materialize those first if one is missing, or fix the SQL file."
             ) from exc
         columns = table_columns(con, model.layer, model.name)
-        row_count = int(con.scalar(f'SELECT count(*) FROM "{model.layer}"."{model.name}"'))
+        row_count = int(con.scalar(f"SELECT count(*) FROM {quote(model.layer, model.name)}"))
         upstream_schema = _upstream_schema(con, sql)
     return Built(rows_built, rejected, row_count, columns, column_lineage(sql, upstream_schema, columns))
 
@@ -283,87 +289,17 @@ def _swap(con: Connection, schema: str, scratch: str, table: str) -> None:
     views by name when they are queried: nothing to do there.
     """
     with con.transaction():
-        views = _dependent_views(con, schema, table) if con.dialect == "postgres" else []
+        views = dependent_views(con, schema, table) if con.dialect == "postgres" else []
         con.execute(f"DROP TABLE IF EXISTS {quote(schema, table)}" + (" CASCADE" if views else ""))
         con.execute(f"ALTER TABLE {quote(schema, scratch)} RENAME TO {quote(table)}")
         for view in views:
             view.create(con)
 
 
-@dataclass(frozen=True)
-class _View:
-    """A Postgres view (or materialized view) as it must be created again."""
-
-    schema: str
-    name: str
-    materialized: bool
-    definition: str
-    owner: str
-    statements: tuple[str, ...]  # grants, comment, indexes
-
-    def create(self, con: Connection) -> None:
-        kind = "MATERIALIZED VIEW" if self.materialized else "VIEW"
-        qualified = f'"{self.schema}"."{self.name}"'
-        try:
-            con.execute(f"CREATE {kind} {qualified} AS {self.definition}")
-            if self.owner != con.scalar("SELECT current_user"):
-                con.execute(f'ALTER {kind} {qualified} OWNER TO "{self.owner}"')
-            for statement in self.statements:
-                con.execute(statement)
-        except Exception as exc:
-            raise RuntimeError(
-                f"the view {self.schema}.{self.name}, which reads the table being replaced, cannot be "
-                f"created again on the new table ({str(exc).strip().splitlines()[0]}); the old table and "
-                "its views are kept: change or drop the view, or the model, then rebuild"
-            ) from exc
-
-
-def _dependent_views(con: Connection, schema: str, table: str) -> list[_View]:
-    """The views that read `schema.table`, directly or through each other, in creation order."""
-    found = con.rows(
-        """
-        WITH RECURSIVE deps(oid, depth) AS (
-            SELECT r.ev_class, 1 FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
-            WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = to_regclass(?)
-              AND r.ev_class <> d.refobjid
-            UNION
-            SELECT r.ev_class, deps.depth + 1 FROM deps
-            JOIN pg_depend d ON d.refobjid = deps.oid AND d.classid = 'pg_rewrite'::regclass
-            JOIN pg_rewrite r ON r.oid = d.objid
-            WHERE r.ev_class <> d.refobjid
-        )
-        SELECT c.oid, n.nspname, c.relname, c.relkind = 'm', pg_get_viewdef(c.oid),
-               pg_get_userbyid(c.relowner), obj_description(c.oid, 'pg_class'), max(deps.depth)
-        FROM deps JOIN pg_class c ON c.oid = deps.oid JOIN pg_namespace n ON n.oid = c.relnamespace
-        GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY max(deps.depth), 2, 3
-        """,
-        [f'"{schema}"."{table}"'],
-    )
-    views = []
-    for oid, view_schema, name, materialized, definition, owner, comment, _ in found:
-        kind = "MATERIALIZED VIEW" if materialized else "VIEW"
-        qualified = f'"{view_schema}"."{name}"'
-        grants = con.rows(
-            "SELECT a.privilege_type, CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END "
-            "FROM pg_class c, aclexplode(c.relacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee "
-            "WHERE c.oid = ? AND a.grantee <> c.relowner",
-            [oid],
-        )
-        statements = [f"GRANT {privilege} ON {qualified} TO {grantee}" for privilege, grantee in grants]
-        if comment is not None:
-            statements.append(f"COMMENT ON {kind} {qualified} IS {_pg_literal(comment)}")
-        if materialized:
-            statements += [
-                d for (d,) in con.rows("SELECT indexdef FROM pg_indexes WHERE schemaname = ? AND tablename = ?",
-                                       [view_schema, name])
-            ]  # fmt: skip
-        definition = definition.strip().removesuffix(";")
-        views.append(_View(view_schema, name, materialized, definition, owner, tuple(statements)))
-    return views
-
-
-def _pg_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+def _drop(con: Connection, schema: str, scratch: str) -> None:
+    """Drop the scratch table of a failed vet or swap (a failed build left none)."""
+    with con.transaction():
+        con.execute(f"DROP TABLE IF EXISTS {quote(schema, scratch)}")
 
 
 def replace_table(warehouse: Warehouse, schema: str, table: str, data: pa.Table) -> int:
@@ -374,8 +310,7 @@ def replace_table(warehouse: Warehouse, schema: str, table: str, data: pa.Table)
         try:
             _swap(con, schema, scratch, table)
         except Exception:
-            con.execute(f'DROP TABLE IF EXISTS "{schema}"."{scratch}"')
-            _commit(con)
+            _drop(con, schema, scratch)
             raise
     return data.num_rows
 
@@ -400,14 +335,38 @@ def column_lineage(
             node = lineage(name, sql, schema=schema, dialect="duckdb")
         except Exception:  # lineage is best effort: the model itself already ran
             continue
-        deps = {
-            (table_key(leaf.expression.db, leaf.expression.name), leaf.name.split(".")[-1].strip('"'))
-            for leaf in node.walk()
-            if not leaf.downstream and isinstance(leaf.expression, exp.Table) and leaf.expression.db
-        }
+        deps = {(table_key(s[0], s[1]), s[2]) for s in _sources(node) if s is not None and s[0]}
         if deps:
             out[name] = sorted(deps)
     return out
+
+
+Source = tuple[str, str, str]  # (schema, table, column) an output column's value is read from
+
+
+def column_sources(sql: str, schema: dict, columns: Iterable[str]) -> dict[str, set[Source | None]]:
+    """Where each of `columns` of `sql`'s output comes from, by sqlglot's column lineage over
+    `schema` ({schema: {table: {column: type}}}): the source columns it reads; `None` among
+    them for a source sqlglot cannot trace (a star over a table `schema` does not describe, an
+    ambiguous name, a column `sql` does not have); no source at all for a value computed from no
+    column (a literal, `count(*)`)."""
+    try:
+        nodes = lineage(None, sql, schema=schema, dialect="duckdb")
+    except Exception:  # nothing traced: every column's origin is unknown
+        nodes = {}
+    return {name: _sources(nodes[name]) if name in nodes else {None} for name in columns}
+
+
+def _sources(node) -> set[Source | None]:
+    found: set[Source | None] = set()
+    for leaf in node.walk():
+        if leaf.downstream:
+            continue
+        if isinstance(leaf.expression, exp.Table):
+            found.add((leaf.expression.db, leaf.expression.name, leaf.name.split(".")[-1].strip('"')))
+        elif isinstance(leaf.expression, exp.Placeholder):  # a column sqlglot could not place
+            found.add(None)
+    return found
 
 
 def load_seed(warehouse: Warehouse, path: Path) -> int:

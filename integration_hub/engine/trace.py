@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass, field
 
 from integration_hub import systems
-from integration_hub.warehouse import Connection, Warehouse
+from integration_hub.warehouse import Connection, Warehouse, quote
 
 
 def _sources() -> list[tuple[str, str, str]]:
@@ -99,7 +99,7 @@ class _Reader:
         schema, name = table.split(".")
         marks = ", ".join("?" for _ in values)
         arrow = self.con.arrow(
-            f'SELECT * FROM "{schema}"."{name}" WHERE CAST("{column}" AS VARCHAR) IN ({marks})', values
+            f"SELECT * FROM {quote(schema, name)} WHERE CAST({quote(column)} AS VARCHAR) IN ({marks})", values
         )
         return arrow.to_pylist()
 

@@ -29,7 +29,7 @@ from pandera.errors import SchemaErrors
 from canonical import MODELS, MONEY_TOLERANCE
 from integration_hub.engine import quarantine, sql_models
 from integration_hub.engine.checks import CheckOutcome
-from integration_hub.warehouse import Connection, Warehouse
+from integration_hub.warehouse import Connection, Warehouse, quote
 
 CHUNK_ROWS = 250_000
 SAMPLE_SIZE = 5
@@ -149,7 +149,7 @@ class RowValidator:
         started = time.perf_counter()
         rejects: list[tuple[str, str, dict]] = []
         reject_keys: list[tuple] = []
-        for batch in sql_models.batches(con, f'SELECT * FROM "{schema}"."{table}"', self.chunk_rows):
+        for batch in sql_models.batches(con, f"SELECT * FROM {quote(schema, table)}", self.chunk_rows):
             df = to_frame(batch)
             self.report.rows_checked += len(df)
             failed, problems = _failures(self.hard, df)
@@ -182,14 +182,14 @@ class RowValidator:
 
 def _delete_keys(con: Connection, schema: str, table: str, keys: list[str], values: list[tuple]) -> None:
     """Delete rows by key, a bounded number per statement."""
-    match = " AND ".join(f'"{k}" IS NOT DISTINCT FROM ?' for k in keys)
+    match = " AND ".join(f"{quote(k)} IS NOT DISTINCT FROM ?" for k in keys)
     for start in range(0, len(values), 200):
         chunk = values[start : start + 200]
         where = " OR ".join(f"({match})" for _ in chunk)
         params = [
             None if pd.isna(v) else (v.item() if hasattr(v, "item") else v) for key in chunk for v in key
         ]
-        con.execute(f'DELETE FROM "{schema}"."{table}" WHERE {where}', params)
+        con.execute(f"DELETE FROM {quote(schema, table)} WHERE {where}", params)
 
 
 def _family(dtype: str) -> str:
@@ -227,19 +227,19 @@ def keys_and_types(warehouse: Warehouse, entity: str) -> CheckOutcome:
         elif not actual[name].startswith(_TYPE_FAMILIES[family]):
             problems.append(f"column {name} is {actual[name]}, the model wants {family}")
     keys = key_columns(entity)
-    cols = ", ".join(f'"{k}"' for k in keys)
-    null_keys = " OR ".join(f'"{k}" IS NULL' for k in keys)
+    cols = ", ".join(quote(k) for k in keys)
+    null_keys = " OR ".join(f"{quote(k)} IS NULL" for k in keys)
+    table = quote("canonical", entity)
     with warehouse.connect() as con:
-        rows = int(con.scalar(f'SELECT count(*) FROM canonical."{entity}"'))
-        nulls = int(con.scalar(f'SELECT count(*) FROM canonical."{entity}" WHERE {null_keys}'))
+        rows = int(con.scalar(f"SELECT count(*) FROM {table}"))
+        nulls = int(con.scalar(f"SELECT count(*) FROM {table} WHERE {null_keys}"))
         dupes = int(
             con.scalar(
-                f'SELECT count(*) FROM (SELECT {cols} FROM canonical."{entity}" GROUP BY {cols} '
-                "HAVING count(*) > 1) AS d"
+                f"SELECT count(*) FROM (SELECT {cols} FROM {table} GROUP BY {cols} HAVING count(*) > 1) AS d"
             )
         )
         sample = con.rows(
-            f'SELECT {cols}, count(*) FROM canonical."{entity}" GROUP BY {cols} HAVING count(*) > 1 '
+            f"SELECT {cols}, count(*) FROM {table} GROUP BY {cols} HAVING count(*) > 1 "
             f"ORDER BY {cols} LIMIT {SAMPLE_SIZE}"
         )
     if nulls:

@@ -112,6 +112,11 @@ def quote(*parts: str) -> str:
     return ".".join('"' + part.replace('"', '""') + '"' for part in parts)
 
 
+def literal(text: str) -> str:
+    """A SQL string literal, in both dialects: `literal("it's")` is `'it''s'`."""
+    return "'" + text.replace("'", "''") + "'"
+
+
 class Warehouse:
     """Where raw, staging, canonical, recon, sync, audit and quarantine tables live.
 
@@ -168,11 +173,11 @@ class Warehouse:
     def session(self) -> Iterator[None]:
         """Keep the DuckDB database open until the block ends.
 
-        Opening the file costs ~20 ms, and the close of its last connection checkpoints it
-        (~25 ms on the SF1 warehouse): a step that opens and closes half a dozen connections
-        (its own bookkeeping, dlt's state and load, the metadata) paid that each time. Inside a
-        session every connection, this resource's or dlt's, on any thread, attaches to the open
-        database (~0.5 ms) and the checkpoint happens once, at the end. Connections stay
+        Opening the file takes a while, and the close of its last connection checkpoints it: a
+        step that opens and closes half a dozen connections (its own bookkeeping, dlt's state
+        and load, the metadata) paid both each time. Inside a session every connection, this
+        resource's or dlt's, on any thread, attaches to the open database and the checkpoint
+        happens once, at the end (BENCHMARKS.md, "Extraction"). Connections stay
         separate (a temporary table is its connection's). DuckDB's file lock is held for the
         block, as the step's connections hold it anyway. Postgres: no change.
         """
@@ -203,7 +208,7 @@ class Warehouse:
         with self.connect() as con:
             con.lock_ddl()
             for schema in schemas:
-                con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}")
 
     def table_exists(self, schema: str, table: str) -> bool:
         with self.connect() as con:
@@ -225,21 +230,20 @@ class Warehouse:
 
     def row_count(self, schema: str, table: str) -> int:
         with self.connect() as con:
-            return int(con.scalar(f'SELECT count(*) FROM "{schema}"."{table}"'))
+            return int(con.scalar(f"SELECT count(*) FROM {quote(schema, table)}"))
 
     def write_arrow(self, schema: str, table: str, data: pa.Table, mode: str = "append") -> int:
         """Write an Arrow table (`append` or `replace`); returns rows written."""
         self.ensure_schema(schema)
+        qualified = quote(schema, table)
         with self.connect() as con:
             if self.dialect == "duckdb":
                 con.raw.register("_incoming", data)
                 if mode == "replace":
-                    con.execute(f'CREATE OR REPLACE TABLE "{schema}"."{table}" AS SELECT * FROM _incoming')
+                    con.execute(f"CREATE OR REPLACE TABLE {qualified} AS SELECT * FROM _incoming")
                 else:
-                    con.execute(
-                        f'CREATE TABLE IF NOT EXISTS "{schema}"."{table}" AS SELECT * FROM _incoming LIMIT 0'
-                    )
-                    con.execute(f'INSERT INTO "{schema}"."{table}" BY NAME SELECT * FROM _incoming')
+                    con.execute(f"CREATE TABLE IF NOT EXISTS {qualified} AS SELECT * FROM _incoming LIMIT 0")
+                    con.execute(f"INSERT INTO {qualified} BY NAME SELECT * FROM _incoming")
                 con.raw.unregister("_incoming")
                 return data.num_rows
             _pg_write_arrow(con, schema, table, data, mode)
@@ -292,16 +296,17 @@ def _pg_type(t: pa.DataType) -> str:
 
 
 def _pg_write_arrow(con: Connection, schema: str, table: str, data: pa.Table, mode: str) -> None:
-    cols = ", ".join(f'"{f.name}" {_pg_type(f.type)}' for f in data.schema)
+    cols = ", ".join(f"{quote(f.name)} {_pg_type(f.type)}" for f in data.schema)
+    qualified = quote(schema, table)
     if mode == "replace":
-        con.execute(f'DROP TABLE IF EXISTS "{schema}"."{table}"')
-    con.execute(f'CREATE TABLE IF NOT EXISTS "{schema}"."{table}" ({cols})')
+        con.execute(f"DROP TABLE IF EXISTS {qualified}")
+    con.execute(f"CREATE TABLE IF NOT EXISTS {qualified} ({cols})")
     buf = io.BytesIO()
     pacsv.write_csv(data, buf, write_options=pacsv.WriteOptions(include_header=False))
-    names = ", ".join(f'"{n}"' for n in data.schema.names)
+    names = ", ".join(quote(n) for n in data.schema.names)
     with (
         con.raw.cursor() as cur,
-        cur.copy(f'COPY "{schema}"."{table}" ({names}) FROM STDIN (FORMAT csv)') as cp,
+        cur.copy(f"COPY {qualified} ({names}) FROM STDIN (FORMAT csv)") as cp,
     ):
         cp.write(buf.getvalue())
 

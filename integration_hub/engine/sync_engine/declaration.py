@@ -1,0 +1,145 @@
+"""A reverse sync as it is declared, the hash of what it sends, and the tables every sync keeps.
+
+`Sync` checks itself against its destination's writer when it is made, so a wrong
+declaration fails with what to fix before anything runs. The `sync` schema holds one
+`<sync>__state` table per sync (what the destination last confirmed), the `changelog` of
+every record's outcome and the `dead_letter` queue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cached_property
+
+from integration_hub import systems
+from integration_hub.engine import pii
+from integration_hub.engine.sql_models import is_query
+from integration_hub.warehouse import Connection, Warehouse, quote
+
+SCHEMA = "sync"
+SKIP_COLUMN = "skip_reason"
+MODES = ("upsert", "update", "insert", "mirror")
+CHANGELOG, DEAD_LETTER = f"{SCHEMA}.changelog", f"{SCHEMA}.dead_letter"
+
+
+@dataclass(frozen=True)
+class Sync:
+    """One reverse sync, declared once.
+
+    `source` is a table or a query (over canonical tables). `mapping` is destination field →
+    source column. Only fields in `allow` ever leave the hub; a mapped field outside it is
+    withheld (and shown in the plan). Which fields carry personal data is not declared: `pii`
+    derives it from the canonical model. `existing` (SQL returning one column of keys the
+    destination already holds) is required by `update` mode, which touches nothing else.
+    A source row whose `skip_reason` column is set is not sent and counted under that reason.
+    """
+
+    name: str
+    source: str
+    destination: str
+    object: str
+    mode: str
+    key: str
+    mapping: dict[str, str]
+    allow: frozenset[str]
+    existing: str | None = None
+    batch_size: int = 100
+    concurrency: int = 4
+    rate_limit: float | None = None  # requests per second, across all workers
+    deps: tuple[tuple[str, ...], ...] = ()
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        writer = systems.writer_class(self.destination, self.object)
+        problems = []
+        if self.mode not in MODES:
+            problems.append(f"mode must be one of {MODES}, got {self.mode!r}")
+        if writer.key_field not in self.mapping or writer.key_field not in self.allow:
+            problems.append(f"the destination's match field {writer.key_field!r} must be mapped and allowed")
+        if not 1 <= self.batch_size <= writer.max_batch:
+            problems.append(f"batch_size must be 1..{writer.max_batch} for {self.destination}.{self.object}")
+        if self.mode == "mirror" and not writer.can_delete:
+            problems.append(f"{self.destination}.{self.object} cannot delete, so mode 'mirror' is impossible")
+        if self.mode == "update" and not self.existing:
+            problems.append("mode 'update' needs `existing`: SQL returning the keys the destination holds")
+        if self.concurrency < 1:
+            problems.append("concurrency must be at least 1")
+        if problems:
+            raise ValueError(f"sync {self.name!r}: " + "; ".join(problems))
+
+    @property
+    def state_table(self) -> str:
+        return quote(SCHEMA, f"{self.name}__state")
+
+    @property
+    def query(self) -> str:
+        """The source as a query."""
+        return self.source if is_query(self.source) else f"SELECT * FROM {self.source}"
+
+    @cached_property
+    def pii(self) -> frozenset[str]:
+        """The mapped fields that carry personal data: those whose source column derives from a
+        canonical field flagged PII (`engine.pii.derived`; a column of untraceable origin counts)."""
+        personal = pii.derived(self.query, set(self.mapping.values()))
+        return frozenset(f for f, column in self.mapping.items() if column in personal)
+
+    @property
+    def withheld(self) -> list[str]:
+        """Mapped fields the allow-list keeps in the hub."""
+        return sorted(set(self.mapping) - self.allow)
+
+    @property
+    def fields(self) -> list[str]:
+        """The destination fields that leave the hub, in the order their values are hashed."""
+        return sorted(self.allow & set(self.mapping))
+
+    def idempotency_key(self, key: str, content_hash: str) -> str:
+        # An insert happens once per key whatever its content: a changed body under the same
+        # key is then refused (409) instead of creating a second record.
+        parts = [self.name, key] if self.mode == "insert" else [self.name, key, content_hash]
+        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:40]
+
+
+def content_hash(fields: list[str], values: list) -> str:
+    """Hash of a payload: its field names and values, nothing else (no timestamps, no writer)."""
+    return hasher(fields)(values)
+
+
+def hasher(fields: list[str]):
+    """`content_hash` for one field list, with its prefix made once (the plan calls it per row)."""
+    prefix, sha256 = ",".join(fields) + "|", hashlib.sha256
+    # values are JSON-ready: their repr is canonical and fast
+    return lambda values: sha256((prefix + repr(values)).encode()).hexdigest()[:32]
+
+
+# ---- tables ---------------------------------------------------------------------------------
+
+_DDL = [
+    f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
+    f"""CREATE TABLE IF NOT EXISTS {CHANGELOG} (
+        run_id VARCHAR, sync VARCHAR, key VARCHAR, operation VARCHAR, status VARCHAR, error VARCHAR, changed_at TIMESTAMP)""",
+    f"""CREATE TABLE IF NOT EXISTS {DEAD_LETTER} (
+        id VARCHAR PRIMARY KEY, sync VARCHAR NOT NULL, key VARCHAR NOT NULL, operation VARCHAR, hash VARCHAR,
+        payload VARCHAR, error VARCHAR, attempts INTEGER, first_failure_at TIMESTAMP, last_failure_at TIMESTAMP,
+        status VARCHAR NOT NULL, discard_reason VARCHAR, resolved_at TIMESTAMP)""",
+]
+
+
+def ensure_tables(warehouse: Warehouse, sync: Sync | None = None) -> None:
+    with warehouse.connect() as con:
+        con.lock_ddl()
+        for ddl in _DDL:
+            con.execute(ddl)
+        if sync:
+            con.execute(
+                f"CREATE TABLE IF NOT EXISTS {sync.state_table} (key VARCHAR PRIMARY KEY, hash VARCHAR NOT NULL, "
+                "remote_id VARCHAR, run_id VARCHAR, pushed_at TIMESTAMP)"
+            )
+
+
+def open_letters(con: Connection, sync: str) -> int:
+    """How many of the sync's dead letters are open (waiting for a replay or a discard)."""
+    return int(
+        con.scalar(f"SELECT count(*) FROM {DEAD_LETTER} WHERE sync = ? AND status = 'open'", [sync]) or 0
+    )

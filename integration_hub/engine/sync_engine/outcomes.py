@@ -1,0 +1,130 @@
+"""Recording what a destination answered: state, changelog and dead letters, written atomically.
+
+Every sent record ends `delivered` (the destination confirmed it: the state advances),
+`rejected` (a verdict on the record: it waits in `sync.dead_letter`) or `failed` (no verdict:
+the next run sends it again). Each batch of outcomes is one transaction, so a killed push
+leaves the state exactly at what was confirmed and recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pyarrow as pa
+
+from integration_hub.engine import audit
+from integration_hub.engine.sync_engine.declaration import CHANGELOG, DEAD_LETTER, Sync
+from integration_hub.engine.sync_engine.planning import Change
+from integration_hub.systems.kit.writer import Outcome
+from integration_hub.warehouse import Connection
+
+DELIVERED, REJECTED, FAILED = "delivered", "rejected", "failed"
+
+_OUTCOME_SCHEMA = pa.schema(
+    [
+        (n, pa.string())
+        for n in ("key", "operation", "hash", "payload", "status", "error", "remote_id", "letter_id")
+    ]
+)
+
+
+def letter_id(sync: str, key: str, digest: str) -> str:
+    """A dead letter's id: one per sync, key and content."""
+    return hashlib.sha256(f"{sync}\x1f{key}\x1f{digest}".encode()).hexdigest()[:16]
+
+
+def record(
+    con: Connection,
+    sync: Sync,
+    run_id: str,
+    done: list[tuple[Change, Outcome, str]],
+    letters_open: bool = True,
+) -> bool:
+    """Write outcomes atomically: changelog rows, state for delivered, dead letters for rejected.
+
+    `letters_open` says whether the sync may have open dead letters (then delivered records
+    resolve theirs); returns whether it may have some afterwards. Dead-letter statements are
+    skipped when neither applies, which is the common case of a bulk push.
+    """
+    if not done:
+        return letters_open
+    rejections = any(status == REJECTED for _, _, status in done)
+    deletes = any(c.operation == "delete" and status == DELIVERED for c, _, status in done)
+    at = audit.now()
+    with con.transaction():
+        _stage(con, _outcome_table(sync, done))
+        delivered = "SELECT key FROM _outcomes WHERE status = 'delivered'"
+        if deletes:
+            con.execute(f"DELETE FROM {sync.state_table} WHERE key IN ({delivered} AND operation = 'delete')")
+        con.execute(
+            f"INSERT INTO {sync.state_table} SELECT key, hash, remote_id, ?, ? FROM _outcomes "
+            "WHERE status = 'delivered' AND operation <> 'delete' ON CONFLICT (key) DO UPDATE SET "
+            "hash = excluded.hash, remote_id = excluded.remote_id, run_id = excluded.run_id, "
+            "pushed_at = excluded.pushed_at",
+            [run_id, at],
+        )
+        con.execute(
+            f"INSERT INTO {CHANGELOG} SELECT ?, ?, key, operation, status, error, ? FROM _outcomes",
+            [run_id, sync.name, at],
+        )
+        if letters_open:
+            con.execute(
+                f"UPDATE {DEAD_LETTER} SET status = 'delivered', resolved_at = ? WHERE sync = ? "
+                f"AND status = 'open' AND key IN ({delivered})",
+                [at, sync.name],
+            )
+        if rejections:
+            _dead_letter_rejections(con, sync, at)
+    return letters_open or rejections
+
+
+def _outcome_table(sync: Sync, done: list[tuple[Change, Outcome, str]]) -> pa.Table:
+    """The outcomes as a table, column by column; payload and dead-letter id only for what was
+    not delivered."""
+    return pa.table(
+        [
+            [c.key for c, _, _ in done], [c.operation for c, _, _ in done], [c.hash for c, _, _ in done],
+            [None if s == DELIVERED else json.dumps(c.payload, sort_keys=True, default=str) for c, _, s in done],
+            [s for _, _, s in done], [o.error for _, o, _ in done], [o.remote_id for _, o, _ in done],
+            [None if s == DELIVERED else letter_id(sync.name, c.key, c.hash) for c, _, s in done],
+        ],
+        schema=_OUTCOME_SCHEMA,
+    )  # fmt: skip
+
+
+def _stage(con: Connection, table: pa.Table) -> None:
+    """Make the batch's outcomes queryable as `_outcomes` inside the current transaction."""
+    if con.dialect == "duckdb":
+        con.raw.register("_outcomes", table)
+        return
+    cols = ", ".join(f"{n} TEXT" for n in _OUTCOME_SCHEMA.names)
+    with con.raw.cursor() as cur:
+        cur.execute(f"CREATE TEMP TABLE _outcomes ({cols}) ON COMMIT DROP")
+        with cur.copy("COPY _outcomes FROM STDIN") as cp:
+            for row in table.to_pylist():
+                cp.write_row([row[n] for n in _OUTCOME_SCHEMA.names])
+
+
+def _dead_letter_rejections(con: Connection, sync: Sync, at) -> None:
+    """Open (or count again) a dead letter per rejected record; an older open letter of the same
+    key is superseded by the newer content."""
+    dl = DEAD_LETTER
+    rejected = "SELECT letter_id FROM _outcomes WHERE status = 'rejected'"
+    con.execute(
+        f"UPDATE {dl} SET status = 'discarded', discard_reason = 'superseded by a newer version', "
+        f"resolved_at = ? WHERE sync = ? AND status = 'open' AND id NOT IN ({rejected}) "
+        "AND key IN (SELECT key FROM _outcomes WHERE status = 'rejected')",
+        [at, sync.name],
+    )
+    con.execute(
+        f"UPDATE {dl} SET attempts = {dl}.attempts + 1, error = o.error, last_failure_at = ?, "
+        f"status = 'open' FROM _outcomes o WHERE {dl}.id = o.letter_id AND o.status = 'rejected' "
+        f"AND {dl}.status <> 'discarded'",
+        [at],
+    )
+    con.execute(
+        f"INSERT INTO {dl} SELECT letter_id, ?, key, operation, hash, payload, error, 1, ?, ?, 'open', "
+        f"NULL, NULL FROM _outcomes WHERE status = 'rejected' AND letter_id NOT IN (SELECT id FROM {dl})",
+        [sync.name, at, at],
+    )
