@@ -122,3 +122,29 @@ def test_the_engine_and_the_systems_load_without_dagster():
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout) == [], "the engine, the systems or the warehouse client pulled in Dagster"
+
+
+def test_modules_and_functions_stay_small():
+    """About 400 lines a module (unless its docstring says why it is longer), 60 a function."""
+    long_modules, long_functions = [], []
+    for path in _product_files() + sorted((ROOT / "sandbox" / "hub_sandbox").rglob("*.py")):
+        text = path.read_text()
+        tree = ast.parse(text)
+        doc = ast.get_docstring(tree) or ""
+        if len(text.splitlines()) > 420 and "Longer than" not in doc:
+            long_modules.append(f"{path.relative_to(ROOT)}: {len(text.splitlines())} lines")
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                nested = sum(
+                    child.end_lineno - child.lineno + 1
+                    for child in ast.walk(node)
+                    if child is not node and isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
+                    and child in node.body
+                )  # fmt: skip
+                length = node.end_lineno - node.lineno + 1 - nested
+                if length > 65:
+                    long_functions.append(
+                        f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {length} lines"
+                    )
+    assert not long_modules, "\n".join(long_modules)
+    assert not long_functions, "\n".join(long_functions)
