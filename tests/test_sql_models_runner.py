@@ -135,3 +135,25 @@ def test_a_model_is_a_query_or_a_table_by_one_rule():
         assert sql_models.is_query(query), query
     for table in ("canonical.customer", "withdrawals", 'raw_x."select"', "selections"):
         assert not sql_models.is_query(table), table
+
+
+def test_a_build_killed_before_its_swap_leaves_no_scratch_table_behind(product_world):
+    """A process killed mid-build cannot clean up; the next build of the table drops what it left."""
+    root, warehouse = product_world
+    models = {"/".join(m.key): m for m in sql_models.discover(root)}
+    product = models["canonical/product"]
+    sql_models.build(warehouse, models["staging/erp__product"])
+    sql_models.build(warehouse, product)
+    with warehouse.connect() as con:
+        con.execute("CREATE TABLE canonical._build_product_0badc0de AS SELECT * FROM canonical.product")
+        con.execute("CREATE TABLE canonical._build_product_kept AS SELECT 1 AS not_a_scratch_table")
+    sql_models.build(warehouse, product)
+    with warehouse.connect() as con:
+        tables = {
+            t
+            for (t,) in con.rows(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'canonical'"
+            )
+        }
+    assert "_build_product_0badc0de" not in tables
+    assert {"product", "_build_product_kept"} <= tables

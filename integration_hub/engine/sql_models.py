@@ -16,6 +16,7 @@ so a failed build never leaves a half table behind.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -30,7 +31,7 @@ from sqlglot import exp
 from sqlglot.lineage import lineage
 
 from integration_hub.engine.dependent_views import dependent_views
-from integration_hub.warehouse import Connection, Warehouse, quote
+from integration_hub.warehouse import Connection, Warehouse, literal, quote
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "dbt_like_sql"
 LAYERS = ("staging", "canonical")
@@ -252,8 +253,8 @@ def build(warehouse: Warehouse, model: SqlModel, vet: Vet | None = None) -> Buil
     `vet` returns how many rows it rejected (and must have kept them somewhere, e.g. quarantine).
     """
     warehouse.ensure_schema(model.layer)
-    scratch = f"_build_{model.name}_{uuid.uuid4().hex[:8]}"
-    with warehouse.connect() as con:
+    scratch = _scratch_name(model.name)
+    with warehouse.connect() as con, _building(con, model.layer, model.name):
         _set_utc(con)
         sql = expand(model.template, model.root, columns=lambda s, t: table_columns(con, s, t))
         try:
@@ -296,6 +297,45 @@ def _swap(con: Connection, schema: str, scratch: str, table: str) -> None:
             view.create(con)
 
 
+SCRATCH = "_build_{table}_"  # + 8 hex digits: one build's table before it is swapped in
+
+
+def _scratch_name(table: str) -> str:
+    return SCRATCH.format(table=table) + uuid.uuid4().hex[:8]
+
+
+@contextlib.contextmanager
+def _building(con: Connection, schema: str, table: str) -> Iterator[None]:
+    """While a table is (re)built: the only build of it, with the scratch tables of builds that
+    died before their swap (a killed process) dropped first, so they cannot pile up.
+
+    DuckDB has one writer, so no other build runs meanwhile; on Postgres a session lock per table
+    keeps a second build of the same table waiting, so a live build's scratch is never taken
+    for a dead one's.
+    """
+    lock = f"hashtext({literal('hub.build:' + schema + '.' + table)})"
+    if con.dialect == "postgres":
+        con.execute(f"SELECT pg_advisory_lock({lock})")
+        con.raw.commit()
+    try:
+        prefix = SCRATCH.format(table=table)
+        leftovers = [
+            name
+            for (name,) in con.rows(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [schema]
+            )
+            if name.startswith(prefix) and len(name) == len(prefix) + 8
+        ]
+        for name in leftovers:
+            _drop(con, schema, name)
+        yield
+    finally:
+        if con.dialect == "postgres":
+            con.raw.rollback()  # a failed statement leaves the session in an aborted transaction
+            con.execute(f"SELECT pg_advisory_unlock({lock})")
+            con.raw.commit()
+
+
 def _drop(con: Connection, schema: str, scratch: str) -> None:
     """Drop the scratch table of a failed vet or swap (a failed build left none)."""
     with con.transaction():
@@ -304,9 +344,10 @@ def _drop(con: Connection, schema: str, scratch: str) -> None:
 
 def replace_table(warehouse: Warehouse, schema: str, table: str, data: pa.Table) -> int:
     """Atomically replace a table with Arrow data (written to a scratch table first)."""
-    scratch = f"_build_{table}_{uuid.uuid4().hex[:8]}"
-    warehouse.write_arrow(schema, scratch, data, mode="replace")
-    with warehouse.connect() as con:
+    scratch = _scratch_name(table)
+    warehouse.ensure_schema(schema)
+    with warehouse.connect() as con, _building(con, schema, table):
+        warehouse.write_arrow(schema, scratch, data, mode="replace")
         try:
             _swap(con, schema, scratch, table)
         except Exception:
