@@ -5,14 +5,13 @@ One module so a raw table, a staging model and a canonical entity look alike on 
 pages, and so the engine never imports Dagster. Previews mask personal data, since the UI is
 read by more people than the warehouse is: in staging and canonical tables, the columns the
 canonical model flags as PII (`integration_hub.engine.pii`); in any other table (raw), the
-columns whose name says personal data (`PII_COLUMN`). A raw table keeps the vendor's field
+columns whose name says personal data (`pii.PERSONAL_NAME`). A raw table keeps the vendor's field
 names and fields the canonical model never takes in (addresses, notes), which no canonical
 flag can point at, so there the name is the only guide.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import dagster as dg
@@ -24,8 +23,7 @@ from integration_hub.warehouse import Warehouse, quote
 
 PREVIEW_ROWS = 5
 MAX_CELL = 40
-MASK = "•••"
-PII_COLUMN = re.compile(r"(e_?mail|phone|first_?name|last_?name|^name$|full_?name|address|street)", re.I)
+MASK = pii.MASK
 
 
 def column_schema(warehouse: Warehouse, schema: str, table: str) -> dg.TableSchema:
@@ -66,10 +64,8 @@ def preview_md(warehouse: Warehouse, schema: str, table: str, n: int = PREVIEW_R
 
 def _masked(schema: str, table: str, names: list[str]) -> list[bool]:
     """Which of a table's columns a preview masks (see the module docstring)."""
-    flagged = pii.of_table(schema, table)
-    if flagged is None:
-        return [PII_COLUMN.search(name) is not None for name in names]
-    return [name in flagged for name in names]
+    hide = pii.personal_columns(schema, table, names)
+    return [name in hide for name in names]
 
 
 def table_metadata(warehouse: Warehouse, schema: str, table: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ No destination is contacted here: a plan reads the warehouse only.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pyarrow as pa
 import pytest
@@ -192,3 +193,13 @@ def test_mirror_mode_plans_a_delete_for_every_pushed_key_the_source_lost(warehou
     assert [(c.key, c.payload) for c in plan.changes if c.operation == "delete"] == [
         ("SO-9", {"external_id": "SO-9"})
     ]
+
+
+def test_dead_letter_payloads_are_shown_without_personal_data_unless_asked():
+    from integration_hub.cli.audit import masked_letter
+
+    payload = {"external_id": "SO-1", "total": 12.5, "customer_email": "ada@x.test", "customer_name": "Ada L"}
+    letter = {"sync": "support_orders", "key": "SO-1", "payload": json.dumps(payload)}
+    shown = json.loads(masked_letter(letter, SYNCS)["payload"])
+    assert shown == {"external_id": "SO-1", "total": 12.5, "customer_email": "•••", "customer_name": "•••"}
+    assert json.loads(letter["payload"]) == payload, "the stored payload (what a replay sends) is untouched"

@@ -76,3 +76,26 @@ def test_trace_of_an_unknown_record_says_what_to_give(traced_hub):
     answer = _trace("SO-9999999999")
     assert answer.exit_code == 2
     assert "No canonical record matches 'SO-9999999999'" in answer.output
+
+
+def test_trace_masks_personal_data_unless_asked(traced_hub):
+    """Names, emails and phones (the canonical PII flags; in raw rows, fields named so) are masked
+    in a trace unless `--show-pii` is given; ids and amounts are not."""
+    warehouse = traced_hub
+    with warehouse.connect() as con:
+        customer_id, email, name = con.rows(
+            "SELECT customer_id, email, name FROM canonical.customer WHERE email IS NOT NULL ORDER BY 1 LIMIT 1"
+        )[0]
+    (masked,) = json.loads(_trace(customer_id, "--json").output)
+    (shown,) = json.loads(_trace(customer_id, "--json", "--show-pii").output)
+    [customer] = masked["canonical"]["customer"]
+    assert customer["customer_id"] == customer_id and customer["email"] == "•••" and customer["name"] == "•••"
+    assert (
+        shown["canonical"]["customer"][0]["email"] == email
+        and shown["canonical"]["customer"][0]["name"] == name
+    )
+    raw = [row for rows in masked["sources"].values() for row in rows]
+    assert raw, "the trace found the customer's source rows"
+    text = json.dumps(masked)
+    assert email not in text and email.split("@")[0] not in text, "no raw row leaks the email either"
+    assert email in json.dumps(shown)

@@ -18,8 +18,12 @@ console = Console()
 def trace_command(
     ref: str = typer.Argument(..., help="Canonical id (SO-…, in_…, customer id) or system:id (shop:1234)."),
     as_json: bool = typer.Option(False, "--json", help="Print the trace as JSON."),
+    show_pii: bool = typer.Option(False, "--show-pii", help="Show personal data instead of masking it."),
 ) -> None:
-    """One record's path end to end: source rows, runs, canonical rows, findings, pushes."""
+    """One record's path end to end: source rows, runs, canonical rows, findings, pushes.
+
+    Personal data (the canonical model's PII flags; in raw rows, fields named as personal) is
+    masked unless `--show-pii` is given: a trace is pasted into tickets and chats."""
     from integration_hub.engine.trace import TraceError, trace
     from integration_hub.warehouse import warehouse_from_env
 
@@ -28,11 +32,39 @@ def trace_command(
     except TraceError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
+    shown = [t.as_dict() if show_pii else masked_trace(t.as_dict()) for t in traces]
     if as_json:
-        typer.echo(json.dumps([t.as_dict() for t in traces], indent=2))
+        typer.echo(json.dumps(shown, indent=2))
         return
-    for t in traces:
-        _print_trace(t.as_dict())
+    for t in shown:
+        _print_trace(t)
+
+
+def masked_trace(t: dict) -> dict:
+    """A trace with personal values masked: rows by their table, dead-letter payloads by their sync."""
+    from assets.syncs import SYNCS
+    from integration_hub.engine import pii
+
+    t = dict(t)
+    t["sources"] = {
+        table: [pii.masked(*table.split(".", 1), row) for row in rows] for table, rows in t["sources"].items()
+    }
+    t["canonical"] = {
+        entity: [pii.masked("canonical", entity, row) for row in rows]
+        for entity, rows in t["canonical"].items()
+    }
+    t["dead_letters"] = [masked_letter(d, SYNCS) for d in t["dead_letters"]]
+    return t
+
+
+def masked_letter(letter: dict, syncs: dict) -> dict:
+    """A dead letter whose payload's personal fields (its sync's PII) are masked."""
+    from integration_hub.engine import pii
+
+    sync = syncs.get(letter.get("sync"))
+    if sync is None or not letter.get("payload"):
+        return letter
+    return {**letter, "payload": json.dumps(pii.masked_payload(sync, json.loads(letter["payload"])))}
 
 
 def _print_trace(t: dict) -> None:

@@ -84,11 +84,16 @@ def list_letters(
     sync: str | None = typer.Option(None, "--sync", help="Only this sync's dead letters."),
     all_states: bool = typer.Option(False, "--all", help="Also delivered and discarded ones."),
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+    show_pii: bool = typer.Option(False, "--show-pii", help="Show the payloads' personal data unmasked."),
 ) -> None:
-    """Open dead letters: the key, the destination's error, and how often it was tried."""
+    """Open dead letters: the key, the destination's error, and how often it was tried (payloads'
+    personal data masked unless `--show-pii`; a replay always sends the stored payload)."""
+    from assets.syncs import SYNCS
+    from integration_hub.cli.audit import masked_letter
     from integration_hub.engine.sync_engine import dead_letters
 
     letters = dead_letters(_warehouse(), sync, None if all_states else "open")
+    letters = letters if show_pii else [masked_letter(d, SYNCS) for d in letters]
     if as_json:
         typer.echo(json.dumps(letters, default=str, indent=2))
         return

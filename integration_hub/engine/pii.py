@@ -12,12 +12,17 @@ else is derived from that flag, never declared again:
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 
 from canonical import MODELS
 from integration_hub.engine.sql_models import column_sources
 
 CANONICAL = "canonical"
+MASK = "•••"
+# A table the model does not describe (a raw table: the vendor's field names, and data the model
+# never takes in, such as addresses) is judged by its column names.
+PERSONAL_NAME = re.compile(r"(e_?mail|phone|first_?name|last_?name|^name$|full_?name|address|street)", re.I)
 _MODELLED = ("staging", CANONICAL)  # layers whose tables are an entity of the canonical model
 
 
@@ -61,3 +66,23 @@ def _personal(source: tuple[str, str, str] | None) -> bool:
     if source is None or source[0] != CANONICAL or source[1] not in MODELS:
         return True
     return source[2] in flagged(source[1])
+
+
+def personal_columns(schema: str, table: str, names: Iterable[str]) -> frozenset[str]:
+    """Which of a table's columns hold personal data: the model's flags where it describes the
+    table, else the column names (`PERSONAL_NAME`)."""
+    flagged_here = of_table(schema, table)
+    if flagged_here is not None:
+        return frozenset(n for n in names if n in flagged_here)
+    return frozenset(n for n in names if PERSONAL_NAME.search(n))
+
+
+def masked(schema: str, table: str, row: Mapping) -> dict:
+    """`row` of `schema.table` with its personal values replaced by `MASK` (None stays None)."""
+    hide = personal_columns(schema, table, row)
+    return {k: MASK if k in hide and v is not None else v for k, v in row.items()}
+
+
+def masked_payload(sync, payload: Mapping) -> dict:
+    """A sync's outgoing payload with the fields its PII derivation flags replaced by `MASK`."""
+    return {k: MASK if k in sync.pii and v is not None else v for k, v in payload.items()}
