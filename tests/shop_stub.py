@@ -61,5 +61,5 @@ class ShopStub:
     def put(self, resource: str, **record) -> None:
         self.records[resource][record["id"]] = record
 
-    def source(self):
-        return shop.source(self.url, api_key=API_KEY)
+    def source(self, **kwargs):
+        return shop.source(self.url, api_key=API_KEY, **kwargs)

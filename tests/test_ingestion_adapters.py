@@ -1,6 +1,7 @@
 """Systems on their own: the registry, row contracts, and the ERP's Postgres COPY path."""
 
 import datetime as dt
+import json
 import uuid
 
 import dlt
@@ -241,3 +242,66 @@ def test_erp_columns_that_need_quoting_load_and_values_stay_data(erp_url, direct
             "AND table_name = 'customers'"
         )
     assert {c for (c,) in columns} == {"customer_id", "credit_limit", "order", "updated_at"}
+
+
+def test_a_rest_value_carrying_sql_lands_verbatim_and_runs_nothing(tmp_path, monkeypatch):
+    from integration_hub.engine.quarantine import quarantine
+    from integration_hub.warehouse import Warehouse
+    from tests.shop_stub import ShopStub
+
+    monkeypatch.setenv("HUB_HOME", str(tmp_path))
+    warehouse = Warehouse()
+    pipeline = dlt.pipeline(
+        "shop_sql_values",
+        pipelines_dir=str(tmp_path / "dlt"),
+        destination=warehouse.dlt_destination(),
+        dataset_name="raw_shop",
+    )
+
+    def tables() -> set[tuple[str, str]]:
+        with warehouse.connect() as con:
+            return set(con.rows("SELECT table_schema, table_name FROM information_schema.tables"))
+
+    with ShopStub() as shop:
+        shop.put("orders", id=1, updated_at="2026-11-20T10:00:00Z", total_price="1.00", note="plain",
+                 customer={"email": "a@example.org"}, line_items=[{"sku": "A", "quantity": 1}])  # fmt: skip
+        shop.put("customers", id=1, updated_at="2026-11-20T10:00:00Z", first_name="Ann")
+        pipeline.run(shop.source())
+        before = tables()
+        assert {
+            ("raw_shop", "orders"),
+            ("raw_shop", "orders__line_items"),
+            ("raw_shop", "customers"),
+        } <= before
+
+        for i, value in enumerate(INJECTIONS, start=2):
+            # In a top-level field, a nested object's field, a line item and a customer's name.
+            shop.put("orders", id=i, updated_at="2026-11-20T11:00:00Z", total_price="2.00", note=value,
+                     customer={"email": value}, line_items=[{"sku": value, "quantity": 1}])  # fmt: skip
+            shop.put("customers", id=i, updated_at="2026-11-20T11:00:00Z", first_name=value)
+        # ... and in a field the contract refuses, which goes to quarantine with its reason.
+        shop.put("orders", id=9, updated_at="2026-11-20T11:00:00Z", total_price=INJECTIONS[0], line_items=[])
+        rejects = Rejects()
+        pipeline.run(shop.source(rejects=rejects))
+    quarantine(warehouse, "shop__orders", "run-1", rejects.by_resource["orders"])
+
+    assert tables() >= before | {("quarantine", "shop__orders")}
+    with warehouse.connect() as con:
+        assert con.rows("SELECT id, note, customer__email FROM raw_shop.orders ORDER BY id") == [
+            (1, "plain", "a@example.org"),
+            *((i, v, v) for i, v in enumerate(INJECTIONS, start=2)),
+        ]
+        assert con.rows(
+            "SELECT o.id, li.sku FROM raw_shop.orders__line_items AS li "
+            "JOIN raw_shop.orders AS o ON o._dlt_id = li._dlt_parent_id ORDER BY 1"
+        ) == [(1, "A"), *enumerate(INJECTIONS, start=2)]
+        assert con.rows("SELECT id, first_name FROM raw_shop.customers ORDER BY id") == [
+            (1, "Ann"),
+            *enumerate(INJECTIONS, start=2),
+        ]
+        (key, reason, payload), *more = con.rows(
+            "SELECT source_key, reason, payload FROM quarantine.shop__orders"
+        )
+    assert not more and key == "9"
+    assert reason == f"field 'total_price': expected decimal text, got {INJECTIONS[0]!r}"
+    assert json.loads(payload)["total_price"] == INJECTIONS[0]
