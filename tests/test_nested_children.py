@@ -37,7 +37,7 @@ def warehouse(request, tmp_path, monkeypatch):
 
 def items(*skus: str) -> list[dict]:
     return [
-        {"id": hash(sku) % 10**9, "sku": sku, "quantity": i + 1, "price": "5.00"}
+        {"id": 100 + ord(sku[0]), "sku": sku, "quantity": i + 1, "price": "5.00"}
         for i, sku in enumerate(skus)
     ]
 
