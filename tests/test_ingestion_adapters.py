@@ -1,6 +1,7 @@
 """Systems on their own: the registry, row contracts, and the ERP's Postgres COPY path."""
 
 import datetime as dt
+import json
 import uuid
 
 import dlt
@@ -138,3 +139,169 @@ def test_settlement_file_lands_as_arrow_and_bad_lines_are_quarantined_with_reaso
     assert rows == [(100, 100, 1, "1.50", "settlement_2026-11-12.csv")]
     pipeline.run(payments.source(str(folder), rejects=Rejects()))
     assert "settlement" not in pipeline.last_trace.last_normalize_info.row_counts, "a loaded file is skipped"
+
+
+# What a value carrying SQL looks like: it must land as data, never run.
+INJECTIONS = ["'); drop table raw_shop.orders;--", '"); drop table raw_erp.customers;--']
+
+
+def _odd_erp(url: str) -> list[tuple]:
+    """An ERP `customers` table whose columns need quoting (`credit limit`, the keyword `order`),
+    with a value carrying SQL; returns its rows (customer_id, credit limit, order)."""
+    rows = [(1, 1500.5, INJECTIONS[0]), (2, 0.25, "gold"), (3, None, INJECTIONS[1])]
+    ddl = (
+        'CREATE TABLE {t} (customer_id BIGINT PRIMARY KEY, "credit limit" NUMERIC(15, 2), "order" TEXT, '
+        "updated_at TIMESTAMP)"
+    )
+    insert = 'INSERT INTO {t} (customer_id, "credit limit", "order", updated_at) VALUES ({m}, {m}, {m}, {m})'
+    stamped = [(*row, "2026-11-20 10:00:00") for row in rows]
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as con:
+            con.execute(ddl.format(t="customers"))
+            con.executemany(insert.format(t="customers", m="?"), stamped)
+    else:
+        import psycopg
+
+        with psycopg.connect(url) as con:
+            con.execute("DROP SCHEMA IF EXISTS erp CASCADE")
+            con.execute("CREATE SCHEMA erp")
+            con.execute(ddl.format(t="erp.customers"))
+            con.cursor().executemany(insert.format(t="erp.customers", m="%s"), stamped)
+    return rows
+
+
+def _change_erp(url: str) -> None:
+    """Customer 2's credit limit changes (a later `updated_at`), filtered by the cursor's WHERE."""
+    sql = "UPDATE {t} SET \"credit limit\" = 99.75, updated_at = '2026-11-21 10:00:00' WHERE customer_id = 2"
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as con:
+            con.execute(sql.format(t="customers"))
+    else:
+        import psycopg
+
+        with psycopg.connect(url) as con:
+            con.execute(sql.format(t="erp.customers"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def erp_url(request, tmp_path):
+    """An empty ERP database: a SQLite file, or a fresh Postgres database (dropped afterwards)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'erp.sqlite'}"
+        return
+    import psycopg
+
+    postgres_url = request.getfixturevalue("postgres_url")
+    database = f"hub_erp_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_url, autocommit=True) as con:
+        con.execute(f'CREATE DATABASE "{database}"')
+    yield postgres_url.rsplit("/", 1)[0] + f"/{database}"
+    with psycopg.connect(postgres_url, autocommit=True) as con:
+        con.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+@pytest.mark.parametrize("direct", [False, True], ids=["dlt", "arrow-sink"])
+def test_erp_columns_that_need_quoting_load_and_values_stay_data(erp_url, direct, tmp_path, monkeypatch):
+    from integration_hub.warehouse import Warehouse
+    from integration_hub.warehouse.arrow_sink import DuckDBArrowSink
+
+    monkeypatch.setenv("HUB_HOME", str(tmp_path))
+    rows = _odd_erp(erp_url)
+    warehouse = Warehouse()
+    pipeline = dlt.pipeline(
+        "erp_odd",
+        pipelines_dir=str(tmp_path / "dlt"),
+        destination=warehouse.dlt_destination(),
+        dataset_name="raw_erp",
+    )
+
+    sinks: list[DuckDBArrowSink] = []
+
+    def load() -> list[tuple]:
+        sink = DuckDBArrowSink(warehouse, "raw_erp") if direct else None
+        sinks.extend([sink] if sink else [])
+        pipeline.run(erp.source(erp_url, tables=["customers"], sink=sink))
+        with warehouse.connect() as con:
+            return con.rows(
+                'SELECT customer_id, CAST(credit_limit AS DOUBLE), "order" FROM raw_erp.customers ORDER BY 1'
+            )
+
+    assert load() == rows
+    _change_erp(erp_url)
+    assert load() == [rows[0], (2, 99.75, "gold"), rows[2]]
+    if direct:  # the rows went the direct way: appended, then the changed one upserted
+        assert [(s.rows["customers"], s.modes["customers"]) for s in sinks] == [(3, "append"), (1, "upsert")]
+    with warehouse.connect() as con:
+        # dlt's column names, whichever path wrote the rows
+        columns = con.rows(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'raw_erp' "
+            "AND table_name = 'customers'"
+        )
+    assert {c for (c,) in columns} == {"customer_id", "credit_limit", "order", "updated_at"}
+
+
+def test_a_rest_value_carrying_sql_lands_verbatim_and_runs_nothing(tmp_path, monkeypatch):
+    from integration_hub.engine.quarantine import quarantine
+    from integration_hub.warehouse import Warehouse
+    from tests.shop_stub import ShopStub
+
+    monkeypatch.setenv("HUB_HOME", str(tmp_path))
+    warehouse = Warehouse()
+    pipeline = dlt.pipeline(
+        "shop_sql_values",
+        pipelines_dir=str(tmp_path / "dlt"),
+        destination=warehouse.dlt_destination(),
+        dataset_name="raw_shop",
+    )
+
+    def tables() -> set[tuple[str, str]]:
+        with warehouse.connect() as con:
+            return set(con.rows("SELECT table_schema, table_name FROM information_schema.tables"))
+
+    with ShopStub() as shop:
+        shop.put("orders", id=1, updated_at="2026-11-20T10:00:00Z", total_price="1.00", note="plain",
+                 customer={"email": "a@example.org"}, line_items=[{"sku": "A", "quantity": 1}])  # fmt: skip
+        shop.put("customers", id=1, updated_at="2026-11-20T10:00:00Z", first_name="Ann")
+        pipeline.run(shop.source())
+        before = tables()
+        assert {
+            ("raw_shop", "orders"),
+            ("raw_shop", "orders__line_items"),
+            ("raw_shop", "customers"),
+        } <= before
+
+        for i, value in enumerate(INJECTIONS, start=2):
+            # In a top-level field, a nested object's field, a line item and a customer's name.
+            shop.put("orders", id=i, updated_at="2026-11-20T11:00:00Z", total_price="2.00", note=value,
+                     customer={"email": value}, line_items=[{"sku": value, "quantity": 1}])  # fmt: skip
+            shop.put("customers", id=i, updated_at="2026-11-20T11:00:00Z", first_name=value)
+        # ... and in a field the contract refuses, which goes to quarantine with its reason.
+        shop.put("orders", id=9, updated_at="2026-11-20T11:00:00Z", total_price=INJECTIONS[0], line_items=[])
+        rejects = Rejects()
+        pipeline.run(shop.source(rejects=rejects))
+    quarantine(warehouse, "shop__orders", "run-1", rejects.by_resource["orders"])
+
+    assert tables() >= before | {("quarantine", "shop__orders")}
+    with warehouse.connect() as con:
+        assert con.rows("SELECT id, note, customer__email FROM raw_shop.orders ORDER BY id") == [
+            (1, "plain", "a@example.org"),
+            *((i, v, v) for i, v in enumerate(INJECTIONS, start=2)),
+        ]
+        assert con.rows(
+            "SELECT o.id, li.sku FROM raw_shop.orders__line_items AS li "
+            "JOIN raw_shop.orders AS o ON o._dlt_id = li._dlt_parent_id ORDER BY 1"
+        ) == [(1, "A"), *enumerate(INJECTIONS, start=2)]
+        assert con.rows("SELECT id, first_name FROM raw_shop.customers ORDER BY id") == [
+            (1, "Ann"),
+            *enumerate(INJECTIONS, start=2),
+        ]
+        (key, reason, payload), *more = con.rows(
+            "SELECT source_key, reason, payload FROM quarantine.shop__orders"
+        )
+    assert not more and key == "9"
+    assert reason == f"field 'total_price': expected decimal text, got {INJECTIONS[0]!r}"
+    assert json.loads(payload)["total_price"] == INJECTIONS[0]

@@ -4,7 +4,8 @@ A fast SQL path, Arrow end to end: Postgres rows arrive through `COPY (SELECT â€
 parsed by pyarrow in streaming batches (the next chunk is parsed while the COPY stream
 goes on), SQLite rows through connectorx; dlt receives Arrow tables and writes them as
 Parquet. dlt's default row-by-row SQLAlchemy backend is ~300x slower here (DESIGN.md).
-Incremental on `updated_at`, filtered in the database.
+Incremental on `updated_at`, filtered in the database. Every identifier written into SQL is
+quoted (`_ident`): a column named `credit limit` or `order` reads as any other.
 
 With an Arrow `sink` (the ingestion layer passes one for a DuckDB warehouse) the rows skip
 dlt's Parquet and staging-merge steps: each chunk goes through dlt's own incremental (the
@@ -32,6 +33,7 @@ from psycopg import OperationalError, pq
 
 from integration_hub import settings
 from integration_hub.systems import System, TraceKeys
+from integration_hub.systems.kit.arrow import normalized
 from integration_hub.systems.kit.contract import Rejects
 from integration_hub.systems.kit.dlt_internals import current_schema, incremental_rows
 
@@ -49,6 +51,7 @@ PRIMARY_KEYS = {
     "sales_order_lines": ["order_id", "line_number"],
 }
 CURSOR = "updated_at"
+SCHEMA = "erp"  # the ERP's tables on Postgres (on SQLite, the database's own)
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 # The COPY stream is parsed by pyarrow in chunks of this size, one ahead: one Arrow table each.
 CHUNK_BYTES = 8 << 20
@@ -97,6 +100,9 @@ def _table_resource(url: str, table: str, start, end, sink: ArrowSink | None):
 
         def kept() -> Iterator[pa.Table]:
             for chunk in chunks:
+                # As dlt names the columns of what it loads (`credit limit` -> `credit_limit`), so
+                # both paths write the same raw table.
+                chunk = chunk.rename_columns([normalized(name) for name in chunk.column_names])
                 schema[:] = [chunk.schema]
                 if (chunk := incremental_rows(updated_at, chunk, CURSOR, PRIMARY_KEYS[table])) is not None:
                     yield chunk
@@ -123,7 +129,7 @@ def read_table(
     """Arrow batches of `table` with since <= updated_at < before (UTC)."""
     where, params = _window(since, before)
     if url.startswith(("postgresql", "postgres")):
-        yield from _postgres_copy(url, f"erp.{table}", where, params)
+        yield from _postgres_copy(url, table, where, params)
     elif url.startswith("sqlite"):
         yield from _sqlite(url, table, where, params)
     else:
@@ -133,10 +139,10 @@ def read_table(
 def _window(since, before) -> tuple[str, list[str]]:
     clauses, params = [], []
     if since is not None:
-        clauses.append(f"{CURSOR} >= %s")
+        clauses.append(f"{_ident(CURSOR)} >= %s")
         params.append(_naive_text(since))
     if before is not None:
-        clauses.append(f"{CURSOR} < %s")
+        clauses.append(f"{_ident(CURSOR)} < %s")
         params.append(_naive_text(before))
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
@@ -146,11 +152,13 @@ def _sqlite(url: str, table: str, where: str, params: list[str]) -> Iterator[pa.
 
     # SQLite keeps NUMERIC as REAL or INTEGER row by row; connectorx wants one type per column.
     columns = ", ".join(
-        f"CAST({name} AS REAL) AS {name}" if kind.upper().startswith(("NUMERIC", "DECIMAL")) else name
+        f"CAST({_ident(name)} AS REAL) AS {_ident(name)}"
+        if kind.upper().startswith(("NUMERIC", "DECIMAL"))
+        else _ident(name)
         for name, kind in _sqlite_columns(url, table)
     )
     # connectorx takes no bind parameters; the values are timestamps this module formatted.
-    query = f"SELECT {columns} FROM {table}" + (where % tuple(f"'{p}'" for p in params))
+    query = f"SELECT {columns} FROM {_ident(table)}" + (where % tuple(f"'{p}'" for p in params))
     data = cx.read_sql(url, query, return_type="arrow")
     if data.num_rows:
         yield _utc_cursor(data)
@@ -161,7 +169,8 @@ def _sqlite_columns(url: str, table: str) -> list[tuple[str, str]]:
 
     path = url.removeprefix("sqlite:///")
     with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
-        columns = [(row[1], row[2]) for row in con.execute(f"PRAGMA table_info({table})")]
+        # The table-valued form takes the name as a bound value, so it needs no quoting.
+        columns = con.execute("SELECT name, type FROM pragma_table_info(?) ORDER BY cid", [table]).fetchall()
     if not columns:
         raise LookupError(f"the ERP database {path} has no table {table}: is it seeded (hub sandbox up)?")
     return columns
@@ -170,7 +179,10 @@ def _sqlite_columns(url: str, table: str) -> list[tuple[str, str]]:
 def _postgres_copy(url: str, table: str, where: str, params: list[str]) -> Iterator[pa.Table]:
     with psycopg.connect(_libpq(url)) as con, con.cursor() as cur:
         schema = _pg_arrow_schema(cur, table)
-        query = psycopg.ClientCursor(con).mogrify(f"SELECT * FROM {table}{where}", params)
+        columns = ", ".join(_ident(name) for name in schema.names)
+        query = psycopg.ClientCursor(con).mogrify(
+            f"SELECT {columns} FROM {_ident(SCHEMA)}.{_ident(table)}{where}", params
+        )
         # One thread per chunk: the reader, this parser, the sink's writer and the database's
         # backend already share the cores; pyarrow's own pool cost ~50 % more CPU for the same parse.
         read = pacsv.ReadOptions(column_names=schema.names, use_threads=False)
@@ -254,11 +266,10 @@ _PG_ARROW = {
 
 
 def _pg_arrow_schema(cur, table: str) -> pa.Schema:
-    schema, name = table.split(".")
     cur.execute(
         "SELECT column_name, data_type, numeric_precision, numeric_scale FROM information_schema.columns "
         "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
-        [schema, name],
+        [SCHEMA, table],
     )
     fields = []
     for column, kind, precision, scale in cur.fetchall():
@@ -268,7 +279,9 @@ def _pg_arrow_schema(cur, table: str) -> pa.Schema:
             arrow = _PG_ARROW.get(kind, pa.string())
         fields.append(pa.field(column, arrow))
     if not fields:
-        raise LookupError(f"the ERP database has no table {table}: is it seeded (hub sandbox up --erp-url)?")
+        raise LookupError(
+            f"the ERP database has no table {SCHEMA}.{table}: is it seeded (hub sandbox up --erp-url)?"
+        )
     return pa.schema(fields)
 
 
@@ -294,6 +307,11 @@ def _naive_text(value) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
+def _ident(name: str) -> str:
+    """An identifier as SQLite and Postgres read it whatever it holds (a space, a keyword, a quote)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def _libpq(url: str) -> str:
     """A SQLAlchemy-style Postgres URL as libpq takes it."""
     return url.replace("postgresql+psycopg://", "postgresql://")
@@ -310,9 +328,12 @@ def count(url: str) -> dict[str, int]:
     """Rows of each ERP table now (`count(*)`)."""
     if url.startswith("sqlite"):
         with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as con:
-            return {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in PRIMARY_KEYS}
+            return {t: con.execute(f"SELECT count(*) FROM {_ident(t)}").fetchone()[0] for t in PRIMARY_KEYS}
     with psycopg.connect(_libpq(url)) as con:
-        return {t: con.execute(f'SELECT count(*) FROM erp."{t}"').fetchone()[0] for t in PRIMARY_KEYS}
+        return {
+            t: con.execute(f"SELECT count(*) FROM {_ident(SCHEMA)}.{_ident(t)}").fetchone()[0]
+            for t in PRIMARY_KEYS
+        }
 
 
 SYSTEM = System(

@@ -8,8 +8,9 @@ and dlt takes it as it takes any Arrow table. The raw tables stay what they were
 - nested objects are flattened into `parent__child` columns;
 - lists become child tables `<table>__<field>` with `_dlt_parent_id`, `_dlt_list_idx`,
   `_dlt_root_id` and `_dlt_id` (a list of scalars under `value`), merged by `_dlt_root_id`,
-  so the children of every changed root row replace the stored ones (`child_hints`; a list
-  that becomes empty leaves its former children, which dlt's own nested merge would remove);
+  so the children of every changed root row replace the stored ones (`child_hints`), as dlt's
+  own nested merge does; a root row left with no children in a child table sends it one row
+  that only deletes (`DELETED`), so a list that became empty (or null) loses its former children;
 - text columns whose values are all ISO timestamps become `timestamp[us, UTC]` (naive
   ones are UTC), as dlt's `iso_timestamp` detection types them; a column the schema
   already holds as a timestamp keeps that type, and a row whose value there is not one is
@@ -42,6 +43,10 @@ UTC_MICROS = pa.timestamp("us", "UTC")
 ROW_KEYS = {"_dlt_id", "_dlt_load_id", "_dlt_parent_id", "_dlt_root_id", "_dlt_list_idx"}
 ROW_ID_BYTES = 10  # a random `_dlt_id` as dlt makes one: 10 random bytes, base64 without padding
 KEY_ID_BYTES = 15  # a key-derived `_dlt_id`: a 15-byte SHAKE-128 digest, base64 without padding
+# A child-table row marked here only deletes (dlt's `hard_delete` hint): it carries the root id of
+# a root row that has no rows in that table any more, so the table's merge by `_dlt_root_id`
+# removes the stored ones, and is itself never inserted. Stored rows hold null.
+DELETED = "_hub_deleted"
 
 
 def random_row_ids(n: int) -> list[str]:
@@ -131,7 +136,9 @@ def flatten(table: pa.Table) -> pa.Table:
 def split_children(
     table: pa.Table, name: str, root_ids: pa.Array | None = None
 ) -> Iterator[tuple[str, pa.Table]]:
-    """`table` without its list columns, then one child table per list column (recursively).
+    """`table` without its list columns, then one child table per list column (recursively),
+    also when no row has an item there (then with no rows: its name says which table the rows'
+    former children live in).
 
     `table` must carry `_dlt_id`; `root_ids` are the root rows' ids of its rows (its own for a root).
     """
@@ -143,8 +150,6 @@ def split_children(
         column = table[field].combine_chunks()
         parents = pc.list_parent_indices(column)
         values = pc.list_flatten(column)
-        if not len(values):
-            continue
         positions = parents.to_numpy()
         first = np.searchsorted(positions, positions, side="left")
         if pa.types.is_struct(values.type):
@@ -191,19 +196,45 @@ def as_utc(column: pa.ChunkedArray) -> pa.ChunkedArray:
         return pc.if_else(zoned, pc.if_else(zoned, column, None).cast(UTC_MICROS), naive)
 
 
-def with_row_columns(table: pa.Table, key: str) -> pa.Table:
+def with_row_columns(table: pa.Table, key: str, nested: bool = False) -> pa.Table:
     """dlt's load id and row ids, which rows loaded as dicts carry: retention and lineage read them.
 
-    A table with list fields gets row ids derived from its `key` column, so the child tables
-    of a changed row replace their stored rows by `_dlt_root_id`; other tables random ones, as dlt.
+    A table with list fields (or, `nested`, with child tables stored already) gets row ids derived
+    from its `key` column, so the child tables of a changed row replace their stored rows by
+    `_dlt_root_id`; other tables random ones, as dlt.
     """
     load_id = dlt.current.load_package_state()["load_id"]
-    if any(_is_list(f.type) for f in table.schema):
+    if nested or any(_is_list(f.type) for f in table.schema):
         ids = pa.array([key_row_id(f"{v}") for v in table[key].to_pylist()], pa.string())
     else:
         ids = pa.array(random_row_ids(table.num_rows), pa.string())
     table = table.append_column("_dlt_load_id", pa.array([load_id] * table.num_rows, pa.string()))
     return required(table.append_column("_dlt_id", ids))
+
+
+def with_deletions(child: pa.Table | None, root_ids: pa.Array) -> pa.Table:
+    """`child` (None: no rows) plus one `DELETED` row for each of `root_ids` that has no row in
+    it, so the table's merge by `_dlt_root_id` removes what those root rows had there before."""
+    if child is not None and child.num_rows:
+        root_ids = root_ids.filter(
+            pc.invert(pc.is_in(root_ids, value_set=child["_dlt_root_id"].combine_chunks()))
+        )
+    # Only the root id matters to the merge; the other row columns are filled because dlt
+    # declares them not null.
+    deletions = required(
+        pa.table(
+            {
+                "_dlt_parent_id": root_ids,
+                "_dlt_list_idx": pa.array(np.full(len(root_ids), -1), pa.int64()),
+                "_dlt_root_id": root_ids,
+                "_dlt_id": pa.array(random_row_ids(len(root_ids)), pa.string()),
+                DELETED: pa.array(np.ones(len(root_ids), bool)),
+            }
+        )
+    )
+    if child is None:
+        return deletions
+    return pa.concat_tables([child, deletions], promote_options="default") if len(root_ids) else child
 
 
 def required(table: pa.Table) -> pa.Table:
@@ -223,6 +254,20 @@ def schema_timestamps(table: str) -> set[str]:
         return set()
     columns = schema.tables.get(schema.naming.normalize_table_identifier(table), {}).get("columns", {})
     return {name for name, column in columns.items() if column.get("data_type") == "timestamp"}
+
+
+def child_tables(resource: str) -> set[str]:
+    """The child tables of `resource` the current dlt schema holds (its normalized names), at any
+    depth, or nothing outside an extraction."""
+    schema = current_schema()
+    if schema is None:
+        return set()
+    prefix = schema.naming.normalize_tables_path(resource) + SEPARATOR
+    return {
+        name
+        for name, table in schema.tables.items()
+        if name.startswith(prefix) and "_dlt_root_id" in table.get("columns", {})
+    }
 
 
 def normalized(name: str) -> str:
@@ -252,7 +297,12 @@ class LandingShape:
     """A dlt yield-map step (`DltResource.add_yield_map`): the table as it lands (flattened,
     timestamps typed, dlt's row columns, then its child tables). Placed right after dlt's
     incremental, it shapes only new rows; a row whose value in a timestamp column is not one goes
-    to `rejects`."""
+    to `rejects`.
+
+    Every child table, of this batch's lists or stored already, gets a `DELETED` row for each root
+    row without rows there: a child table that receives no rows in a load is not merged at all,
+    and one that does deletes only the children of the root rows it has rows for.
+    """
 
     def __init__(self, resource: str, key: str, rejects: Rejects):
         self.resource, self.key, self.rejects = resource, key, rejects
@@ -263,10 +313,16 @@ class LandingShape:
         table, bad = type_timestamps(table, {c for c in table.column_names if normalized(c) in known})
         if bad:
             table = self._refuse(table, bad)
-        tables = split_children(with_row_columns(table, self.key), self.resource)
-        yield next(tables)[1]
+        stored = child_tables(self.resource)
+        tables = split_children(with_row_columns(table, self.key, nested=bool(stored)), self.resource)
+        root = next(tables)[1]
+        yield root
+        root_ids = root["_dlt_id"].combine_chunks()
         for name, child in tables:
-            yield dlt.mark.with_hints(child, child_hints(name), create_table_variant=True)
+            stored.discard(normalized_table(name))
+            yield from _child_item(name, with_deletions(child, root_ids))
+        for name in sorted(stored):  # a list null or missing in every row of this batch
+            yield from _child_item(name, with_deletions(None, root_ids))
 
     def _refuse(self, table: pa.Table, bad: dict[str, np.ndarray]) -> pa.Table:
         refused = np.zeros(table.num_rows, bool)
@@ -280,11 +336,23 @@ class LandingShape:
         return table.filter(pa.array(~refused))
 
 
+def _child_item(name: str, child: pa.Table) -> Iterator[Any]:
+    if child.num_rows:
+        yield dlt.mark.with_hints(child, child_hints(name), create_table_variant=True)
+
+
+def normalized_table(name: str) -> str:
+    """A table name as dlt's schema spells it (as given outside an extraction)."""
+    schema = current_schema()
+    return name if schema is None else schema.naming.normalize_tables_path(name)
+
+
 def child_hints(table: str) -> dict:
     """A child table merges by its root row: the children of every root row in a load replace
     the stored ones (a root row's `_dlt_id` derives from its key, so it stays the same). It has
     no primary key: dlt would delete where the key *or* the root matches, a join DuckDB runs as
-    a nested loop (64 s for 5 k changed orders against 1.2 M lines at SF1).
+    a nested loop (64 s for 5 k changed orders against 1.2 M lines at SF1). Its `DELETED` rows
+    (see `with_deletions`) take part in the delete and are left out of the insert (`hard_delete`).
 
     dlt keeps such tables as root tables: it cannot take nested tables from Arrow items (its
     extract refuses a nested table's variant hints after the first item). A child table made
@@ -295,4 +363,5 @@ def child_hints(table: str) -> dict:
         write_disposition={"disposition": "merge", "strategy": "delete-insert"},
         primary_key=[],
         merge_key="_dlt_root_id",
+        columns={DELETED: {"data_type": "bool", "nullable": True, "hard_delete": True}},
     )
