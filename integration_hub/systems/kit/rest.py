@@ -8,8 +8,8 @@ and `dlt.sources.incremental`, as `rest_api_source` would, with what the declara
 cannot say: pages are fetched one ahead on a thread (the system prepares the next page while
 the last one is shaped) and joined into Arrow tables of `BATCH_RECORDS` records, checked
 by contract column-wise (`arrow.contracted_table`) before dlt's cursor sees them and shaped
-as dlt's JSON normalizer would land them after it (`arrow.LandingShape`). At SF1 that took
-the billing load from 114 s to 50 s; dlt's per-row normalizer had been ~95 % of its CPU.
+as dlt's JSON normalizer would land them after it (`arrow.LandingShape`), instead of dlt's
+per-row normalizer (BENCHMARKS.md, "End to end").
 
 Every REST resource lands through Parquet files (`file_format`): dlt's default for DuckDB
 and Postgres is INSERT statements, which loaded a 150 k-row page stream 20x slower than the
