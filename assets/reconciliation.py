@@ -80,6 +80,8 @@ def _flow_asset(
         dg.AssetCheckSpec(
             rule.kind,
             asset=key,
+            # An ERROR-level finding share stops what reads the flow downstream (a sync guarded by it).
+            blocking=rule.severity == "ERROR",
             description=(
                 f"{rule.kind} findings at most {rule.max_share:.2%} of the left rows "
                 f"({rule.severity.lower()} otherwise)"

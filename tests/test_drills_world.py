@@ -28,7 +28,7 @@ RAW = (
     "raw_crm.accounts", "raw_crm.contacts", "raw_shop.orders", "raw_shop.orders__line_items",
     "raw_shop.customers", "raw_billing.invoices", "raw_billing.payments", "raw_payments.settlement",
 )  # fmt: skip
-# Columns that differ between two correct runs (dlt's `_dlt_*` bookkeeping too: run ids, clocks).
+# Columns that differ between two correct runs (dlt's `_dlt_*` and the hub's `_hub_*` bookkeeping too).
 VOLATILE = (
     "_dlt_load_id",
     "_dlt_id",
@@ -92,7 +92,7 @@ def _table_digest(con, table: str) -> tuple[int, str]:
         c for (c,) in con.rows(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
             "ORDER BY column_name", [schema, name],
-        ) if c not in VOLATILE and not c.startswith("_dlt_")
+        ) if c not in VOLATILE and not c.startswith(("_dlt_", "_hub_"))
     ]  # fmt: skip
     if not columns:
         return 0, "missing"

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from integration_hub import systems
 from integration_hub.engine.audit import now
-from integration_hub.warehouse import Warehouse
+from integration_hub.warehouse import Warehouse, literal
 
 SOURCE_COUNTS = pa.schema([("counted_at", pa.timestamp("us")), ("system", pa.string()),
                            ("resource", pa.string()), ("rows", pa.int64())])  # fmt: skip
@@ -69,6 +69,29 @@ def _quarantined(warehouse: Warehouse | None, table: str | None, latest_run: boo
     return f"(SELECT count(DISTINCT source_key) FROM quarantine.{table}{only})"
 
 
+def _refused_now(warehouse: Warehouse | None, system: str, resource: str) -> str:
+    """SQL counting the rows the latest load of a raw table refused: the refusals outstanding now.
+
+    A refused row holds its source's cursor and is read again by every load until it lands, so
+    the latest load's refusals are exactly the rows still kept out; one refused once and loaded
+    since is not counted again (nor is a key a malformed row garbled). A source without a cursor
+    (dropped files) is not read again: its refusals count until a corrected file replaces them.
+    """
+    table = f"{system}__{resource}"
+    if warehouse is None or not warehouse.table_exists("quarantine", table):
+        return "0"
+    if not warehouse.table_exists("audit", "data_movement"):
+        return _quarantined(warehouse, table)
+    latest = (
+        "SELECT run_id FROM audit.data_movement WHERE direction = 'load' "
+        f"AND system = {literal(system)} AND resource = {literal(resource)} ORDER BY finished_at DESC LIMIT 1"
+    )
+    incremental = systems.registry().get(system)
+    if incremental is not None and not incremental.incremental:
+        return _quarantined(warehouse, table)
+    return f"(SELECT count(*) FROM quarantine.{table} WHERE run_id = ({latest}))"
+
+
 def present(warehouse: Warehouse | None) -> list[tuple[str, str]]:
     """The (system, resource) raw tables that exist (all declared ones without a warehouse)."""
     keys = raw_keys()
@@ -80,7 +103,8 @@ def landed_sql(warehouse: Warehouse | None = None) -> str:
     keys = raw_keys()
     parts = [
         f"SELECT '{s}.{r}' AS id, '{s}.{r}' AS resource, (SELECT count(DISTINCT {keys[(s, r)]}) FROM raw_{s}.{r}) "
-        f"+ {_quarantined(warehouse, f'{s}__{r}')} AS landed, (SELECT count(DISTINCT {keys[(s, r)]}) "
+        f"+ {_refused_now(warehouse, s, r)} AS landed, "
+        f"(SELECT count(DISTINCT {keys[(s, r)]}) "
         f"FROM raw_{s}.{r}) AS rows FROM (SELECT 1) one"
         for s, r in present(warehouse)
     ]

@@ -23,6 +23,7 @@ are retried, waiting what `Retry-After` asks for when it is sent.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 from collections.abc import Iterator, Mapping
@@ -226,13 +227,58 @@ def _resource(
             params={k: v for k, v in params.items() if v is not None},
             data_selector=api.data_selector.format(name=name),
         )
+        refused_before = len(rejects.by_resource[name])
         for batch in _batches(_ahead(pages), BATCH_RECORDS):
             table, refused = contracted_table(batch, contract)
             rejects.by_resource[name].extend(refused)
             if table.num_rows:
                 yield table
+        # Every row went through the cursor and the shaping by now (they run as each table is
+        # yielded), so every refusal of this run is known: they hold the cursor.
+        hold_cursor(api.cursor, changed.start_value, rejects.by_resource[name][refused_before:])
 
     return records.add_yield_map(LandingShape(name, contract.key, rejects), insert_at=AFTER_INCREMENTAL)
+
+
+def hold_cursor(cursor: str, start_value: Any, refused: list[tuple[str, str, Any]]) -> None:
+    """Keep the stored cursor at the earliest change a refused row carries, so the next run reads
+    that row again (and every row changed since, merged by key: no duplicates) instead of never.
+
+    A refused row is re-read on every run until the source sends it in a shape its contract
+    takes (then it loads) or it changes no more (then it stays in quarantine, and the load's
+    `load_contract` check says so on every run). A row whose own change time cannot be read
+    holds the cursor where this run started. Called at the end of a resource's extraction.
+    """
+    if not refused:
+        return
+    state = dlt.current.resource_state().get("incremental", {}).get(cursor)
+    if state is None:  # a window read (backfill) keeps no cursor
+        return
+    stamps = [row.get(cursor) if isinstance(row, Mapping) else None for _, _, row in refused]
+    readable = [(_instant(v), v) for v in stamps if _instant(v) is not None]
+    hold = min(readable)[1] if len(readable) == len(stamps) else start_value
+    current, held = _instant(state.get("last_value")), _instant(hold)
+    if held is None or (current is not None and current <= held):
+        return
+    log.warning(
+        "%d row(s) refused by the contract hold the %s cursor at %s (it had reached %s): they are read "
+        "again next run", len(refused), cursor, hold, state.get("last_value"),
+    )  # fmt: skip
+    state["last_value"] = hold
+    state["unique_hashes"] = []  # the boundary rows of the later cursor are read again, merged by key
+
+
+def _instant(value: Any) -> dt.datetime | None:
+    """A cursor value as a UTC instant, or None when it is not one."""
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def _batches(pages: Iterator[list], size: int) -> Iterator[list]:
