@@ -11,20 +11,26 @@ from integration_hub.engine.sync_engine import SKIP_COLUMN, Sync
 
 _CUSTOMER_VALUE = """
     SELECT c.customer_id, c.account_number, c.name, lower(trim(c.email)) AS email, c.phone, c.country_code,
-           split_part(c.name, ' ', 1) AS first_name, substr(c.name, strpos(c.name, ' ') + 1) AS last_name,
+           c.segment, split_part(c.name, ' ', 1) AS first_name, substr(c.name, strpos(c.name, ' ') + 1) AS last_name,
            round(coalesce(sum(o.total_amount), 0), 2) AS lifetime_value, max(o.order_date) AS last_order_date
     FROM canonical.customer c LEFT JOIN canonical.sales_order o ON o.customer_id = c.customer_id
-    GROUP BY c.customer_id, c.account_number, c.name, c.email, c.phone, c.country_code
+    GROUP BY c.customer_id, c.account_number, c.name, c.email, c.phone, c.country_code, c.segment
     ORDER BY c.customer_id"""
 # A customer whose CRM account was matched without an account number (by email) cannot be
-# upserted by account number: that would create a second account for the same customer.
+# upserted by account number: that would create a second account for the same customer. A
+# customer with no CRM account at all is created there, with the contact details an account
+# needs (`new_*`, empty for customers the CRM already knows: sales keeps those itself).
 _CRM_ACCOUNT_VALUE = f"""
-    SELECT v.*, CASE WHEN EXISTS (SELECT 1 FROM canonical.customer_xref x
-                                  WHERE x.system = 'crm' AND x.customer_id = v.customer_id)
-                      AND NOT EXISTS (SELECT 1 FROM canonical.customer_xref x WHERE x.system = 'crm'
-                                      AND x.customer_id = v.customer_id AND x.match_rule = 'external_id')
-                     THEN 'CRM account without account number (an upsert would duplicate it)' END AS {SKIP_COLUMN}
-    FROM ({_CUSTOMER_VALUE}) v"""
+    SELECT v.*, CASE WHEN crm.customer_id IS NOT NULL AND NOT crm.by_number
+                     THEN 'CRM account without account number (an upsert would duplicate it)' END AS {SKIP_COLUMN},
+           CASE WHEN crm.customer_id IS NULL THEN v.email END AS new_email,
+           CASE WHEN crm.customer_id IS NULL THEN v.phone END AS new_phone,
+           CASE WHEN crm.customer_id IS NULL THEN cc.country_name END AS new_country,
+           CASE WHEN crm.customer_id IS NULL THEN v.segment END AS new_industry
+    FROM ({_CUSTOMER_VALUE}) v
+    LEFT JOIN (SELECT customer_id, bool_or(match_rule = 'external_id') AS by_number FROM canonical.customer_xref
+               WHERE system = 'crm' GROUP BY customer_id) crm ON crm.customer_id = v.customer_id
+    LEFT JOIN seeds.country_codes cc ON cc.iso_code = v.country_code"""
 _CUSTOMER, _ORDER, _INVOICE = (
     ("canonical", "customer"),
     ("canonical", "sales_order"),
@@ -37,13 +43,19 @@ SYNCS: dict[str, Sync] = {
     for s in [
         Sync(
             name="crm_accounts",
-            description="Lifetime value and last order date onto CRM accounts, matched by account number. "
+            description="Lifetime value and last order date onto CRM accounts, matched by account number "
+            "(an account the hub creates also gets email, phone, country and industry). "
             "Customers without an account number, or whose CRM account has none, are counted as filtered.",
             source=_CRM_ACCOUNT_VALUE, destination="crm", object="accounts", mode="upsert", key="account_number",
             mapping={"AccountNumber": "account_number", "Name": "name", "Lifetime_Value__c": "lifetime_value",
-                     "Last_Order_Date__c": "last_order_date", "Phone": "phone"},
-            allow=frozenset({"AccountNumber", "Name", "Lifetime_Value__c", "Last_Order_Date__c"}),
-            batch_size=200, deps=(_CUSTOMER, _ORDER, _XREF),
+                     "Last_Order_Date__c": "last_order_date", "Phone": "new_phone", "Email__c": "new_email",
+                     "BillingCountry": "new_country", "Industry": "new_industry"},
+            allow=frozenset({"AccountNumber", "Name", "Lifetime_Value__c", "Last_Order_Date__c", "Phone", "Email__c",
+                             "BillingCountry", "Industry"}),
+            # An account the hub creates gets the customer's contact details (`new_*` are empty for an
+            # account the CRM has); the hub keeps the others up to date in the fields above only.
+            on_create=frozenset({"Phone", "Email__c", "BillingCountry", "Industry"}),
+            batch_size=200, deps=(_CUSTOMER, _ORDER, _XREF, ("seeds", "country_codes")),
         ),
         Sync(
             name="marketing_contacts",

@@ -138,6 +138,15 @@ def test_each_destination_holds_exactly_what_the_sync_sent_and_a_rerun_sends_not
     assert len(expected["crm_accounts"]) == counts["canonical.customer"] - strangers - number_missing
     assert len(expected["billing_invoices"]) == len(box.truth["discrepancies"]["invoice_missing"])
     crm_before = {a["AccountNumber"]: a for a in crm_accounts(box) if a["AccountNumber"]}
+    with warehouse.connect() as con:
+        contacts_by_number = {
+            r[0]: r[1:]
+            for r in con.rows(
+                "SELECT c.account_number, lower(trim(c.email)), c.phone, cc.country_name, c.segment "
+                "FROM canonical.customer c LEFT JOIN seeds.country_codes cc ON cc.iso_code = c.country_code "
+                "WHERE c.account_number IS NOT NULL"
+            )
+        }
 
     for name, sync in SYNCS.items():
         result = rs.apply(sync, warehouse)
@@ -151,10 +160,14 @@ def test_each_destination_holds_exactly_what_the_sync_sent_and_a_rerun_sends_not
     for number, payload in expected["crm_accounts"].items():
         assert {f: crm[number][f] for f in payload} == payload
         assert crm[number]["LastModifiedById"] == CREDS["HUB_CRM_CLIENT_ID"]
-        if number in crm_before:
+        if number in crm_before:  # an existing account keeps the contact details sales keeps there
             assert crm[number]["Phone"] == crm_before[number]["Phone"]
-        else:  # created by the sync (planted missing accounts): the withheld phone never arrived
-            assert crm[number]["Phone"] is None
+            assert crm[number]["Email__c"] == crm_before[number]["Email__c"]
+        else:  # created by the sync (planted missing accounts): useful from its first day
+            customer = contacts_by_number[number]
+            assert (crm[number]["Email__c"], crm[number]["Phone"]) == (customer[0], customer[1])
+            assert (crm[number]["BillingCountry"], crm[number]["Industry"]) == (customer[2], customer[3])
+            assert all(v is not None for v in customer), customer
     # Created: the planted missing accounts; skipped: customers whose CRM account has no number.
     assert len(crm) - len(crm_before) == len(plants["crm_account_missing"])
     skipped = rs.plan(SYNCS["crm_accounts"], warehouse).filtered

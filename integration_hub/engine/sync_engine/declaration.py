@@ -33,6 +33,9 @@ class Sync:
     derives it from the canonical model. `existing` (SQL returning one column of keys the
     destination already holds) is required by `update` mode, which touches nothing else.
     A source row whose `skip_reason` column is set is not sent and counted under that reason.
+    `on_create` names allowed fields sent only when the hub creates the record (what it needs to
+    be useful from its first day, such as a new account's contact details): they are not part
+    of the hash, so later changes to them never update the destination's own values.
     """
 
     name: str
@@ -49,6 +52,7 @@ class Sync:
     rate_limit: float | None = None  # requests per second, across all workers
     deps: tuple[tuple[str, ...], ...] = ()
     description: str = ""
+    on_create: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         writer = systems.writer_class(self.destination, self.object)
@@ -65,6 +69,8 @@ class Sync:
             problems.append("mode 'update' needs `existing`: SQL returning the keys the destination holds")
         if self.concurrency < 1:
             problems.append("concurrency must be at least 1")
+        if unknown := sorted(self.on_create - (self.allow & set(self.mapping))):
+            problems.append(f"on_create fields must be mapped and allowed: {unknown}")
         if problems:
             raise ValueError(f"sync {self.name!r}: " + "; ".join(problems))
 
@@ -91,8 +97,13 @@ class Sync:
 
     @property
     def fields(self) -> list[str]:
-        """The destination fields that leave the hub, in the order their values are hashed."""
-        return sorted(self.allow & set(self.mapping))
+        """The destination fields every push sends, in the order their values are hashed."""
+        return sorted((self.allow & set(self.mapping)) - self.on_create)
+
+    @property
+    def create_fields(self) -> list[str]:
+        """The fields a create sends besides `fields`."""
+        return sorted(self.on_create)
 
     def idempotency_key(self, key: str, content_hash: str) -> str:
         # An insert happens once per key whatever its content: a changed body under the same

@@ -94,7 +94,8 @@ def plan(sync: Sync, warehouse: Warehouse) -> Plan:
         letters = open_letters(con, sync.name)
         existing = {str(r[0]) for r in con.rows(sync.existing)} if sync.existing else None
 
-    missing = sorted({sync.key, *(sync.mapping[f] for f in sync.fields)} - set(table.column_names))
+    sent = (*sync.fields, *sync.create_fields)
+    missing = sorted({sync.key, *(sync.mapping[f] for f in sent)} - set(table.column_names))
     if missing:
         raise ValueError(
             f"sync {sync.name!r}: its source has no column {missing}; it has {table.column_names}"
@@ -124,9 +125,15 @@ def _diff(
     seen: set[str] = set()
     fields = sync.fields
     columns = [_json_column(table[sync.mapping[f]]) for f in fields]
+    extras = sync.create_fields
+    on_create = (
+        list(zip(*(_json_column(table[sync.mapping[f]]) for f in extras), strict=True)) if extras else []
+    )
     skips = table[SKIP_COLUMN].to_pylist() if SKIP_COLUMN in table.column_names else [None] * table.num_rows
     digest_of, inserting = hasher(fields), sync.mode == "insert"
-    for raw_key, skip, *values in zip(table[sync.key].to_pylist(), skips, *columns, strict=True):
+    for row, (raw_key, skip, *values) in enumerate(
+        zip(table[sync.key].to_pylist(), skips, *columns, strict=True)
+    ):
         key = None if raw_key is None else str(raw_key).strip()
         if not key:
             filtered[f"no {sync.key}"] += 1
@@ -150,5 +157,8 @@ def _diff(
         else:
             op = "insert" if pushed is None else "update"
             counts[op] += 1
-            changes.append(Change(key, op, digest, dict(zip(fields, values, strict=True))))
+            payload = dict(zip(fields, values, strict=True))
+            if op == "insert" and extras:
+                payload.update((f, v) for f, v in zip(extras, on_create[row], strict=True) if v is not None)
+            changes.append(Change(key, op, digest, payload))
     return changes, seen, counts, filtered
