@@ -257,23 +257,21 @@ def file_assets(source_system: System) -> dg.AssetsDefinition:
     def load(context: dg.AssetExecutionContext, config: FilesConfig):
         warehouse: Warehouse = context.resources.warehouse
         rejects, report = Rejects(), FileReport()
-        source = source_system.source(
-            **getattr(context.resources, key).source_kwargs(),
-            files=config.files or None,
-            rejects=rejects,
-            report=report,
-        )
+        try:
+            source = source_system.source(
+                **getattr(context.resources, key).source_kwargs(),
+                files=config.files or None,
+                rejects=rejects,
+                report=report,
+            )
+        except ValueError as exc:  # a `files=` name that is no file of the folder: fails once, no retry
+            raise dg.Failure(description=str(exc)) from None
         with _pipelines_dir(live=True) as pipelines_dir, warehouse.session():
             pipeline = _pipeline(system, warehouse, f"hub_{system}", pipelines_dir)
             started = now()
             where = f"files {config.files or 'pending'}"
             events = _run(context, source_system, source, pipeline, translator, where)
-            if report.changed:
-                context.log.warning(
-                    f"{system}: changed files not loaded (same name, other content): {report.changed}"
-                )
-            files = {"files_loaded": sorted(report.loaded), "files_skipped": report.skipped,
-                     "files_changed": report.changed}  # fmt: skip
+            files = report.metadata()  # the adapter logged each rejected, replaced or waiting file
             yield from finish_load(
                 context, source_system, warehouse, pipeline, events, rejects, partition=None, started=started,
                 cursors=({}, {}), details={"pipeline": pipeline.pipeline_name, **files},
@@ -300,7 +298,7 @@ def _pipelines_dir(live: bool) -> Iterator[Path]:
 def _spec_pipeline(system: str) -> dlt.Pipeline:
     """A pipeline used only to describe the assets (destination kind); it never runs."""
     return dlt.pipeline(
-        pipeline_name=f"hub_{system}_spec",
+        pipeline_name=f"hub_{system}_spec_{dialect()}",
         pipelines_dir=str(Path(tempfile.gettempdir()) / "hub-dlt-specs"),
         destination=dialect(),
         dataset_name=f"raw_{system}",

@@ -87,3 +87,18 @@ def partition_start() -> str:
 def wait_report_seconds() -> float:
     """How often a run waiting for a pool slot says so in its log (`HUB_WAIT_REPORT_SECONDS`)."""
     return float(env("HUB_WAIT_REPORT_SECONDS", "30"))
+
+
+def landing_settle_seconds() -> float:
+    """How long a dropped file must have been left unchanged before a load takes it
+    (`HUB_LANDING_SETTLE_SECONDS`): a younger one may still be being written and waits."""
+    value = env("HUB_LANDING_SETTLE_SECONDS", "2")
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise ConfigError(
+            f"HUB_LANDING_SETTLE_SECONDS must be a number of seconds, 0 or more (got {value!r:.20})"
+        )
+    return seconds

@@ -27,6 +27,9 @@ from integration_hub.warehouse import Warehouse
 
 SCALE, SEED = 0.01, 42
 POSTGRES_URL = os.environ.get("HUB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+# Tests load files right after writing them, and write them whole (the sandbox by a rename), so
+# the wait for a file still being written is off; tests/test_landing_files.py sets it itself.
+os.environ.setdefault("HUB_LANDING_SETTLE_SECONDS", "0")
 
 # The longest test files, longest first (per-file durations of a full run, `--durations=60`).
 # `make test` runs `--dist loadfile`: xdist hands files to its workers in collection order,

@@ -87,17 +87,18 @@ def test_landing_sensor_runs_once_per_new_file_and_ignores_identical_redrops(tmp
     }
     assert [f[1] for f in files] == ["loaded"] * 3 and audit == 16
 
-    # A loaded name comes back with other content: one run, which reports it and loads nothing.
+    # A loaded name comes back with other content (a correction): one run, whose lines replace the file's.
     (landing / "settlement_2026-11-02.csv").write_text(settlement("2026-11-02", 100, 8))
     [changed] = evaluate()
     result = job.execute_in_process(run_config=changed.run_config, instance=instance)
     [event] = result.get_asset_materialization_events()
-    assert event.materialization.metadata["files_changed"].value == ["settlement_2026-11-02.csv"]
-    assert event.materialization.metadata["rows_loaded"].value == 0
+    assert event.materialization.metadata["files_replaced"].value == ["settlement_2026-11-02.csv"]
+    assert event.materialization.metadata["rows_loaded"].value == 8
     with Warehouse().connect() as con:
-        assert con.scalar("SELECT count(*) FROM raw_payments.settlement") == 16
+        per_file = dict(con.rows("SELECT file_name, count(*) FROM raw_payments.settlement GROUP BY 1"))
+        assert per_file["settlement_2026-11-02.csv"] == 8 and sum(per_file.values()) == 17
         assert con.rows("SELECT status FROM raw_payments.settlement_files WHERE status <> 'loaded'") == [
-            ("changed",)
+            ("replaced",)
         ]
 
 

@@ -28,7 +28,8 @@ def load_everything(
 ) -> dict[tuple[str, str], int]:
     """Materialize every raw asset at the live edge; rows loaded per (system, resource).
 
-    The payments load's report of changed files (same name, other content) goes to `files_changed`.
+    The payments load's report of changed files (same name, other content: replaced) and of
+    rejected ones goes to `files_changed`.
     """
     from assets import ingestion
 
@@ -44,7 +45,8 @@ def load_everything(
         _, system, resource = event.asset_key.path
         loaded[(system, resource)] = event.materialization.metadata["rows_loaded"].value
         if files_changed is not None and system == "payments":
-            files_changed.extend(event.materialization.metadata["files_changed"].value)
+            files_changed.extend(event.materialization.metadata["files_replaced"].value)
+            files_changed.extend(event.materialization.metadata["files_rejected"].value)
     return loaded
 
 

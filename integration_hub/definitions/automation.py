@@ -26,7 +26,7 @@ import dagster as dg
 
 from assets.retention import GROUP as HOUSEKEEPING_GROUP
 from assets.retention import retention
-from integration_hub import systems
+from integration_hub import settings, systems
 from integration_hub.systems import System
 from integration_hub.systems.kit import files
 from resources.systems import SystemClient, resource_key
@@ -89,10 +89,15 @@ retention_schedule = dg.ScheduleDefinition(
 
 
 def landing_sensor(system: System) -> tuple:
-    """One run per new or changed file in a folder system's landing folder.
+    """One run per new or changed file in a folder system's landing folder, once it settled.
 
     The cursor maps file name → SHA-256 of the content last requested, so an identical
-    re-drop asks for nothing and a changed file asks for one run (which reports it).
+    re-drop asks for nothing and a changed file asks for one run (which replaces its lines).
+    A file modified within `HUB_LANDING_SETTLE_SECONDS` may still be being written: it is
+    neither hashed nor remembered, so a later tick asks for it once it settled (a run asked
+    for earlier would only find it waiting). An entry that is no regular file (a directory, a
+    symbolic link: never followed) is not asked for; it is remembered so its warning shows
+    once, and the next full load records it as rejected.
     """
     name = system.name
     job = dg.define_asset_job(
@@ -113,17 +118,31 @@ def landing_sensor(system: System) -> tuple:
         # Dagster hands required resources as keywords when a sensor is invoked directly (tests).
         client: SystemClient = getattr(context.resources, resource_key(name))
         seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+        settle = settings.landing_settle_seconds()
         requests = []
-        for path in files.files_in(Path(client.source_kwargs()["folder"]), system.file_pattern):
-            digest = files.sha256(path)
-            if seen.get(path.name) == digest:
+        for entry in files.entries(Path(client.source_kwargs()["folder"]), system.file_pattern):
+            if entry.problem is not None:
+                if seen.get(entry.name) != entry.marker:
+                    context.log.warning(f"{name} landing: {entry.name} is {entry.problem}; not loaded")
+                    seen[entry.name] = entry.marker
                 continue
-            seen[path.name] = digest
+            if not entry.settled(settle):
+                continue
+            try:
+                digest = files.sha256(entry.path)
+            except (OSError, files.NotLoadable) as exc:  # removed, unreadable or swapped since listed
+                context.log.warning(
+                    f"{name} landing: {entry.name} cannot be read now ({exc}); tried next tick"
+                )
+                continue
+            if seen.get(entry.name) == digest:
+                continue
+            seen[entry.name] = digest
             requests.append(
                 dg.RunRequest(
-                    run_key=f"{path.name}@{digest[:16]}",
-                    run_config={"ops": {f"raw_{name}": {"config": {"files": [path.name]}}}},
-                    tags={"hub/file": path.name},
+                    run_key=f"{entry.name}@{digest[:16]}",
+                    run_config={"ops": {f"raw_{name}": {"config": {"files": [entry.name]}}}},
+                    tags={"hub/file": entry.name},
                 )
             )
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))

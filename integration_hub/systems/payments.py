@@ -1,14 +1,60 @@
 """The payment processor's daily settlement reports: CSV files dropped in a landing folder.
 
-Each file is loaded once: its name and SHA-256 are kept in the source's dlt state (restored
-from the warehouse) and listed in `settlement_files`. A re-dropped identical file is skipped.
-A file that comes back under a loaded name with other content is *not* merged over the
-first one: it is recorded with status `changed`, reported, and left in place for a person
-to decide (a processor corrects a report by sending a new file, not by rewriting one).
+A load looks at every entry of the folder whose name matches `*.csv` (or only the ones named
+by `files=`), each on its own: one entry's problem never stops another file's load, and never
+fails (or retries) the step. Each file ends in one of these, listed in `settlement_files`
+(`file_name, sha256, rows, quarantined, status, reason, seen_at`; appended, a history) and in
+the load's report (`FileReport`: the asset's metadata and the audit row's details):
+
+- `loaded`: a new file; its lines land in `settlement` (merge key `file_name, payment_id`).
+- `replaced`: a loaded name with new content (a processor's correction, or the rest of a file
+  that was loaded half). The new version replaces the old one's lines: lines of that file not
+  in the new version go, new ones come. dlt's `delete-insert` merge with `merge_key=file_name`
+  deletes the file's stored lines and inserts the new ones in one transaction; a new version
+  without one loadable line sends a marker row flagged `_hub_deleted` (dlt's hard-delete column,
+  never stored) so the old lines still go.
+- skipped (not listed again): the same bytes as the version loaded, by SHA-256.
+- `rejected`: the entry cannot be read as a settlement report; logged at WARNING with its name
+  and the reason, counted in the report. Remembered by SHA-256 (an entry that is no file: by
+  what it is), so the same bytes are not read again every run; other bytes are tried again.
+  A rejected new version of a loaded file leaves the loaded version's lines in place.
+- waiting (not listed): modified less than `HUB_LANDING_SETTLE_SECONDS` (default 2 s,
+  `settings.landing_settle_seconds`) ago, or changed while it was read: it may still be being
+  written, so a later run takes it (the landing sensor asks for that run once it settled).
+
+Decisions, and why:
+1. Rejected, with these reasons: not a regular file (a directory, a pipe, or a symbolic link:
+   links are never followed, so a link to a file elsewhere lands nothing); unreadable (no
+   permission: remembered by its mode too, so a `chmod` is tried again); empty; NUL bytes or
+   not UTF-8 (a binary file, another encoding); a line longer than `MAX_LINE_BYTES` (1 MiB,
+   the parser's limit: pyarrow's block is larger, so every line under it parses); no
+   settlement header (the first line must name every column of `REPORT_COLUMNS`; extra
+   columns land as text if their names are distinct and not the hub's own: `file_name`,
+   `_dlt_*`, `_hub_deleted`); anything else pyarrow cannot parse (its message is the reason).
+2. A UTF-8 byte order mark (Excel's "CSV UTF-8") is dropped before the header is read.
+3. Rows keep the contract or go to `quarantine.payments__settlement` with the reason:
+   `settlement_date` a valid `YYYY-MM-DD` date, no later than tomorrow in UTC (a processor east
+   of UTC dates its report by its own day, up to a day ahead of UTC's; later is an error);
+   `gross_amount`, `fee_amount`, `net_amount` decimal text, none negative (the report carries
+   settlements, not refunds); `net_amount == gross_amount - fee_amount` exactly (to the cent).
+   A line with the wrong number of fields is quarantined too.
+4. Lines of one file with the same `payment_id`: the same content is one line sent twice and
+   lands once; different content contradicts itself, so every such line goes to quarantine
+   with a reason naming the duplicate, and none lands.
+5. The settle time judges a file by its mtime (a write moves it) when listed, and the file
+   must keep its size and mtime while it is read. A writer that pauses longer than the settle
+   time gets its file loaded in part; its last write changes the content, and (6) replaces the
+   part with the whole. So the default is short: it spares most half loads without holding
+   back files written whole by a rename (the sandbox's); slow uploaders get a longer setting.
+   A file dated in the future (the writer's clock ahead) waits until its mtime is the settle
+   time in the past.
+6. See `replaced` above: a corrected file lands without anyone editing `settlement_files`.
+7. Names come from the folder's listing, never from a path: `files=` names must be plain
+   names of entries in the folder, else the source refuses to start with a one-line error
+   (before any load, so the step is not retried); files are opened without following links.
 
 A file is parsed by pyarrow and lands as one Arrow table (all text, as the CSV says it):
-no per-row dicts, no dlt normalizer pass, ~10x faster (72 k lines at SF 0.1: 29 s → 2.5 s).
-Rows that break the contract, and lines with a wrong field count, go to the quarantine.
+no per-row dicts, no dlt normalizer pass.
 """
 
 from __future__ import annotations
@@ -16,24 +62,61 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import dlt
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from integration_hub import settings
 from integration_hub.systems import System, TraceKeys
-from integration_hub.systems.kit.arrow import random_row_ids
-from integration_hub.systems.kit.contract import DECIMAL_TEXT, TEXT, Contract, Rejects
-from integration_hub.systems.kit.files import FileReport, files_in, sha256
+from integration_hub.systems.kit.arrow import normalized, random_row_ids
+from integration_hub.systems.kit.contract import (
+    DECIMAL_TEXT,
+    TEXT,
+    Contract,
+    Rejects,
+    date_not_after,
+    difference,
+    not_negative,
+)
+from integration_hub.systems.kit.files import (
+    Entry,
+    FileReport,
+    NotLoadable,
+    StillChanging,
+    digest,
+    entries,
+    open_file,
+    plain_names,
+    read_settled,
+)
 
 NAME = "payments"
 PATTERN = "*.csv"
 DESCRIPTIONS = {
     "settlement": "Settlement lines from the processor's daily CSV reports, one per payment, with file_name.",
 }
+# The processor's documented report: a file whose first line lacks one of these is no report.
+REPORT_COLUMNS = (
+    "settlement_date", "payment_id", "invoice_id", "currency", "gross_amount", "fee_amount", "net_amount",
+)  # fmt: skip
+MAX_LINE_BYTES = 1 << 20
+_BLOCK_BYTES = 4 * MAX_LINE_BYTES  # pyarrow's parse block: any line under the limit fits in one
+_BOM = b"\xef\xbb\xbf"
+DELETED = "_hub_deleted"  # dlt's hard-delete flag: only on the marker that empties a replaced file
+# A processor east of UTC dates its report by its own day: up to one day ahead of UTC's date.
+AHEAD_OF_UTC = dt.timedelta(days=1)
+
+
+def latest_settlement_date() -> dt.date:
+    """The latest settlement date a report can carry now."""
+    return (dt.datetime.now(dt.UTC) + AHEAD_OF_UTC).date()
+
+
 CONTRACTS = {
     "settlement": Contract(
         "payment_id",
@@ -41,16 +124,22 @@ CONTRACTS = {
             "settlement_date": TEXT,
             "payment_id": TEXT,
             "gross_amount": DECIMAL_TEXT,
+            "fee_amount": DECIMAL_TEXT,
             "net_amount": DECIMAL_TEXT,
         },
+        rules=(
+            date_not_after("settlement_date", latest_settlement_date),
+            not_negative("gross_amount", "fee_amount", "net_amount"),
+            difference("net_amount", "gross_amount", "fee_amount"),
+        ),
     )
 }
 log = logging.getLogger("integration_hub.systems")
 
 
-def pending(folder: Path) -> list[Path]:
-    """The CSV files in the landing folder, oldest name first."""
-    return files_in(folder, PATTERN)
+def pending(folder: Path) -> list[Entry]:
+    """The entries of the landing folder named like a report, by name (links and directories too)."""
+    return entries(folder, PATTERN)
 
 
 @dlt.source(name=NAME)
@@ -60,73 +149,235 @@ def source(
     rejects: Rejects | None = None,
     report: FileReport | None = None,
 ):
-    """Settlement lines of the files in `folder` (or only `files`, by name) not loaded before."""
+    """Settlement lines of the files in `folder` (or only `files`, plain names in it) not loaded before."""
     rejects = rejects if rejects is not None else Rejects()
     report = report if report is not None else FileReport()
-    wanted = set(files) if files else None
+    landing = Path(folder)
+    wanted = plain_names(landing, PATTERN, list(files)) if files else None
 
-    @dlt.resource(name="settlement", primary_key=["file_name", "payment_id"], write_disposition="merge")
+    @dlt.resource(
+        name="settlement",
+        primary_key=["file_name", "payment_id"],
+        merge_key="file_name",  # a file's new version replaces all of its stored lines
+        write_disposition={"disposition": "merge", "strategy": "delete-insert"},
+    )
     def settlement() -> Iterator[pa.Table | list[dict]]:
-        seen: dict[str, str] = dlt.current.source_state().setdefault("files", {})
-        for path in pending(Path(folder)):
-            if wanted is not None and path.name not in wanted:
-                continue
-            digest = sha256(path)
-            if seen.get(path.name) == digest:
-                report.skipped.append(path.name)
-                continue
-            if path.name in seen:
-                log.warning(
-                    "settlement file %s changed since it was loaded (sha256 %s… → %s…): not loaded; "
-                    "send corrections as a new file, or remove it from settlement_files to reload",
-                    path.name, seen[path.name][:12], digest[:12],
-                )  # fmt: skip
-                report.changed.append(path.name)
-                yield _files_table(_file_row(path, digest, 0, "changed"))
-                continue
-            rows = _read(path, rejects)
-            seen[path.name] = digest
-            report.loaded[path.name] = rows.num_rows
-            yield _with_row_columns(rows)
-            yield _files_table(_file_row(path, digest, rows.num_rows, "loaded"))
+        state = dlt.current.source_state()
+        loaded: dict[str, str] = state.setdefault("files", {})  # name -> sha256 of the version loaded
+        refused: dict[str, str] = state.setdefault("rejected", {})  # name -> sha256 (or marker) rejected
+        settle, now = settings.landing_settle_seconds(), time.time()
+        for entry in pending(landing):
+            if wanted is None or entry.name in wanted:
+                yield from _take(
+                    entry, loaded, refused, rejects.by_resource["settlement"], report, settle, now
+                )
 
+    # The history table's hints first: a table variant starts as a copy of the resource's hints,
+    # and the hard-delete column below belongs to `settlement` only.
+    settlement.apply_hints(
+        table_name=FILES_TABLE, write_disposition="append", primary_key=[], merge_key=[],
+        columns=FILES_COLUMNS, create_table_variant=True,
+    )  # fmt: skip
+    settlement.apply_hints(columns={DELETED: {"data_type": "bool", "nullable": True, "hard_delete": True}})
     return settlement
 
 
-def _read(path: Path, rejects: Rejects) -> pa.Table:
-    """The file's rows as text (staging casts them), each with its file name; bad rows diverted.
+def _take(
+    entry: Entry,
+    loaded: dict[str, str],
+    refused: dict[str, str],
+    rejects: list,
+    report: FileReport,
+    settle: float,
+    now: float,
+) -> Iterator[pa.Table | list[dict]]:
+    """What one landing entry adds to the load: its lines and its `settlement_files` row, or nothing."""
+    name = entry.name
+    if entry.problem is not None:
+        yield from _reject(entry, entry.marker, None, entry.problem, loaded, refused, report)
+        return
+    if not entry.settled(settle, now):
+        _wait(name, settle, report)
+        return
+    try:
+        data = read_settled(entry)
+    except StillChanging:
+        _wait(name, settle, report)
+        return
+    except NotLoadable as exc:
+        yield from _reject(entry, entry.marker, None, str(exc), loaded, refused, report)
+        return
+    except OSError as exc:
+        st = entry.stat
+        marker = f"unreadable:{st.st_mode:o}:{st.st_size}:{st.st_mtime_ns}"
+        yield from _reject(
+            entry, marker, None, f"cannot be read: {exc.strerror or exc}", loaded, refused, report
+        )
+        return
+    sha = digest(data)
+    if loaded.get(name) == sha:
+        refused.pop(name, None)
+        report.skipped.append(name)
+        return
+    if refused.get(name) == sha:
+        report.still_rejected.append(name)
+        return
+    try:
+        table, refused_rows = _read(name, data)
+    except NotLoadable as exc:
+        yield from _reject(entry, sha, sha, str(exc), loaded, refused, report)
+        return
+    previous = loaded.get(name)
+    loaded[name] = sha
+    refused.pop(name, None)
+    rejects.extend(refused_rows)
+    if previous is None:
+        report.loaded[name] = table.num_rows
+    else:
+        log.warning(
+            "settlement file %s changed since it was loaded (sha256 %s… → %s…): its %d lines replace "
+            "the previous version's (%d lines quarantined)",
+            name, previous[:12], sha[:12], table.num_rows, len(refused_rows),
+        )  # fmt: skip
+        report.replaced[name] = table.num_rows
+    if table.num_rows:
+        yield _with_row_columns(table)
+    elif previous is not None:  # nothing to insert, so only a marker can delete the old lines
+        yield _with_row_columns(pa.table({"file_name": [name], "payment_id": [""], DELETED: [True]}))
+    reason = None if previous is None else f"replaces the version with sha256 {previous[:12]}…"
+    yield _files_table(
+        _file_row(
+            name, sha, table.num_rows, len(refused_rows), "loaded" if previous is None else "replaced", reason
+        )
+    )
 
-    pyarrow parses the file and checks the contract column-wise; only doubted rows, and lines
-    with the wrong number of fields, take the row path to the quarantine.
+
+def _wait(name: str, settle: float, report: FileReport) -> None:
+    log.info(
+        "settlement file %s changed within the last %g s (HUB_LANDING_SETTLE_SECONDS): it may still be "
+        "being written and waits for a later run",
+        name, settle,
+    )  # fmt: skip
+    report.waiting.append(name)
+
+
+def _reject(
+    entry: Entry,
+    marker: str,
+    sha: str | None,
+    reason: str,
+    loaded: dict[str, str],
+    refused: dict[str, str],
+    report: FileReport,
+) -> Iterator[list[dict]]:
+    """Record a file that cannot be loaded, once per content (or, for a non-file, per what it is)."""
+    name = entry.name
+    if refused.get(name) == marker:
+        report.still_rejected.append(name)
+        return
+    refused[name] = marker
+    if name in loaded:
+        reason += "; the version loaded before stays"
+    log.warning(
+        "settlement file %s rejected: %s. Nothing of it is loaded; it is tried again when it changes.",
+        name,
+        reason,
+    )
+    report.rejected[name] = reason
+    yield _files_table(_file_row(name, sha, 0, 0, "rejected", reason))
+
+
+def _read(name: str, data: bytes) -> tuple[pa.Table, list[tuple[str, str, dict]]]:
+    """The file's rows as text (staging casts them), each with its file name, and the refused ones
+    as `(payment_id, reason, row)`; NotLoadable when the file is no settlement report at all.
+
+    pyarrow parses the file and the contract is checked column-wise; only doubted rows, lines
+    with the wrong number of fields and duplicates take the row path to the quarantine.
     """
-    with path.open(newline="", encoding="utf-8") as f:
-        header = next(csv.reader(f), [])
-    if not header:
-        return pa.table({"file_name": pa.array([], pa.string())})
-    misshapen: list[dict] = []
+    if data.startswith(_BOM):
+        data = data[len(_BOM) :]
+    if not data.strip():
+        raise NotLoadable("an empty file: no header line")
+    if b"\0" in data:
+        raise NotLoadable("binary content (NUL bytes), not CSV text")
+    try:
+        first_line = data[: data.find(b"\n") + 1 or len(data)].decode("utf-8")
+        data.decode("utf-8")  # the whole file: refused before any row is taken from it
+    except UnicodeDecodeError as exc:
+        raise NotLoadable(
+            f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}): "
+            "a binary file or another encoding"
+        ) from None
+    _check_lines(data)
+    header = _header(first_line)
+    refused: list[tuple[str, str, dict]] = []
 
     def invalid_row(row) -> str:
-        fields = next(csv.reader([row.text]), [])
-        misshapen.append(dict(zip(header, fields, strict=False)) | {"file_name": path.name})
+        try:
+            fields = next(csv.reader([row.text]), [])
+        except csv.Error:
+            fields = row.text.split(",")
+        record = dict(zip(header, fields, strict=False)) | {"file_name": name}
         reason = f"expected {row.expected_columns} fields, got {row.actual_columns}"
-        rejects.by_resource["settlement"].append(
-            (str(misshapen[-1].get("payment_id")), reason, misshapen[-1])
-        )
+        refused.append((str(record.get("payment_id")), reason, record))
         return "skip"
 
-    table = pacsv.read_csv(
-        path,
-        parse_options=pacsv.ParseOptions(invalid_row_handler=invalid_row),
-        convert_options=pacsv.ConvertOptions(
-            column_types=dict.fromkeys(header, pa.string()),
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-        ),
-    )
-    table = table.append_column("file_name", pa.array([path.name] * table.num_rows, pa.string()))
-    good, rejected = CONTRACTS["settlement"].split(table)
-    rejects.by_resource["settlement"].extend(rejected)
-    return good
+    try:
+        table = pacsv.read_csv(
+            pa.BufferReader(data),
+            read_options=pacsv.ReadOptions(block_size=_BLOCK_BYTES),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=invalid_row),
+            convert_options=pacsv.ConvertOptions(
+                column_types=dict.fromkeys(header, pa.string()),
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        raise NotLoadable(f"cannot be parsed as CSV: {str(exc).splitlines()[0][:200]}") from None
+    table = table.append_column("file_name", pa.array([name] * table.num_rows, pa.string()))
+    contract = CONTRACTS["settlement"]
+    table, duplicates = contract.deduplicate(table)
+    good, broken = contract.split(table)
+    return good, refused + duplicates + broken
+
+
+def _check_lines(data: bytes) -> None:
+    """NotLoadable when a line is longer than the parser takes."""
+    ends = np.flatnonzero(np.frombuffer(data, np.uint8) == ord("\n"))
+    lengths = np.diff(np.concatenate(([-1], ends, [len(data)]))) - 1
+    longest = int(lengths.argmax())
+    if lengths[longest] > MAX_LINE_BYTES:
+        raise NotLoadable(
+            f"line {longest + 1} is {int(lengths[longest])} bytes long, over the parser's limit of "
+            f"{MAX_LINE_BYTES} bytes"
+        )
+
+
+def _header(line: str) -> list[str]:
+    """The column names of a settlement report's first line; NotLoadable when it is none."""
+    try:
+        header = next(csv.reader([line.rstrip("\r\n")]), [])
+    except csv.Error as exc:
+        raise NotLoadable(f"the first line is no CSV header ({exc})") from None
+    shown = ",".join(header)
+    missing = [c for c in REPORT_COLUMNS if c not in header]
+    if missing:
+        raise NotLoadable(
+            f"no settlement report header: the first line lacks {', '.join(missing)} "
+            f"(expected {','.join(REPORT_COLUMNS)}, got {shown!r:.120})"
+        )
+    seen: dict[str, str] = {}
+    for i, column in enumerate(header, start=1):
+        if not column.strip():
+            raise NotLoadable(f"the header's column {i} has no name (got {shown!r:.120})")
+        as_stored = normalized(column)
+        if as_stored in seen:
+            raise NotLoadable(f"the header names one column twice: {seen[as_stored]!r} and {column!r}")
+        if as_stored in ("file_name", DELETED) or as_stored.startswith("_dlt"):
+            raise NotLoadable(f"the header's column {column!r} is one the hub adds itself")
+        seen[as_stored] = column
+    return header
 
 
 def _with_row_columns(table: pa.Table) -> pa.Table:
@@ -140,25 +391,53 @@ def _with_row_columns(table: pa.Table) -> pa.Table:
     return table.cast(pa.schema(fields))
 
 
+FILES_TABLE = "settlement_files"
+FILES_COLUMNS = {
+    "file_name": {"data_type": "text", "nullable": False},
+    "sha256": {"data_type": "text", "nullable": True},
+    "rows": {"data_type": "bigint", "nullable": False},
+    "quarantined": {"data_type": "bigint", "nullable": True},
+    "status": {"data_type": "text", "nullable": False},
+    "reason": {"data_type": "text", "nullable": True},
+    "seen_at": {"data_type": "timestamp", "nullable": False},
+}
+
+
 def _files_table(row: dict):
     """A row for `settlement_files`: appended, a history of every file the load looked at."""
-    hints = dlt.mark.make_hints(table_name="settlement_files", write_disposition="append", primary_key=[])
-    return dlt.mark.with_hints([row], hints, create_table_variant=True)
+    return dlt.mark.with_table_name([row], FILES_TABLE)
 
 
-def _file_row(path: Path, digest: str, rows: int, status: str) -> dict:
+def _file_row(
+    name: str, sha: str | None, rows: int, quarantined: int, status: str, reason: str | None = None
+) -> dict:
     return {
-        "file_name": path.name,
-        "sha256": digest,
+        "file_name": name,
+        "sha256": sha,
         "rows": rows,
+        "quarantined": quarantined,
         "status": status,
+        "reason": reason,
         "seen_at": dt.datetime.now(dt.UTC),
     }
 
 
 def count(folder: str) -> dict[str, int]:
-    """Settlement lines in the landing folder now (every file's lines but its header)."""
-    return {"settlement": sum(sum(1 for _ in f.open()) - 1 for f in pending(Path(folder)))}
+    """Settlement lines in the landing folder now: every regular file's lines but its header
+    (links, directories and other non-files hold none)."""
+    lines = 0
+    for entry in pending(Path(folder)):
+        if entry.problem is not None:
+            continue
+        breaks, last = 0, b""
+        try:
+            with open_file(entry.path) as f:
+                for chunk in iter(lambda f=f: f.read(1 << 20), b""):
+                    breaks, last = breaks + chunk.count(b"\n"), chunk[-1:]
+        except (OSError, NotLoadable):  # unreadable now: the load reports it as rejected
+            continue
+        lines += max(0, breaks + (1 if last not in (b"", b"\n") else 0) - 1)
+    return {"settlement": lines}
 
 
 SYSTEM = System(

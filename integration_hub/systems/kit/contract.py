@@ -6,14 +6,22 @@ bad row neither fails the load nor disappears. Arrow tables are checked column-w
 (`Contract.split`): only the rows a column test doubts (a failed test, or a column whose
 type cannot tell) are judged row by row, on the records as the source sent them where
 they are at hand, so their reasons are the same as on the row path.
+
+Beyond each field's kind, a contract may state `rules`: conditions across a row's fields
+(`not_negative`, `difference`, `date_not_after`, or any `Rule`), checked once the fields
+passed their kinds, in the same two ways. `Contract.deduplicate` refuses rows that share a
+key with different content (a batch that says two things about one record).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import re
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -94,11 +102,121 @@ def looks_like_timestamps(column: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 @dataclass(frozen=True)
+class Rule:
+    """A condition across a row's fields, judged once the fields passed their kinds.
+
+    `check` says why a row breaks it (None when it holds). `column_test` is the same over an
+    Arrow table: a boolean mask that may be stricter, never looser (a row it fails or leaves
+    null is judged by `check`), or None when the table cannot tell (every row is judged).
+    A rule reads fields the contract declares, so `check` sees values of their kinds.
+    """
+
+    check: Callable[[Mapping[str, Any]], str | None]
+    column_test: Callable[[pa.Table], pa.ChunkedArray | pa.Array | None] | None = None
+
+
+# Decimal text that the column tests compute exactly (decimal128(24, 6)); other decimal text
+# (more digits) is left to the row check, which reads it as a Python Decimal.
+_EXACT_DECIMAL = r"-?\d{1,18}(\.\d{1,6})?"
+
+
+def _decimals(table: pa.Table, name: str) -> pa.ChunkedArray | None:
+    """A text column as exact decimals, null where a value is not (or not exactly) one."""
+    if name not in table.column_names or not pa.types.is_string(table[name].type):
+        return None
+    column = table[name]
+    exact = pc.match_substring_regex(column, rf"^{_EXACT_DECIMAL}$")
+    return pc.if_else(exact, column, pa.scalar(None, pa.string())).cast(pa.decimal128(24, 6))
+
+
+def not_negative(*names: str) -> Rule:
+    """Each of the (decimal text) fields `names` is zero or more."""
+
+    def check(row: Mapping[str, Any]) -> str | None:
+        for name in names:
+            if Decimal(row[name]) < 0:
+                return f"field {name!r}: negative amount {row[name]!r:.60}"
+        return None
+
+    def column_test(table: pa.Table) -> pa.ChunkedArray | None:
+        masks = []
+        for name in names:
+            values = _decimals(table, name)
+            if values is None:
+                return None
+            masks.append(pc.greater_equal(values, pa.scalar(0, values.type)))
+        mask = masks[0]
+        for more in masks[1:]:
+            mask = pc.and_(mask, more)
+        return mask
+
+    return Rule(check, column_test)
+
+
+def difference(result: str, minuend: str, subtrahend: str) -> Rule:
+    """`result == minuend - subtrahend` exactly (decimal text: to the cent for amounts in cents)."""
+
+    def check(row: Mapping[str, Any]) -> str | None:
+        expected = Decimal(row[minuend]) - Decimal(row[subtrahend])
+        if Decimal(row[result]) != expected:
+            return (
+                f"field {result!r}: {row[result]!r:.30} is not {minuend} - {subtrahend} "
+                f"({row[minuend]!r:.30} - {row[subtrahend]!r:.30} = '{expected}')"
+            )
+        return None
+
+    def column_test(table: pa.Table) -> pa.ChunkedArray | None:
+        values = [_decimals(table, name) for name in (result, minuend, subtrahend)]
+        if any(v is None for v in values):
+            return None
+        return pc.equal(pc.subtract(values[1], values[2]), values[0])
+
+    return Rule(check, column_test)
+
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# Valid calendar dates from year 1000 on, except 29 February (left to the row check, which knows
+# leap years): what the column test passes without asking Python.
+_PLAIN_DATE = (
+    r"^[1-9]\d{3}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]\d|3[01])|(?:0[469]|11)-(?:0[1-9]|[12]\d|30)"
+    r"|02-(?:0[1-9]|1\d|2[0-8]))$"
+)
+
+
+def date_not_after(name: str, latest: Callable[[], dt.date]) -> Rule:
+    """Field `name` is a valid `YYYY-MM-DD` date, no later than `latest()` (asked when checked)."""
+
+    def check(row: Mapping[str, Any]) -> str | None:
+        value = row[name]
+        try:
+            day = dt.date.fromisoformat(value) if _ISO_DATE.fullmatch(value) else None
+        except ValueError:
+            day = None
+        if day is None:
+            return f"field {name!r}: not a valid date (YYYY-MM-DD), got {value!r:.60}"
+        if day > (last := latest()):
+            return f"field {name!r}: {value} is in the future (the latest date accepted now is {last})"
+        return None
+
+    def column_test(table: pa.Table) -> pa.ChunkedArray | None:
+        if name not in table.column_names or not pa.types.is_string(table[name].type):
+            return None
+        column = table[name]
+        plain = pc.match_substring_regex(column, _PLAIN_DATE)
+        # Plain dates compare as text in date order.
+        return pc.and_(plain, pc.less_equal(column, latest().isoformat()))
+
+    return Rule(check, column_test)
+
+
+@dataclass(frozen=True)
 class Contract:
-    """Required fields of one resource and their kinds; `key` names the row in a reject."""
+    """Required fields of one resource and their kinds, and rules across fields; `key` names the
+    row in a reject."""
 
     key: str
     fields: Mapping[str, Kind]
+    rules: Sequence[Rule] = ()
 
     def violation(self, row: Mapping[str, Any]) -> str | None:
         """Why the row is refused, or None when it is fine."""
@@ -109,6 +227,9 @@ class Contract:
                 return f"missing field {name!r}"
             if not kind.accepts(row[name]):
                 return f"field {name!r}: expected {kind.name}, got {row[name]!r:.60}"
+        for rule in self.rules:
+            if reason := rule.check(row):
+                return reason
         return None
 
     def split(
@@ -123,6 +244,13 @@ class Contract:
         for name, kind in self.fields.items():
             passed = kind.accepts_column(table[name]) if name in table.column_names else None
             mask = pc.and_(mask, passed) if passed is not None else pa.array([False] * table.num_rows)
+        for rule in self.rules:
+            passed = rule.column_test(table) if rule.column_test is not None else None
+            mask = (
+                pc.and_(mask, pc.fill_null(passed, False))
+                if passed is not None
+                else pa.array([False] * table.num_rows)
+            )
         if pc.all(mask).as_py() is not False:
             return table, []
         if isinstance(mask, pa.ChunkedArray):
@@ -137,6 +265,42 @@ class Contract:
                 rejected.append((str(key), reason, row))
             else:
                 keep[i] = True
+        return table.filter(pa.array(keep)), rejected
+
+    def deduplicate(self, table: pa.Table) -> tuple[pa.Table, list[tuple[str, str, Any]]]:
+        """`table` with each key once, and the refused rows as `(key, reason, row)`.
+
+        Rows that repeat a key with the same content are one record sent twice: the first is
+        kept. Rows that share a key with different content contradict each other and none can
+        be told right, so all of them are refused, each naming the duplicate. A key that breaks
+        its kind (empty, missing) is left for `split` to refuse.
+        """
+        if self.key not in table.column_names or table.num_rows < 2:
+            return table, []
+        keys = table[self.key]
+        counts = pc.value_counts(keys)
+        repeated = counts.filter(pc.greater(counts.field("counts"), 1)).field("values").to_pylist()
+        kind = self.fields.get(self.key)
+        repeated = [k for k in repeated if k is not None and (kind is None or kind.accepts(k))]
+        if not repeated:
+            return table, []
+        where = np.flatnonzero(pc.is_in(keys, pa.array(repeated, keys.type)).to_numpy(zero_copy_only=False))
+        groups: dict[Any, list[tuple[int, dict]]] = defaultdict(list)
+        for i, row in zip(where, table.take(pa.array(where)).to_pylist(), strict=True):
+            groups[row[self.key]].append((int(i), row))
+        keep = np.ones(table.num_rows, dtype=bool)
+        rejected = []
+        for key, group in groups.items():
+            contents = {json.dumps(row, sort_keys=True, default=str) for _, row in group}
+            for i, _ in group[1:] if len(contents) == 1 else group:
+                keep[i] = False
+            if len(contents) > 1:
+                differ = sorted({f for _, row in group for f in row if row[f] != group[0][1].get(f)})
+                reason = (
+                    f"conflicting duplicate: {len(group)} rows share {self.key} {key!r:.60} with "
+                    f"different content ({', '.join(differ)} differ); none of them is loaded"
+                )
+                rejected += [(str(key), reason, row) for _, row in group]
         return table.filter(pa.array(keep)), rejected
 
 
