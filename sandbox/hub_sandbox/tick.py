@@ -314,11 +314,11 @@ def _order_lines(rng: random.Random, order_id: int, products: list[tuple]) -> tu
 
 
 def _write_settlement_file(home: Path, info: dict, tick: Tick) -> list[Path]:
-    """The processor's settlement file of the tick's payments, dated one day per tick after the anchor."""
+    """The processor's settlement file of the tick's payments, dated the tick's day (a processor
+    reports the day it settled; a report dated ahead of its day is refused by the hub's contract)."""
     if not tick.settlement:
         return []
-    anchor = dt.datetime.strptime(info["anchor"], "%Y-%m-%dT%H:%M:%SZ").date()
-    settlement_date = str(anchor + dt.timedelta(days=tick.number))
+    settlement_date = str(tick.now.date())
     lines = pa.Table.from_pylist([{"settlement_date": settlement_date, **s} for s in tick.settlement])
     return write_settlements(lines, home / "landing" / "payments", suffix=f"_tick{tick.number}")
 
