@@ -37,7 +37,6 @@ turns it off; a Postgres warehouse always loads through dlt.
 import contextlib
 import datetime as dt
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -172,7 +171,7 @@ def _cursors_or(
 
 def _sink(source_system: System, warehouse: Warehouse) -> DuckDBArrowSink | None:
     """The direct Arrow load, when the system's source reads Arrow and the warehouse is DuckDB."""
-    enabled = os.environ.get("HUB_DIRECT_ARROW_LOAD", "1") != "0"
+    enabled = settings.direct_arrow_load()
     if enabled and source_system.arrow_sink and warehouse.dialect == "duckdb":
         return DuckDBArrowSink(warehouse, f"raw_{source_system.name}")
     return None

@@ -9,7 +9,6 @@ blocking `load_contract` check (a few refused rows make a WARN, more than
 """
 
 import datetime as dt
-import os
 import random
 from typing import Any
 
@@ -17,6 +16,7 @@ import dagster as dg
 import dlt
 
 from assets.metadata import table_metadata
+from integration_hub import settings
 from integration_hub.engine.audit import Movement, record
 from integration_hub.engine.quarantine import quarantine, top_reasons
 from integration_hub.systems import System
@@ -31,14 +31,10 @@ def retry_or_fail(context: dg.AssetExecutionContext, failure: dg.Failure) -> Exc
     to the next run without reloading the code location, unlike a `RetryPolicy` fixed at
     import. Only load failures are retried (not a bug or a contract violation); the last
     attempt fails with the load's own message."""
-    budget = int(os.environ.get("HUB_LOAD_MAX_RETRIES", "3"))
+    budget = settings.load_max_retries()
     if context.retry_number >= budget:
         return failure
-    delay = (
-        float(os.environ.get("HUB_LOAD_RETRY_DELAY", "30"))
-        * 2**context.retry_number
-        * random.uniform(0.8, 1.2)
-    )
+    delay = settings.load_retry_delay() * 2**context.retry_number * random.uniform(0.8, 1.2)
     context.log.warning(
         f"{failure.description} Retry {context.retry_number + 1} of {budget} in {delay:.0f} s."
     )
@@ -90,7 +86,7 @@ def contract_result(warehouse: Warehouse, run_id: str, key: dg.AssetKey, rows_in
     if not rejected:
         return dg.AssetCheckResult(asset_key=key, check_name=CONTRACT, passed=True, metadata=metadata)
     reasons = top_reasons(warehouse, f"{system}__{resource}", run_id)
-    severe = share > float(os.environ.get("HUB_CONTRACT_MAX_REJECT_SHARE", "0.1"))
+    severe = share > settings.contract_max_reject_share()
     return dg.AssetCheckResult(
         asset_key=key,
         check_name=CONTRACT,

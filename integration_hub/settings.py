@@ -102,3 +102,56 @@ def landing_settle_seconds() -> float:
             f"HUB_LANDING_SETTLE_SECONDS must be a number of seconds, 0 or more (got {value!r:.20})"
         )
     return seconds
+
+
+def warehouse_lock_wait() -> float:
+    """Seconds a process waits for the DuckDB file lock before it fails clearly."""
+    return float(env("HUB_WAREHOUSE_LOCK_WAIT", "120"))
+
+
+def dagster_storage_url() -> str | None:
+    """The scale-out instance's Postgres URL (`HUB_DAGSTER_STORAGE_URL`); None means embedded."""
+    return env("HUB_DAGSTER_STORAGE_URL")
+
+
+def warehouse_pool_limit() -> int:
+    """Concurrent writers of a Postgres warehouse in the scale-out profile."""
+    return int(env("HUB_WAREHOUSE_POOL_LIMIT", "4"))
+
+
+def celery_queue() -> str:
+    return env("HUB_CELERY_QUEUE", "dagster")
+
+
+def git_url() -> str | None:
+    """The repository's web URL, to link asset pages to their code (`HUB_GIT_URL`)."""
+    return env("HUB_GIT_URL")
+
+
+def git_branch() -> str:
+    return env("HUB_GIT_BRANCH", "main")
+
+
+def load_max_retries() -> int:
+    return int(env("HUB_LOAD_MAX_RETRIES", "3"))
+
+
+def load_retry_delay() -> float:
+    return float(env("HUB_LOAD_RETRY_DELAY", "30"))
+
+
+def contract_max_reject_share() -> float:
+    """Share of a load's rows the contract may refuse before its check is an ERROR."""
+    return float(env("HUB_CONTRACT_MAX_REJECT_SHARE", "0.1"))
+
+
+def direct_arrow_load() -> bool:
+    return env("HUB_DIRECT_ARROW_LOAD", "1") != "0"
+
+
+def ui_url(default: str) -> str:
+    return env("HUB_UI_URL", default)
+
+
+def alert_webhook_url() -> str | None:
+    return env("HUB_ALERT_WEBHOOK_URL")

@@ -7,7 +7,6 @@ written into a URL, and the webhook URL itself (a Slack webhook URL is a secret)
 
 from __future__ import annotations
 
-import os
 import re
 
 import dagster as dg
@@ -105,7 +104,7 @@ class AlertSink(dg.ConfigurableResource):
 
 def alert_sink_from_env() -> AlertSink:
     """The sink as the code location configures it: the webhook URL stays an EnvVar (never shown)."""
-    ui_url = os.environ.get("HUB_UI_URL", UI_URL_DEFAULT)
-    if os.environ.get("HUB_ALERT_WEBHOOK_URL"):
+    ui_url = settings.ui_url(UI_URL_DEFAULT)
+    if settings.alert_webhook_url():
         return AlertSink(webhook_url=dg.EnvVar("HUB_ALERT_WEBHOOK_URL"), ui_url=ui_url)
     return AlertSink(ui_url=ui_url)

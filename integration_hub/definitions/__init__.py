@@ -17,7 +17,6 @@ policy, so nothing else builds `Definitions` and no layer repeats it:
 """
 
 import datetime as dt
-import os
 import warnings
 from pathlib import Path
 
@@ -78,12 +77,12 @@ def _with_code_references(assets: list) -> list:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)  # code references are beta: nothing to act on
         assets = dg.with_source_code_references(assets)
-        if not os.environ.get("HUB_GIT_URL"):
+        if not settings.git_url():
             return assets
         return dg.link_code_references_to_git(
             assets,
-            git_url=os.environ["HUB_GIT_URL"],
-            git_branch=os.environ.get("HUB_GIT_BRANCH", "main"),
+            git_url=settings.git_url(),
+            git_branch=settings.git_branch(),
             file_path_mapping=dg.AnchorBasedFilePathMapping(
                 local_file_anchor=REPO_ROOT, file_anchor_path_in_repository=""
             ),

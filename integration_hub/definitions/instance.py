@@ -65,20 +65,20 @@ storage:
 
 def profile() -> str:
     """`scale-out` when the instance storage URL is set, else `embedded`."""
-    return "scale-out" if os.environ.get(STORAGE_URL_VAR) else "embedded"
+    return "scale-out" if settings.dagster_storage_url() else "embedded"
 
 
 def dagster_yaml() -> str:
     if profile() == "embedded":
         return _COMMON.format(max_runs=4, pool_limit=1)
-    if not os.environ[STORAGE_URL_VAR].startswith("postgresql+psycopg2://"):
+    if not settings.dagster_storage_url().startswith("postgresql+psycopg2://"):
         # SQLAlchemy 2.1 maps postgresql:// to psycopg 3, whose server-side binding rejects
         # the `NOTIFY run_events, :id` that dagster-postgres sends with every event.
         raise ValueError(
             f"{STORAGE_URL_VAR} must name the psycopg2 driver: postgresql+psycopg2://user:password@host:5432/db "
             "(dagster-postgres needs it; SQLAlchemy 2.1 reads postgresql:// as psycopg 3)."
         )
-    pool_limit = int(os.environ.get("HUB_WAREHOUSE_POOL_LIMIT", "4"))
+    pool_limit = settings.warehouse_pool_limit()
     return _COMMON.format(max_runs=8, pool_limit=pool_limit) + _POSTGRES.format(var=STORAGE_URL_VAR)
 
 

@@ -7,11 +7,10 @@ the scale-out instance (`HUB_DAGSTER_STORAGE_URL`) and the Postgres warehouse
 machines; see docs/operations.md.
 """
 
-import os
-
 import dagster as dg
 from dagster_celery import celery_executor
 
+from integration_hub import settings
 from integration_hub.definitions import automation
 
 SCALE_OUT_JOBS = ("nightly", "hourly_sources")
@@ -20,7 +19,7 @@ DEFAULT_BROKER = "pyamqp://guest@127.0.0.1:5672//"
 
 def _source(var: str, default: str):
     """Config naming the variable when it is set, so a broker password never lands in run config."""
-    return {"env": var} if os.environ.get(var) else default
+    return {"env": var} if settings.env(var) else default
 
 
 def celery_job(job):
@@ -30,7 +29,7 @@ def celery_job(job):
             "broker": _source("HUB_CELERY_BROKER_URL", DEFAULT_BROKER),
             "backend": _source("HUB_CELERY_BACKEND_URL", "rpc://"),
             # Workers started with `-q <queue>` take only this hub's steps.
-            "config_source": {"task_default_queue": os.environ.get("HUB_CELERY_QUEUE", "dagster")},
+            "config_source": {"task_default_queue": settings.celery_queue()},
         },
         name="hub_celery_executor",
     )

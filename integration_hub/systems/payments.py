@@ -1,5 +1,8 @@
 """The payment processor's daily settlement reports: CSV files dropped in a landing folder.
 
+Longer than 400 lines because this docstring records every landing decision (what happens
+to each kind of file), next to the code that makes it; the code itself is about 350 lines.
+
 A load looks at every entry of the folder whose name matches `*.csv` (or only the ones named
 by `files=`), each on its own: one entry's problem never stops another file's load, and never
 fails (or retries) the step. Each file ends in one of these, listed in `settlement_files`

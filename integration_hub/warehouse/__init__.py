@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -22,8 +21,6 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from integration_hub import settings
-
-LOCK_WAIT_SECONDS = float(os.environ.get("HUB_WAREHOUSE_LOCK_WAIT", "120"))
 
 
 class WarehouseLockedError(RuntimeError):
@@ -262,7 +259,8 @@ def _libpq_url(url: str) -> str:
 
 def _open_duckdb(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    wait = settings.warehouse_lock_wait()
+    deadline = time.monotonic() + wait
     delay = 0.05
     while True:
         try:
@@ -272,7 +270,7 @@ def _open_duckdb(path: Path):
                 if "lock" in str(exc).lower():
                     raise WarehouseLockedError(
                         f"The DuckDB warehouse {path} is held by another process for more than "
-                        f"{LOCK_WAIT_SECONDS:.0f}s. DuckDB allows one writer at a time: wait for the other run, "
+                        f"{wait:.0f}s. DuckDB allows one writer at a time: wait for the other run, "
                         "or use the Postgres profile (HUB_WAREHOUSE_URL) for concurrent runs."
                     ) from exc
                 raise
