@@ -197,7 +197,7 @@ def _take(
     """What one landing entry adds to the load: its lines and its `settlement_files` row, or nothing."""
     name = entry.name
     if entry.problem is not None:
-        yield from _reject(entry, entry.marker, None, entry.problem, loaded, refused, report)
+        yield from _reject(entry.name, entry.marker, None, entry.problem, loaded, refused, report)
         return
     if not entry.settled(settle, now):
         _wait(name, settle, report)
@@ -208,7 +208,7 @@ def _take(
         _wait(name, settle, report)
         return
     except NotLoadable as exc:
-        yield from _reject(entry, entry.marker, None, str(exc), loaded, refused, report)
+        yield from _reject(entry.name, entry.marker, None, str(exc), loaded, refused, report)
         return
     except OSError as exc:
         st = entry.stat
@@ -217,7 +217,20 @@ def _take(
             entry, marker, None, f"cannot be read: {exc.strerror or exc}", loaded, refused, report
         )
         return
-    sha = digest(data)
+    yield from _land(name, digest(data), data, loaded, refused, rejects, report)
+
+
+def _land(
+    name: str,
+    sha: str,
+    data: bytes,
+    loaded: dict[str, str],
+    refused: dict[str, str],
+    rejects: list,
+    report: FileReport,
+) -> Iterator[pa.Table | list[dict]]:
+    """A readable, settled file: skipped when unchanged, else its lines (new, or replacing a
+    previous version's) and its `settlement_files` row."""
     if loaded.get(name) == sha:
         refused.pop(name, None)
         report.skipped.append(name)
@@ -228,7 +241,7 @@ def _take(
     try:
         table, refused_rows = _read(name, data)
     except NotLoadable as exc:
-        yield from _reject(entry, sha, sha, str(exc), loaded, refused, report)
+        yield from _reject(name, sha, sha, str(exc), loaded, refused, report)
         return
     previous = loaded.get(name)
     loaded[name] = sha
@@ -248,11 +261,8 @@ def _take(
     elif previous is not None:  # nothing to insert, so only a marker can delete the old lines
         yield _with_row_columns(pa.table({"file_name": [name], "payment_id": [""], DELETED: [True]}))
     reason = None if previous is None else f"replaces the version with sha256 {previous[:12]}…"
-    yield _files_table(
-        _file_row(
-            name, sha, table.num_rows, len(refused_rows), "loaded" if previous is None else "replaced", reason
-        )
-    )
+    status = "loaded" if previous is None else "replaced"
+    yield _files_table(_file_row(name, sha, table.num_rows, len(refused_rows), status, reason))
 
 
 def _wait(name: str, settle: float, report: FileReport) -> None:
@@ -265,7 +275,7 @@ def _wait(name: str, settle: float, report: FileReport) -> None:
 
 
 def _reject(
-    entry: Entry,
+    name: str,
     marker: str,
     sha: str | None,
     reason: str,
@@ -274,7 +284,6 @@ def _reject(
     report: FileReport,
 ) -> Iterator[list[dict]]:
     """Record a file that cannot be loaded, once per content (or, for a non-file, per what it is)."""
-    name = entry.name
     if refused.get(name) == marker:
         report.still_rejected.append(name)
         return
