@@ -93,11 +93,10 @@ def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="bench_push_"))
     os.environ["HUB_HOME"] = str(home)
     os.environ.pop("HUB_WAREHOUSE_URL", None)
-    from hub_sandbox import runner
+    from hub_sandbox import runner, secret
     from hub_sandbox import seed as seeding
 
     from integration_hub.engine import sync_engine as rs
-    from integration_hub.settings import secret
     from integration_hub.warehouse import Warehouse
 
     seeding.seed(home, 0.01, 42)
