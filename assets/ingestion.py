@@ -45,8 +45,7 @@ from typing import Any
 
 import dagster as dg
 import dlt
-from dagster_dlt import DagsterDltResource, DagsterDltTranslator
-from dagster_dlt.asset_decorator import build_dlt_asset_specs
+from dagster_dlt import DagsterDltResource, DagsterDltTranslator, build_dlt_asset_specs
 from dagster_dlt.translator import DltResourceTranslatorData
 from dlt.pipeline.exceptions import PipelineStepFailed
 

@@ -141,7 +141,12 @@ def finish_load(
         )
         counts = {"rows_loaded": loaded, "rows_rejected": rejected, "child_tables": children}
         metadata = _metadata(warehouse, system, event, counts, details)
-        results.append(event._replace(check_results=contract, metadata=metadata))
+        results.append(
+            dg.MaterializeResult(
+                asset_key=event.asset_key, metadata=metadata, check_results=contract,
+                data_version=event.data_version, tags=event.tags,
+            )
+        )  # fmt: skip
         if rejected:
             context.log.warning(
                 f"{rejected} {system}.{name} rows broke the contract: see quarantine.{system}__{name}"
