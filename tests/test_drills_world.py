@@ -38,6 +38,7 @@ VOLATILE = (
     "updated_at",
     "pushed_at",
     "file_name",
+    "counted_at",
 )
 
 
@@ -86,7 +87,8 @@ def build_everything(
     return results
 
 
-def _table_digest(con, table: str) -> tuple[int, str]:
+def _table_digest(con, table: str, where: str = "") -> tuple[int, str]:
+    """(rows, content digest) of a table, or of its rows that `where` (a SQL condition) keeps."""
     schema, name = table.split(".")
     columns = [
         c for (c,) in con.rows(
@@ -97,7 +99,7 @@ def _table_digest(con, table: str) -> tuple[int, str]:
     if not columns:
         return 0, "missing"
     select = ", ".join(f'CAST("{c}" AS VARCHAR)' for c in columns)
-    rows = con.rows(f'SELECT {select} FROM "{schema}"."{name}"')
+    rows = con.rows(f'SELECT {select} FROM "{schema}"."{name}"' + (f" WHERE {where}" if where else ""))
     lines = sorted("|".join("" if v is None else str(v) for v in row) for row in rows)
     return len(lines), hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 

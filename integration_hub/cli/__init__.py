@@ -50,13 +50,18 @@ for plugin in sorted(entry_points(group=PLUGINS), key=lambda e: e.name):
 
 
 def main() -> None:
-    """The `hub` entry point: a configuration error is one line naming the variable, exit 2."""
+    """The `hub` entry point: a configuration error, or a Postgres warehouse that cannot be
+    reached, is one line naming the variable or the warehouse, exit 2."""
     from integration_hub.settings import ConfigError
+    from integration_hub.warehouse import WarehouseUnavailable
 
     try:
         app()
     except ConfigError as exc:
         typer.echo(f"hub: configuration error: {exc}", err=True)
+        raise SystemExit(2) from None
+    except WarehouseUnavailable as exc:
+        typer.echo(f"hub: {exc}", err=True)
         raise SystemExit(2) from None
 
 

@@ -64,6 +64,7 @@ def run_job(name: str, partition: str | None = None, defs=None):
         raise typer.BadParameter(f"no job named {name!r}; jobs: {', '.join(names)}") from None
     partition = _partition(job, partition)
     _check_config(job)
+    _check_warehouse()
     tags = {"hub/trigger": "cli"}
     with get_instance() as instance:
         if job.executor_def.name != CELERY_EXECUTOR:
@@ -114,6 +115,20 @@ def _check_config(job) -> None:
     problems = [line for name in sorted(touched) for line in systems.get(name).check()]
     if problems:
         raise ConfigError("; ".join(problems))
+
+
+def _check_warehouse() -> None:
+    """A Postgres warehouse that cannot be reached stops the run before it starts, in one line.
+
+    Not the embedded DuckDB: it is a local file, and opening it here would wait for the
+    file lock of another run, which a run must wait for at its pool slot instead.
+    """
+    from integration_hub.warehouse import warehouse_from_env
+
+    warehouse = warehouse_from_env()
+    if warehouse.dialect == "postgres":
+        with warehouse.connect():
+            pass
 
 
 def summarize(result) -> dict:

@@ -27,6 +27,11 @@ class WarehouseLockedError(RuntimeError):
     pass
 
 
+class WarehouseUnavailable(RuntimeError):
+    """The Postgres warehouse refused or never answered a connection; the message names it
+    (without its password) and what to do, in one line."""
+
+
 class Connection:
     """A thin, dialect-neutral cursor: `execute`, `arrow`, `rows`, `scalar`, `df`.
 
@@ -156,7 +161,15 @@ class Warehouse:
         if self.dialect == "postgres":
             import psycopg
 
-            with psycopg.connect(_libpq_url(self.resolved_url), autocommit=False) as raw:
+            try:
+                raw = psycopg.connect(_libpq_url(self.resolved_url), autocommit=False)
+            except psycopg.OperationalError as exc:
+                reason = (str(exc).strip().splitlines() or ["no answer"])[0]
+                raise WarehouseUnavailable(
+                    f"cannot connect to the Postgres warehouse {self.display_name} ({reason}): start it, "
+                    "or fix HUB_WAREHOUSE_URL (unset it to use the embedded DuckDB warehouse)"
+                ) from exc
+            with raw:
                 yield Connection(raw, "postgres")
                 raw.commit()
             return
