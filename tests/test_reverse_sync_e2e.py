@@ -27,6 +27,7 @@ from typer.testing import CliRunner
 
 from assets.syncs import SYNCS
 from integration_hub.cli import app
+from integration_hub.engine import sql_models
 from integration_hub.engine import sync_engine as rs
 from integration_hub.warehouse import Warehouse
 
@@ -34,7 +35,7 @@ CANONICAL_TABLES = ["customer", "customer_xref", "sales_order", "invoice"]
 
 
 def copy_canonical(canonical_world, warehouse: Warehouse) -> None:
-    """The canonical tables the syncs read, from the session's transform run into `warehouse`."""
+    """The canonical tables (and the seeds) the syncs read, from the session's transform run into `warehouse`."""
     source = canonical_world[0].duckdb_path
     if warehouse.dialect == "duckdb":
         shutil.copy(source, warehouse.duckdb_path)
@@ -44,6 +45,8 @@ def copy_canonical(canonical_world, warehouse: Warehouse) -> None:
             warehouse.write_arrow(
                 "canonical", table, db.sql(f"SELECT * FROM canonical.{table}").to_arrow_table()
             )
+    for seed in sql_models.seed_files():
+        sql_models.load_seed(warehouse, seed)
 
 
 @pytest.fixture
@@ -272,6 +275,7 @@ def test_the_next_run_retries_dead_letters_when_the_destination_accepts_again(hu
 
 KILL_SCRIPT = """
 import sys
+from integration_hub.engine import sql_models
 from integration_hub.engine import sync_engine as rs
 from integration_hub.warehouse import Warehouse
 
