@@ -74,3 +74,10 @@ def test_sandbox_credentials_apply_only_to_the_local_sandbox(monkeypatch):
     ):
         systems.writer("support", "orders")
     assert "zd_sandbox_token" not in " ".join(systems.config_problems())
+
+
+def test_a_partition_that_does_not_exist_is_one_line_not_a_traceback(tmp_path):
+    out = _hub("run", "hourly", "--partition", "garbage", HUB_HOME=str(tmp_path))
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
+    assert "--partition 'garbage' is not a partition of 'hourly_sources'" in " ".join(out.stderr.split())
