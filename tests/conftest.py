@@ -92,9 +92,13 @@ class Sandbox:
 
 
 def free_port_base() -> int:
-    """A base whose five system ports (base+1 … base+5) are free right now."""
+    """A base whose five system ports (base+1 … base+5) are free right now.
+
+    Below Linux's ephemeral range (32768 and up), where every outgoing connection of the suite
+    (HTTP clients, Postgres) takes a port and could take a sandbox's between this check and its bind.
+    """
     for _ in range(200):
-        base = random.randrange(20000, 60000, 10)
+        base = random.randrange(10000, 32700, 10)
         try:
             for off in SANDBOX_PORT_OFFSETS.values():
                 runner.bind(base + off).close()
@@ -116,12 +120,19 @@ def copy_home(template: Path, home: Path) -> None:
     shutil.copytree(template / "landing", home / "landing")
 
 
-def start_copy(template: Path, home: Path) -> Sandbox:
+def start_copy(template: Path, home: Path, attempts: int = 3) -> Sandbox:
     copy_home(template, home)
     info = read_world_info(home)
-    base = free_port_base()
-    runner.start(home, base, info["scale"], info["seed"])
-    return Sandbox(home, base)
+    for attempt in range(attempts):  # another process may take a port between the check and the bind
+        base = free_port_base()
+        try:
+            runner.start(home, base, info["scale"], info["seed"])
+        except runner.SandboxError as exc:
+            if "already in use" not in str(exc) or attempt == attempts - 1:
+                raise
+            continue
+        return Sandbox(home, base)
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture(scope="session")
