@@ -9,8 +9,10 @@ ingestion, completeness reconciliation, trace, automation, identity, the client 
 and the sandbox. Adding a system means dropping one module here (plus one SQL transformer
 per entity it carries); nothing else is edited. Modules under `kit/` are shared helpers.
 
-No Dagster and no canonical model here: a descriptor states facts in plain data, and an
-adapter still runs on its own (`crm.source(base_url=…, client_id=…, client_secret=…)`).
+No Dagster here. An adapter knows its own system only and runs on its own
+(`crm.source(base_url=…, client_id=…, client_secret=…)`); the descriptor beside it is the one
+place that writes down what the hub knows about the system, including the canonical rows it
+feeds (for completeness and trace), in plain data.
 """
 
 from __future__ import annotations
