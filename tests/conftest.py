@@ -202,6 +202,23 @@ def postgres_url() -> str:
     return POSTGRES_URL
 
 
+@pytest.fixture
+def pg_warehouse(postgres_url):
+    """A fresh Postgres database as the warehouse, dropped afterwards (parallel tests never share tables)."""
+    import uuid
+
+    import psycopg
+
+    from integration_hub.warehouse import Warehouse
+
+    name = f"hub_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_url, autocommit=True) as con:
+        con.execute(f'CREATE DATABASE "{name}"')
+    yield Warehouse(url=postgres_url.rsplit("/", 1)[0] + f"/{name}")
+    with psycopg.connect(postgres_url, autocommit=True) as con:
+        con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def canonical_world(tmp_path_factory, sandbox_world):
     """(warehouse, run result): the world's raw tables with every transform materialized once."""

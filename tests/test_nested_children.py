@@ -14,19 +14,6 @@ from integration_hub.warehouse import Warehouse
 from tests.shop_stub import ShopStub
 
 
-@pytest.fixture
-def pg_warehouse(postgres_url):
-    """A fresh Postgres database as the warehouse, dropped afterwards."""
-    import psycopg
-
-    name = f"hub_nested_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_url, autocommit=True) as con:
-        con.execute(f"CREATE DATABASE {name}")
-    yield Warehouse(url=postgres_url.rsplit("/", 1)[0] + f"/{name}")
-    with psycopg.connect(postgres_url, autocommit=True) as con:
-        con.execute(f"DROP DATABASE {name} WITH (FORCE)")
-
-
 @pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
 def warehouse(request, tmp_path, monkeypatch):
     monkeypatch.setenv("HUB_HOME", str(tmp_path))

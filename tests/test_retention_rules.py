@@ -20,21 +20,6 @@ NOW = audit.now()
 OLD, RECENT = NOW - dt.timedelta(days=45), NOW - dt.timedelta(days=2)
 
 
-@pytest.fixture
-def pg_warehouse(postgres_url):
-    """A fresh Postgres database as the warehouse, dropped afterwards."""
-    import psycopg
-
-    name = f"hub_retention_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_url, autocommit=True) as con:
-        con.execute(f"CREATE DATABASE {name}")
-    # dlt insists on a password; trust auth ignores it.
-    url = postgres_url.rsplit("/", 1)[0].replace("postgres@", "postgres:trust@", 1) + f"/{name}"
-    yield Warehouse(url=url)
-    with psycopg.connect(postgres_url, autocommit=True) as con:
-        con.execute(f"DROP DATABASE {name} WITH (FORCE)")
-
-
 @pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
 def warehouse(request, tmp_path, monkeypatch):
     monkeypatch.setenv("HUB_HOME", str(tmp_path))

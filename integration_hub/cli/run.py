@@ -28,8 +28,8 @@ JOB_ALIASES = {"hourly": "hourly_sources"}
 CELERY_EXECUTOR = "hub_celery_executor"  # integration_hub.definitions.scale_out.celery_job
 FINISHED_BACKFILL = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 # `--wait` asks for the backfill's status only while none of its runs is unfinished, and at most this
-# often: each ask starts `dagster-graphql` (seconds of CPU), and the daemon advances a backfill every
-# 30 s or so. Its runs, read from the instance, are cheap to watch meanwhile.
+# often: each ask starts a `dagster-graphql` process, and the daemon advances a backfill only once per
+# loop. Its runs, read from the instance, are cheap to watch meanwhile.
 STATUS_SECONDS = 10
 BACKFILL_TAG = "dagster/backfill"  # the tag Dagster gives every run a backfill launches
 

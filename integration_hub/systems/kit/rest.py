@@ -255,7 +255,7 @@ def hold_cursor(cursor: str, start_value: Any, refused: list[tuple[str, str, Any
     if state is None:  # a window read (backfill) keeps no cursor
         return
     stamps = [row.get(cursor) if isinstance(row, Mapping) else None for _, _, row in refused]
-    readable = [(_instant(v), v) for v in stamps if _instant(v) is not None]
+    readable = [(instant, v) for v in stamps if (instant := _instant(v)) is not None]
     hold = min(readable)[1] if len(readable) == len(stamps) else start_value
     current, held = _instant(state.get("last_value")), _instant(hold)
     if held is None or (current is not None and current <= held):
