@@ -18,7 +18,8 @@ import dagster as dg
 
 from integration_hub.engine import pii
 from integration_hub.engine.checks import CheckOutcome
-from integration_hub.engine.sql_models import Built, Key
+from integration_hub.engine.model_build import Built
+from integration_hub.engine.sql_models import Key
 from integration_hub.warehouse import Warehouse, quote
 
 PREVIEW_ROWS = 5
@@ -90,6 +91,9 @@ def built_metadata(built: Built) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "dagster/row_count": built.row_count,
         "rows_rejected": built.rows_rejected,
+        "build": "incremental" if built.incremental else "full",
+        "build_reason": built.reason,
+        **({"keys_changed": built.keys_changed} if built.keys_changed is not None else {}),
         "dagster/column_schema": dg.TableSchema(
             columns=[dg.TableColumn(name=n, type=t) for n, t in built.columns]
         ),

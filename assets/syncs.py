@@ -89,7 +89,7 @@ SYNCS: dict[str, Sync] = {
             name="billing_invoices",
             description="An invoice for every fulfilled ERP order billing has none for, created exactly once.",
             source="""
-                SELECT o.order_id AS order_ref, lower(trim(c.email)) AS customer_email, 'usd' AS currency,
+                SELECT o.erp_order_number AS order_ref, lower(trim(c.email)) AS customer_email, 'usd' AS currency,
                        CAST(round(o.total_amount * 100) AS BIGINT) AS amount_due, o.order_date AS invoice_date
                 FROM canonical.sales_order o JOIN canonical.customer c ON c.customer_id = o.customer_id
                 WHERE o.status = 'fulfilled' AND o.erp_order_id IS NOT NULL

@@ -16,7 +16,7 @@ import dagster as dg
 from assets.metadata import asset_key, built_metadata, check_result, preview_md
 from canonical import MODELS
 from integration_hub import settings
-from integration_hub.engine import identity, sql_models, validation
+from integration_hub.engine import identity, incremental, model_build, order_identity, sql_models, validation
 from integration_hub.engine.audit import Movement, now, record
 from integration_hub.warehouse import Warehouse
 from resources.warehouse import WAREHOUSE_POOL, warehouse_from_env
@@ -88,7 +88,7 @@ def sql_asset(model: sql_models.SqlModel) -> dg.AssetsDefinition:
         started = now()
         with warehouse.session():
             vet = validation.RowValidator(warehouse, model.entity, context.run_id) if validated else None
-            built = sql_models.build(warehouse, model, vet=vet)
+            built = model_build.build(warehouse, model, vet=vet)
             _audit(warehouse, context.run_id, asset_key(model.key), model.system or "hub", started, built)
             metadata = {**built_metadata(built), "preview": preview_md(warehouse, model.layer, model.name)}
             checks = []
@@ -138,6 +138,16 @@ def customer_xref(
 ) -> dg.MaterializeResult:
     started = now()
     xref = identity.build_xref(warehouse)
+    with warehouse.connect() as con:
+        incremental.ensure_state(con)
+        with con.transaction():  # rebuilt whole: its readers rebuild whole too
+            incremental.finish(
+                con,
+                "canonical.customer_xref",
+                "",
+                incremental.next_seq(con),
+                incremental.Window(True, "full"),
+            )
     rules = xref.group_by("match_rule").aggregate([("source_id", "count")]).to_pylist()
     record(
         warehouse,
@@ -151,6 +161,44 @@ def customer_xref(
             "customers": len(set(xref.column("customer_id").to_pylist())),
             "matches_by_rule": dg.MetadataValue.json({r["match_rule"]: r["source_id_count"] for r in rules}),
         },
+    )
+
+
+ORDER_XREF_KEY = dg.AssetKey(["canonical", "order_xref"])
+
+
+@dg.asset(
+    key=ORDER_XREF_KEY,
+    deps=[dg.AssetKey(["staging", name]) for name in sql_models.union_members("sales_order")],
+    group_name="canonical",
+    kinds={"python", "sql", _dialect()},
+    owners=OWNERS,
+    description=(order_identity.__doc__ or "").strip().splitlines()[0],
+    metadata=_code(Path(order_identity.__file__)),
+    pool=WAREHOUSE_POOL,
+)
+def order_xref(
+    context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse]
+) -> dg.MaterializeResult:
+    started = now()
+    result = order_identity.update(warehouse)
+    record(
+        warehouse,
+        Movement(run_id=context.run_id, asset=ORDER_XREF_KEY.to_user_string(), system="hub", direction="transform",
+                 resource="order_xref", rows_in=result.records, rows_out=result.rows, started_at=started),
+    )  # fmt: skip
+    columns = warehouse.columns("canonical", "order_xref")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": warehouse.row_count("canonical", "order_xref"),
+            "dagster/column_schema": dg.TableSchema(
+                columns=[dg.TableColumn(name=n, type=t) for n, t in columns]
+            ),
+            "records_resolved": result.records,
+            "orders_changed": result.orders_changed,
+            "build": "incremental" if result.incremental else "full",
+            "build_reason": result.reason,
+        }
     )
 
 
@@ -168,6 +216,7 @@ ASSETS: list = [
     *(seed_asset(p) for p in sql_models.seed_files()),
     *(sql_asset(m) for m in MODELS_SQL),
     customer_xref,
+    order_xref,
 ]
 CHECKS: list = [total_matches_lines]
 JOBS: list = []

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from hub_sandbox.world import build_world  # noqa: E402
 
-from integration_hub.engine import identity, sql_models, validation  # noqa: E402
+from integration_hub.engine import identity, model_build, sql_models, validation  # noqa: E402
 from integration_hub.warehouse import Warehouse  # noqa: E402
 from tests.raw_world import load_raw_world  # noqa: E402
 
@@ -70,7 +70,7 @@ def run_transforms(path: Path) -> dict:
             if model.layer == "canonical" and model.entity in validation.MODELS
             else None
         )
-        sql_models.build(warehouse, model, vet=vet)
+        model_build.build(warehouse, model, vet=vet)
         timings[model.key.to_user_string()] = round(time.perf_counter() - t, 2)
         validation_seconds += vet.report.seconds if vet else 0.0
     total = time.perf_counter() - started
@@ -106,7 +106,7 @@ def identity_scores(scale: float, cache: Path) -> dict:
             sql_models.load_seed(warehouse, seed)
         for model in sql_models.discover():
             if model.layer == "staging" and model.entity == "customer":
-                sql_models.build(warehouse, model)
+                model_build.build(warehouse, model)
         xref = identity.build_xref(warehouse).to_pandas()
     precision, recall, pairs = precision_recall(xref)
     return {

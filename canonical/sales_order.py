@@ -16,7 +16,12 @@ class SalesOrder(pa.DataFrameModel):
     """Its total equals the sum of its order lines within a cent (a cross-table warning check)."""
 
     order_id: Series[str] = field(
-        "ERP order number (`SO-…`); an order only the shop knows is `SHOP-<shop id>`.", "erp", unique=True
+        "Canonical order id, sticky: the id of the order's first record (the ERP order number `SO-…`, "
+        "or `SHOP-<shop id>` for an order the shop reported before the ERP); see canonical.order_xref.",
+        "hub", unique=True,
+    )  # fmt: skip
+    erp_order_number: Series[str] = field(
+        "The ERP's order number (`SO-…`), when the ERP holds the order.", "erp", nullable=True
     )
     erp_order_id: Series[pd.Int64Dtype] = field("ERP internal order id.", "erp", nullable=True)
     shop_order_id: Series[pd.Int64Dtype] = field(

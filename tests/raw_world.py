@@ -3,7 +3,8 @@
 Transform tests use this to start from a known truth in seconds: column names go through
 dlt's snake_case naming, ISO timestamps become zoned timestamps (dlt's `iso_timestamp`
 detection), shop orders are flattened with their line items in the child table
-`orders__line_items` (`_dlt_parent_id`, `_dlt_list_idx`), and every row gets `_dlt_id`.
+`orders__line_items` (`_dlt_parent_id`, `_dlt_list_idx`), every row gets `_dlt_id` and every
+root row the `_dlt_load_id` of one load (`LOAD_ID`).
 """
 
 from __future__ import annotations
@@ -19,13 +20,17 @@ from integration_hub.warehouse import Warehouse
 _naming = NamingConvention()
 # REST fields the systems send as ISO 8601 strings.
 _ISO = {"created_at", "updated_at", "created_date", "last_modified_date", "created"}
+LOAD_ID = "1700000000.000001"  # one dlt load id for the whole world, older than any real load
 
 
 def _dlt_shape(db: duckdb.DuckDBPyConnection, table: pa.Table, key: str) -> pa.Table:
     names = [_naming.normalize_path(n) for n in table.schema.names]  # as dlt names data fields
     db.register("t", table.rename_columns(names))
     cols = ", ".join(f"CAST({n} AS TIMESTAMPTZ) AS {n}" if n in _ISO else n for n in names)
-    out = db.sql(f"SELECT {cols}, md5('{key}:' || CAST(row_number() OVER () AS VARCHAR)) AS _dlt_id FROM t")
+    out = db.sql(
+        f"SELECT {cols}, md5('{key}:' || CAST(row_number() OVER () AS VARCHAR)) AS _dlt_id, "
+        f"'{LOAD_ID}' AS _dlt_load_id FROM t"
+    )
     result = out.to_arrow_table()
     db.unregister("t")
     return result
@@ -47,7 +52,8 @@ def raw_tables(world: World) -> dict[str, dict[str, pa.Table]]:
                CAST(created_at AS TIMESTAMPTZ) AS created_at, CAST(updated_at AS TIMESTAMPTZ) AS updated_at,
                customer.id AS customer__id, customer.email AS customer__email,
                customer.first_name AS customer__first_name, customer.last_name AS customer__last_name,
-               customer.phone AS customer__phone, md5('shop.orders:' || CAST(id AS VARCHAR)) AS _dlt_id
+               customer.phone AS customer__phone, md5('shop.orders:' || CAST(id AS VARCHAR)) AS _dlt_id,
+               '""" + LOAD_ID + """' AS _dlt_load_id
         FROM o""").to_arrow_table()
     lines = db.sql("""
         SELECT li.id, li.sku, li.quantity, li.price, li.total_discount, li.line_total,

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pytest
 
 from canonical import MODELS
-from integration_hub.engine import sql_models
-from integration_hub.engine.sql_models import replace_table
+from integration_hub.engine import model_build, sql_models
+from integration_hub.engine.model_build import replace_table
 from integration_hub.warehouse import Warehouse
 from tests.raw_world import load_raw_world, materialize_transforms
 
@@ -121,13 +121,13 @@ def test_a_failed_build_leaves_the_previous_table_whole_on_postgres(postgres_war
         raise RuntimeError("validation blew up")
 
     path.write_text("SELECT id, name FROM canonical.widget_source\n")
-    built = sql_models.build(wh, model, vet=drop_x)
+    built = model_build.build(wh, model, vet=drop_x)
     assert (built.rows_built, built.rows_rejected, built.row_count) == (3, 1, 2)
     with pytest.raises(sql_models.SqlModelError, match="validation blew up"):
-        sql_models.build(wh, sql_models.SqlModel("canonical", "widgets", path, tmp_path), vet=vet_that_fails)
+        model_build.build(wh, sql_models.SqlModel("canonical", "widgets", path, tmp_path), vet=vet_that_fails)
     path.write_text("SELECT CAST(name AS INTEGER) AS id FROM canonical.widget_source\n")
     with pytest.raises(sql_models.SqlModelError, match=r"canonical\.widgets \(widgets\.sql\)"):
-        sql_models.build(wh, sql_models.SqlModel("canonical", "widgets", path, tmp_path))
+        model_build.build(wh, sql_models.SqlModel("canonical", "widgets", path, tmp_path))
     with wh.connect() as con:
         assert sorted(con.rows("SELECT id, name FROM canonical.widgets")) == [(1, "a"), (2, "b")]
         assert con.scalar("SELECT count(*) FROM pg_tables WHERE tablename LIKE '_build_%'") == 0

@@ -317,7 +317,7 @@ def _step_spans(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, fl
 
 
 def _scratch_tables(con) -> list[str]:
-    """Tables a model build fills before it swaps them in (`sql_models.SCRATCH`)."""
+    """Tables a model build fills before it swaps them in (`model_build.SCRATCH`)."""
     return [
         f"{schema}.{name}"
         for schema, name in con.rows("SELECT table_schema, table_name FROM information_schema.tables")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from hub_sandbox.world import World
 
-from integration_hub.engine import identity, sql_models
+from integration_hub.engine import identity, model_build, order_identity, sql_models
 from integration_hub.warehouse import Warehouse
 from tests.raw_world import raw_tables
 
@@ -27,10 +27,11 @@ def load_canonical(warehouse: Warehouse, world: World) -> dict[str, int]:
     models = {(m.layer, m.name): m for m in sql_models.discover()}
     for (layer, _), model in models.items():
         if layer == "staging":
-            sql_models.build(warehouse, model)
+            model_build.build(warehouse, model)
     identity.build_xref(warehouse)
+    order_identity.update(warehouse)
     return {
-        name: sql_models.build(warehouse, models[("canonical", name)]).row_count for name in CANONICAL_ORDER
+        name: model_build.build(warehouse, models[("canonical", name)]).row_count for name in CANONICAL_ORDER
     }
 
 

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from assets import transforms
-from integration_hub.engine import sql_models
+from integration_hub.engine import model_build, sql_models
 from integration_hub.warehouse import Warehouse
 from tests.raw_world import raw_tables
 
@@ -104,20 +104,20 @@ def test_a_new_system_and_a_new_field_need_no_python(product_world):
 def test_a_failed_build_leaves_the_previous_table_whole(product_world):
     root, warehouse = product_world
     models = {"/".join(m.key): m for m in sql_models.discover(root)}
-    sql_models.build(warehouse, models["staging/erp__product"])
-    before = sql_models.build(warehouse, models["canonical/product"]).row_count
+    model_build.build(warehouse, models["staging/erp__product"])
+    before = model_build.build(warehouse, models["canonical/product"]).row_count
     (root / "canonical" / "product.sql").write_text(
         "-- broken on purpose\nSELECT CAST(name AS INTEGER) AS product_id FROM staging.erp__product\n"
     )
     with pytest.raises(sql_models.SqlModelError, match=r"canonical\.product \(product\.sql\)"):
-        sql_models.build(warehouse, _model(root, "canonical", "product"))
+        model_build.build(warehouse, _model(root, "canonical", "product"))
 
     def vet_that_fails(con, schema, table):
         raise RuntimeError("validation blew up")
 
     (root / "canonical" / "product.sql").write_text(models["canonical/product"].template)
     with pytest.raises(sql_models.SqlModelError, match="validation blew up"):
-        sql_models.build(warehouse, _model(root, "canonical", "product"), vet=vet_that_fails)
+        model_build.build(warehouse, _model(root, "canonical", "product"), vet=vet_that_fails)
     assert warehouse.row_count("canonical", "product") == before
     with warehouse.connect() as con:
         leftovers = con.scalar(
@@ -142,12 +142,12 @@ def test_a_build_killed_before_its_swap_leaves_no_scratch_table_behind(product_w
     root, warehouse = product_world
     models = {"/".join(m.key): m for m in sql_models.discover(root)}
     product = models["canonical/product"]
-    sql_models.build(warehouse, models["staging/erp__product"])
-    sql_models.build(warehouse, product)
+    model_build.build(warehouse, models["staging/erp__product"])
+    model_build.build(warehouse, product)
     with warehouse.connect() as con:
         con.execute("CREATE TABLE canonical._build_product_0badc0de AS SELECT * FROM canonical.product")
         con.execute("CREATE TABLE canonical._build_product_kept AS SELECT 1 AS not_a_scratch_table")
-    sql_models.build(warehouse, product)
+    model_build.build(warehouse, product)
     with warehouse.connect() as con:
         tables = {
             t

@@ -1,6 +1,7 @@
 -- One row per real customer. Records of every system are grouped by the identity
 -- resolution (customer_xref); each field takes the first non-empty value in survivorship
 -- order (the ERP owns customer master data, then the CRM, then the shop).
+{{ config(materialized='incremental', unique_key='customer_id') }}
 WITH records AS (
     SELECT x.customer_id, x.member_rank, r.*
     FROM {{ union_staging('customer') }} AS r
@@ -19,3 +20,11 @@ SELECT
     max(updated_at) AS updated_at
 FROM records
 GROUP BY customer_id
+
+{% changed_keys %}
+-- customers whose records changed, and every customer id the identity resolution gave or took
+SELECT customer_id FROM {{ changes('canonical.customer_xref') }}
+UNION ALL
+SELECT x.customer_id
+FROM {{ union_changes('customer') }} AS k
+JOIN canonical.customer_xref AS x ON x.system = k.source_system AND x.source_id = k.source_id

@@ -1,5 +1,6 @@
 -- Billing invoices: integer cents to decimals, converted to USD at the seeded rate
 -- (the rate is kept per row).
+{{ config(materialized='incremental', unique_key='invoice_id') }}
 SELECT
     i.id AS invoice_id,
     i.number AS invoice_number,
@@ -16,3 +17,6 @@ SELECT
     CAST(i.updated_at AS TIMESTAMP) AS updated_at
 FROM raw_billing.invoices AS i
 LEFT JOIN seeds.fx_rates AS fx ON fx.currency = upper(i.currency)
+
+{% changed_keys %}
+SELECT id AS invoice_id FROM {{ changes('raw_billing.invoices') }}

@@ -1,4 +1,5 @@
 -- Billing payments: integer cents to decimals, converted to USD at the seeded rate.
+{{ config(materialized='incremental', unique_key='payment_id') }}
 SELECT
     p.id AS payment_id,
     p.invoice AS invoice_id,
@@ -13,3 +14,6 @@ SELECT
     CAST(p.updated_at AS TIMESTAMP) AS updated_at
 FROM raw_billing.payments AS p
 LEFT JOIN seeds.fx_rates AS fx ON fx.currency = upper(p.currency)
+
+{% changed_keys %}
+SELECT id AS payment_id FROM {{ changes('raw_billing.payments') }}

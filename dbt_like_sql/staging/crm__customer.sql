@@ -1,4 +1,5 @@
 -- CRM accounts as customers: the account number is the ERP's, when the CRM has one.
+{{ config(materialized='incremental', unique_key=['source_system', 'source_id']) }}
 SELECT
     'crm' AS source_system,
     a.id AS source_id,
@@ -12,3 +13,6 @@ SELECT
     CAST(a.last_modified_date AS TIMESTAMP) AS updated_at
 FROM raw_crm.accounts AS a
 LEFT JOIN seeds.country_codes AS cc ON cc.country_name = upper(trim(a.billing_country))
+
+{% changed_keys %}
+SELECT 'crm' AS source_system, id AS source_id FROM {{ changes('raw_crm.accounts') }}

@@ -1,5 +1,6 @@
 -- ERP customers, the master record of every customer the business invoices: emails
 -- lower-cased, phones in E.164, country names as ISO codes.
+{{ config(materialized='incremental', unique_key=['source_system', 'source_id']) }}
 SELECT
     'erp' AS source_system,
     CAST(c.customer_id AS VARCHAR) AS source_id,
@@ -13,3 +14,6 @@ SELECT
     CAST(c.updated_at AS TIMESTAMP) AS updated_at
 FROM raw_erp.customers AS c
 LEFT JOIN seeds.country_codes AS cc ON cc.country_name = upper(trim(c.country))
+
+{% changed_keys %}
+SELECT 'erp' AS source_system, CAST(customer_id AS VARCHAR) AS source_id FROM {{ changes('raw_erp.customers') }}

@@ -1,4 +1,5 @@
 -- ERP products: the catalogue, prices converted to USD at the seeded rate.
+{{ config(materialized='incremental', unique_key='product_id') }}
 SELECT
     CAST(p.product_id AS BIGINT) AS product_id,
     trim(p.sku) AS sku,
@@ -12,3 +13,6 @@ SELECT
     CAST(p.updated_at AS TIMESTAMP) AS updated_at
 FROM raw_erp.products AS p
 LEFT JOIN seeds.fx_rates AS fx ON fx.currency = upper(p.currency)
+
+{% changed_keys %}
+SELECT CAST(product_id AS BIGINT) AS product_id FROM {{ changes('raw_erp.products') }}

@@ -1,4 +1,5 @@
 -- ERP sales orders, keyed by order number; a web order carries the shop's order id.
+{{ config(materialized='incremental', unique_key='order_id') }}
 SELECT
     o.order_number AS order_id,
     CAST(o.order_id AS BIGINT) AS erp_order_id,
@@ -15,3 +16,6 @@ SELECT
     CAST(o.updated_at AS TIMESTAMP) AS updated_at
 FROM raw_erp.sales_orders AS o
 LEFT JOIN seeds.fx_rates AS fx ON fx.currency = upper(o.currency)
+
+{% changed_keys %}
+SELECT order_number AS order_id FROM {{ changes('raw_erp.sales_orders') }}

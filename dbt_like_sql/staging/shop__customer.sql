@@ -1,4 +1,5 @@
 -- Web-shop customers: no account number; the name is first and last name joined.
+{{ config(materialized='incremental', unique_key=['source_system', 'source_id']) }}
 SELECT
     'shop' AS source_system,
     CAST(s.id AS VARCHAR) AS source_id,
@@ -11,3 +12,6 @@ SELECT
     CAST(s.created_at AS TIMESTAMP) AS created_at,
     CAST(s.updated_at AS TIMESTAMP) AS updated_at
 FROM raw_shop.customers AS s
+
+{% changed_keys %}
+SELECT 'shop' AS source_system, CAST(id AS VARCHAR) AS source_id FROM {{ changes('raw_shop.customers') }}

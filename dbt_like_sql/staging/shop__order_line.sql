@@ -1,5 +1,6 @@
 -- Web-shop line items (dlt child table of orders): position from the list index, the
 -- discount amount as a rate, no tax (the shop does not state it).
+{{ config(materialized='incremental', unique_key='order_id') }}
 SELECT
     'SHOP-' || CAST(o.id AS VARCHAR) AS order_id,
     CAST(li._dlt_list_idx + 1 AS INTEGER) AS line_number,
@@ -18,3 +19,7 @@ SELECT
     CAST(o.updated_at AS TIMESTAMP) AS updated_at
 FROM raw_shop.orders__line_items AS li
 LEFT JOIN raw_shop.orders AS o ON o._dlt_id = li._dlt_parent_id
+
+{% changed_keys %}
+-- an order's lines are replaced with it (dlt replaces the child rows of a reloaded order)
+SELECT 'SHOP-' || CAST(id AS VARCHAR) AS order_id FROM {{ changes('raw_shop.orders') }}

@@ -1,5 +1,6 @@
 -- Web-shop orders: money arrives as text (a malformed amount becomes NULL and is
 -- quarantined by validation); fulfilment maps onto the ERP's status vocabulary.
+{{ config(materialized='incremental', unique_key='order_id') }}
 SELECT
     'SHOP-' || CAST(o.id AS VARCHAR) AS order_id,
     CAST(NULL AS BIGINT) AS erp_order_id,
@@ -23,3 +24,6 @@ SELECT
     CAST(o.updated_at AS TIMESTAMP) AS updated_at
 FROM raw_shop.orders AS o
 LEFT JOIN seeds.fx_rates AS fx ON fx.currency = upper(o.currency)
+
+{% changed_keys %}
+SELECT 'SHOP-' || CAST(id AS VARCHAR) AS order_id FROM {{ changes('raw_shop.orders') }}

@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 
 from integration_hub import systems
-from integration_hub.engine import sql_models
+from integration_hub.engine import model_build, sql_models
 from integration_hub.warehouse import Warehouse
 
 RULES = ("external_id", "email", "phone_name")
@@ -204,5 +204,5 @@ def build_xref(warehouse: Warehouse) -> pa.Table:
     """Resolve identities from the staged customers and swap in `canonical.customer_xref`."""
     records, pairs = candidates(warehouse)
     xref = resolve(records, pairs, previous_xref(warehouse))
-    sql_models.replace_table(warehouse, "canonical", "customer_xref", xref)
+    model_build.replace_table(warehouse, "canonical", "customer_xref", xref)
     return xref

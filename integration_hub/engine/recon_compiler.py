@@ -9,6 +9,7 @@ it, and matched pairs are counted, never stored.
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -29,12 +30,20 @@ def model_sql(sql_or_table: str) -> str:
     return f"({text})" if is_query(text) else text
 
 
-def _side(flow: Flow, side: str) -> str:
+def _side(flow: Flow, side: str, cutoff: dt.datetime | None = None) -> str:
     """A side's records, their columns renamed `<side>_<column>`, with `<side>_hit` marking presence."""
     cols = [c.column if side == "l" else (c.right_column or c.column) for c in flow.compares]
     names = dict.fromkeys(["id", *flow.on, *cols])
     select = ", ".join(f"m.{c} AS {side}_{c}" for c in names)
-    return f"SELECT {select}, TRUE AS {side}_hit FROM {model_sql(flow.left if side == 'l' else flow.right)} m"
+    return f"SELECT {select}, TRUE AS {side}_hit, {_young(flow, side, cutoff)} AS {side}_young FROM {model_sql(flow.left if side == 'l' else flow.right)} m"
+
+
+def _young(flow: Flow, side: str, cutoff: dt.datetime | None) -> str:
+    """Whether a record changed after `cutoff` (its grace: not yet expected on the other side)."""
+    grace = flow.grace
+    if grace is None or cutoff is None or grace.side[0] != side:
+        return "FALSE"
+    return f"coalesce(m.{grace.column} > CAST({literal(cutoff.isoformat(sep=' '))} AS TIMESTAMP), FALSE)"
 
 
 def _repeated(flow: Flow, side: str) -> str:
@@ -77,21 +86,23 @@ def _differs(c: Compare) -> tuple[str, str, str]:
     return f"({lc} IS DISTINCT FROM {rc})", "CAST(NULL AS DOUBLE PRECISION)", "FALSE"
 
 
-def compile_flow(flow: Flow) -> dict[str, str]:
+def compile_flow(flow: Flow, cutoff: dt.datetime | None = None) -> dict[str, str]:
     """The flow's SQL, in DuckDB's dialect: `pairs` (a temp table of the keys that are not a clean
     one-to-one match, first record of each side side by side, with one mismatch flag per compare),
     then `findings` and `stats` read from it, and `drop` (the temp table)."""
     flags = [_differs(c) for c in flow.compares]
     any_mismatch = " OR ".join(f"m_{i}" for i in range(len(flags))) or "FALSE"
     return {
-        "pairs": _pairs(flow, flags, any_mismatch),
+        "pairs": _pairs(flow, flags, any_mismatch, cutoff),
         "findings": _findings(flow, flags),
         "stats": _stats(flow, any_mismatch),
         "drop": f"DROP TABLE {PAIRS}",
     }
 
 
-def _pairs(flow: Flow, flags: list[tuple[str, str, str]], any_mismatch: str) -> str:
+def _pairs(
+    flow: Flow, flags: list[tuple[str, str, str]], any_mismatch: str, cutoff: dt.datetime | None
+) -> str:
     """The temp table of keys that are not a clean match, each key's first record of each side."""
     on = " AND ".join(f"l.l_{k} = r.r_{k}" for k in flow.on)
     # Only a side that declares a duplicate kind may repeat a key: its repeated keys are counted
@@ -107,7 +118,7 @@ def _pairs(flow: Flow, flags: list[tuple[str, str, str]], any_mismatch: str) -> 
     joined = (
         f"SELECT l.*, r.*, {', '.join(counted)}"
         + "".join(f", ({differs}) AS m_{i}" for i, (differs, _, _) in enumerate(flags))
-        + f" FROM ({_side(flow, 'l')}) l FULL OUTER JOIN ({_side(flow, 'r')}) r ON {on}"
+        + f" FROM ({_side(flow, 'l', cutoff)}) l FULL OUTER JOIN ({_side(flow, 'r', cutoff)}) r ON {on}"
         + "".join(repeats)
     )
     # A key held twice joins as a cross product: its first record of each side (lowest id) stands for it.
@@ -137,11 +148,21 @@ def _findings(flow: Flow, flags: list[tuple[str, str, str]]) -> str:
     parts = []
     if flow.missing_right:
         parts.append(
-            _finding(literal(flow.missing_right), "l_id", "NULL", f"FROM {PAIRS} WHERE r_hit IS NULL")
+            _finding(
+                literal(flow.missing_right),
+                "l_id",
+                "NULL",
+                f"FROM {PAIRS} WHERE r_hit IS NULL AND NOT l_young",
+            )
         )
     if flow.missing_left:
         parts.append(
-            _finding(literal(flow.missing_left), "NULL", "r_id", f"FROM {PAIRS} WHERE l_hit IS NULL")
+            _finding(
+                literal(flow.missing_left),
+                "NULL",
+                "r_id",
+                f"FROM {PAIRS} WHERE l_hit IS NULL AND NOT r_young",
+            )
         )
     for side, kind in (("r", flow.duplicate_right), ("l", flow.duplicate_left)):
         if not kind:
@@ -184,7 +205,7 @@ def _stats(flow: Flow, any_mismatch: str) -> str:
     mismatched = f"(SELECT count(*) FROM {PAIRS} WHERE l_hit AND r_hit AND ({any_mismatch}))"
     # A one-sided key counts against the match rate only when the flow calls it a finding.
     one_sided = [
-        f"(SELECT count(*) FROM {PAIRS} WHERE {side}_hit IS NULL)"
+        f"(SELECT count(*) FROM {PAIRS} WHERE {side}_hit IS NULL AND NOT {'l' if side == 'r' else 'r'}_young)"
         for side, kind in (("r", flow.missing_right), ("l", flow.missing_left))
         if kind
     ]

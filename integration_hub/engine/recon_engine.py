@@ -90,6 +90,22 @@ class Threshold:
 
 
 @dataclass(frozen=True)
+class Grace:
+    """Rows of one side (`left` or `right`) changed (their `column`, a UTC timestamp) after
+    `system`'s last load began cannot be in that system's data yet: its next load is not due
+    (the ERP's is nightly). They are not called missing until that load has run. With no load
+    of `system` on record (tables written by hand), no row is spared."""
+
+    side: str
+    column: str
+    system: str
+
+    def __post_init__(self) -> None:
+        if self.side not in ("left", "right"):
+            raise ValueError(f"grace side must be 'left' or 'right', got {self.side!r}")
+
+
+@dataclass(frozen=True)
 class Flow:
     """A reconciliation between two models, declared as data (see the module docstring)."""
 
@@ -107,6 +123,7 @@ class Flow:
     amounts: dict[str, str] = field(default_factory=dict)
     thresholds: tuple[Threshold, ...] = ()
     description: str = ""
+    grace: Grace | None = None
 
     @property
     def kinds(self) -> list[str]:
@@ -165,10 +182,22 @@ class FlowResult:
         return sum(self.findings.values())
 
 
+def last_load_began(warehouse: Warehouse, system: str) -> dt.datetime | None:
+    """When `system`'s last completed dlt load began (its load id is that time), UTC; None if none."""
+    if not warehouse.table_exists(f"raw_{system}", "_dlt_loads"):
+        return None
+    with warehouse.connect() as con:
+        newest = con.scalar(
+            f"SELECT max(load_id) FROM {quote('raw_' + system, '_dlt_loads')} WHERE status = 0"
+        )
+    return dt.datetime.fromtimestamp(float(newest), dt.UTC).replace(tzinfo=None) if newest else None
+
+
 def run_flow(warehouse: Warehouse, flow: Flow, run_id: str, run_at: dt.datetime | None = None) -> FlowResult:
     """Reconcile one flow and append its findings and summary (a re-run of `run_id` replaces them)."""
     run_at = run_at or dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
-    sql = {name: to_dialect(q, warehouse.dialect) for name, q in compile_flow(flow).items()}
+    cutoff = last_load_began(warehouse, flow.grace.system) if flow.grace else None
+    sql = {name: to_dialect(q, warehouse.dialect) for name, q in compile_flow(flow, cutoff).items()}
     results, summary = results_table(flow.name), quote(SCHEMA, SUMMARY)
     head = f"{literal(run_id)}, CAST({literal(run_at.isoformat(sep=' '))} AS TIMESTAMP), {literal(flow.name)}"
     warehouse.ensure_schema(SCHEMA)

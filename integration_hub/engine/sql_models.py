@@ -9,14 +9,13 @@ Upstream tables are read from the SQL with sqlglot, never listed by hand: `raw_s
 is asset `raw/shop/orders` (so is its dlt child table `raw_shop.orders__line_items`),
 `staging.x` is `staging/x`, `canonical.y` is `canonical/y` and `seeds.z` (a CSV under
 `dbt_like_sql/seeds/`) is `seeds/z`. On Postgres the same SQL is
-transpiled by sqlglot. A model is built into a scratch table, optionally vetted (the
-canonical validation removes rejected rows there), then swapped in within one transaction,
-so a failed build never leaves a half table behind.
+transpiled by sqlglot. A model may declare that it builds incrementally, by key, in a
+`{{ config(...) }}` line and a `{% changed_keys %}` block (`engine.incremental`). Building a
+table, in full or by changes, is `engine.model_build`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -30,8 +29,8 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.lineage import lineage
 
-from integration_hub.engine.dependent_views import dependent_views
-from integration_hub.warehouse import Connection, Warehouse, literal, quote
+from integration_hub.engine import incremental
+from integration_hub.warehouse import Connection, Warehouse, quote
 
 SQL_DIR = Path(__file__).resolve().parents[2] / "dbt_like_sql"
 LAYERS = ("staging", "canonical")
@@ -78,6 +77,27 @@ class SqlModel:
     def template(self) -> str:
         return self.path.read_text()
 
+    @cached_property
+    def parsed(self) -> incremental.Parsed:
+        """The file's config, its SQL and its changed-keys block (`engine.incremental`)."""
+        return incremental.parse(self.template, where=str(self.path.name))
+
+    @property
+    def config(self) -> incremental.Config:
+        return self.parsed.config
+
+    @cached_property
+    def changed_keys(self) -> str | None:
+        """The changed-keys block, `union_changes` expanded (None for a model built in full)."""
+        block = self.parsed.changed_keys
+        return None if block is None else expand_changes(block, self.root)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        seeds = [self.root / "seeds" / f"{k[1]}.csv" for k in self.upstream if k[0] == SEEDS_SCHEMA]
+        sql = expand(self.parsed.body, self.root) + (self.changed_keys or "") + repr(self.config)
+        return incremental.fingerprint(sql, [p for p in seeds if p.exists()])
+
     @property
     def description(self) -> str:
         """The file's leading `--` comment block."""
@@ -90,8 +110,12 @@ class SqlModel:
 
     @cached_property
     def upstream(self) -> list[Key]:
-        """Asset keys of the tables this SQL reads (CTE names excluded)."""
-        return upstream_keys(expand(self.template, self.root))
+        """Asset keys of the tables this SQL reads (CTE names excluded), its changed-keys block's
+        included; a block may read the model's own table (its rows before the build)."""
+        keys = set(upstream_keys(expand(self.parsed.body, self.root)))
+        if self.changed_keys:
+            keys |= set(upstream_keys(expand(incremental.plain(self.changed_keys), self.root)))
+        return sorted(keys - {self.key})
 
 
 def discover(root: Path = SQL_DIR) -> list[SqlModel]:
@@ -160,6 +184,20 @@ def expand(template: str, root: Path = SQL_DIR, columns: ColumnLookup | None = N
         return "(" + " UNION ALL ".join(branches) + ")"
 
     return _UNION.sub(union, template)
+
+
+_UNION_CHANGES = re.compile(r"\{\{\s*union_changes\(\s*'(\w+)'\s*\)\s*\}\}")
+
+
+def expand_changes(block: str, root: Path = SQL_DIR) -> str:
+    """Replace every `{{ union_changes('e') }}` by the UNION ALL of the changes of e's staging
+    models (their keys are the same columns)."""
+
+    def union(match: re.Match) -> str:
+        members = union_members(match.group(1), root)
+        return "(" + " UNION ALL ".join(f"SELECT * FROM {{{{ changes('staging.{m}') }}}}" for m in members) + ")"
+
+    return _UNION_CHANGES.sub(union, block)
 
 
 def table_key(schema: str, table: str) -> Key:
@@ -231,129 +269,6 @@ def batches(con: Connection, sql: str, size: int = 250_000) -> Iterator[pa.Recor
         while rows := cur.fetchmany(size):
             names = names or [d.name for d in cur.description]
             yield pa.RecordBatch.from_pydict({n: [r[i] for r in rows] for i, n in enumerate(names)})
-
-
-@dataclass
-class Built:
-    """What a build produced, for metadata and the audit trail."""
-
-    rows_built: int
-    rows_rejected: int
-    row_count: int
-    columns: list[tuple[str, str]]
-    lineage: dict[str, list[tuple[Key, str]]]  # output column -> (upstream table's key, column)
-
-
-Vet = Callable[[Connection, str, str], int]
-
-
-def build(warehouse: Warehouse, model: SqlModel, vet: Vet | None = None) -> Built:
-    """Build `model` into a scratch table, let `vet(con, schema, scratch)` remove rejects, then swap.
-
-    `vet` returns how many rows it rejected (and must have kept them somewhere, e.g. quarantine).
-    """
-    warehouse.ensure_schema(model.layer)
-    scratch = _scratch_name(model.name)
-    with warehouse.connect() as con, _building(con, model.layer, model.name):
-        _set_utc(con)
-        sql = expand(model.template, model.root, columns=lambda s, t: table_columns(con, s, t))
-        try:
-            # Built, then vetted, in a transaction each: DuckDB commits a table that was created
-            # and then deleted from (the vet's rejects) in one transaction far more slowly.
-            with con.transaction():
-                con.execute(f"CREATE TABLE {quote(model.layer, scratch)} AS {to_dialect(sql, con.dialect)}")
-                rows_built = int(con.scalar(f"SELECT count(*) FROM {quote(model.layer, scratch)}"))
-            with con.transaction():
-                rejected = vet(con, model.layer, scratch) if vet else 0
-            _swap(con, model.layer, scratch, model.name)
-        except Exception as exc:
-            _drop(con, model.layer, scratch)
-            reads = ", ".join("/".join(k) for k in model.upstream)
-            raise SqlModelError(
-                f"model {model.table} ({model.path.name}) failed: {exc}\n"
-                f"It reads {reads}: materialize those first if one is missing, or fix the SQL file."
-            ) from exc
-        columns = table_columns(con, model.layer, model.name)
-        row_count = int(con.scalar(f"SELECT count(*) FROM {quote(model.layer, model.name)}"))
-        upstream_schema = _upstream_schema(con, sql)
-    return Built(rows_built, rejected, row_count, columns, column_lineage(sql, upstream_schema, columns))
-
-
-def _swap(con: Connection, schema: str, scratch: str, table: str) -> None:
-    """Replace `schema.table` by `schema.scratch` in one transaction: readers see old or new, never half.
-
-    On Postgres the views that read the table (directly or through other views: analysts' and
-    BI tools' views on canonical tables) would block the drop. They are dropped with it and
-    created again on the new table in the same transaction, with their grants, comments and,
-    for materialized views, indexes. A view the new table cannot serve (a column it reads is
-    gone) fails the swap, which leaves the old table and every view as they were. DuckDB binds
-    views by name when they are queried: nothing to do there.
-    """
-    with con.transaction():
-        views = dependent_views(con, schema, table) if con.dialect == "postgres" else []
-        con.execute(f"DROP TABLE IF EXISTS {quote(schema, table)}" + (" CASCADE" if views else ""))
-        con.execute(f"ALTER TABLE {quote(schema, scratch)} RENAME TO {quote(table)}")
-        for view in views:
-            view.create(con)
-
-
-SCRATCH = "_build_{table}_"  # + 8 hex digits: one build's table before it is swapped in
-
-
-def _scratch_name(table: str) -> str:
-    return SCRATCH.format(table=table) + uuid.uuid4().hex[:8]
-
-
-@contextlib.contextmanager
-def _building(con: Connection, schema: str, table: str) -> Iterator[None]:
-    """While a table is (re)built: the only build of it, with the scratch tables of builds that
-    died before their swap (a killed process) dropped first, so they cannot pile up.
-
-    DuckDB has one writer, so no other build runs meanwhile; on Postgres a session lock per table
-    keeps a second build of the same table waiting, so a live build's scratch is never taken
-    for a dead one's.
-    """
-    lock = f"hashtext({literal('hub.build:' + schema + '.' + table)})"
-    if con.dialect == "postgres":
-        con.execute(f"SELECT pg_advisory_lock({lock})")
-        con.raw.commit()
-    try:
-        prefix = SCRATCH.format(table=table)
-        leftovers = [
-            name
-            for (name,) in con.rows(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = ?", [schema]
-            )
-            if name.startswith(prefix) and len(name) == len(prefix) + 8
-        ]
-        for name in leftovers:
-            _drop(con, schema, name)
-        yield
-    finally:
-        if con.dialect == "postgres":
-            con.raw.rollback()  # a failed statement leaves the session in an aborted transaction
-            con.execute(f"SELECT pg_advisory_unlock({lock})")
-            con.raw.commit()
-
-
-def _drop(con: Connection, schema: str, scratch: str) -> None:
-    """Drop the scratch table of a failed vet or swap (a failed build left none)."""
-    with con.transaction():
-        con.execute(f"DROP TABLE IF EXISTS {quote(schema, scratch)}")
-
-
-def replace_table(warehouse: Warehouse, schema: str, table: str, data: pa.Table) -> int:
-    """Atomically replace a table with Arrow data (written to a scratch table first)."""
-    scratch = _scratch_name(table)
-    warehouse.ensure_schema(schema)
-    with warehouse.connect() as con, _building(con, schema, table):
-        warehouse.write_arrow(schema, scratch, data, mode="replace")
-        try:
-            _swap(con, schema, scratch, table)
-        except Exception:
-            _drop(con, schema, scratch)
-            raise
-    return data.num_rows
 
 
 def _upstream_schema(con: Connection, sql: str) -> dict:

@@ -1,0 +1,160 @@
+"""Order identity: which canonical order each system's order record is, with sticky ids.
+
+Records of one order share a link key: the web-shop order id (the shop's own id, or the
+ERP's external reference to it), else the record's own order id. A canonical order keeps the
+id it was first given when its second source arrives: a web order the shop reported before
+the ERP's nightly load is `SHOP-<id>` and stays so, with the ERP's record (which wins
+survivorship) as its content and the ERP's number as `erp_order_number`. A new order takes the
+order id of its best-ranked record (the ERP's number when the ERP holds it). Ids any member had
+before survive in member rank order; an id a split leaves to two orders goes to the
+best-ranked, the other takes its own record's id. The record ids that are no longer an
+order's id are its aliases: reverse syncs retire what they pushed under them.
+
+`canonical.order_xref` keeps one row per staged order record (`system`, `source_order_id`,
+`link_key`, `order_id`, `member_rank`). It is updated from the staged orders' change logs:
+the link groups a changed record left or joined are re-resolved whole, in one transaction
+with the log of every canonical order id that gained or lost a record (`engine.incremental`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import pyarrow as pa
+
+from integration_hub.engine import identity, incremental, model_build, sql_models
+from integration_hub.warehouse import Connection, Warehouse, quote
+
+LAYER, NAME = "canonical", "order_xref"
+TABLE = f"{LAYER}.{NAME}"
+SCHEMA = pa.schema(
+    [("system", pa.string()), ("source_order_id", pa.string()), ("link_key", pa.string()),
+     ("order_id", pa.string()), ("member_rank", pa.int64())]
+)  # fmt: skip
+_RECORDS = """SELECT source_system AS system, order_id AS source_order_id,
+       coalesce(CAST(shop_order_id AS VARCHAR), order_id) AS link_key
+FROM {{ union_staging('sales_order') }} AS o WHERE order_id IS NOT NULL"""
+_CHANGED = "SELECT order_id FROM {{ union_changes('sales_order') }} AS c"
+
+
+@dataclass
+class OrderXrefUpdate:
+    rows: int  # rows written
+    records: int  # order records re-resolved
+    orders_changed: int  # canonical order ids logged as changed
+    incremental: bool
+    reason: str
+
+
+def update(warehouse: Warehouse, full: bool = False) -> OrderXrefUpdate:
+    """Re-resolve the orders whose records changed since the last update (all of them the first
+    time, or when `full`), and swap the result in with its change log."""
+    warehouse.ensure_schema(LAYER)
+    block = sql_models.expand_changes(_CHANGED)
+    refs = incremental.references(block)
+    fp = incremental.fingerprint(_RECORDS + block + repr(identity.ranked()), [])
+    with warehouse.connect() as con, model_build._building(con, LAYER, NAME):
+        incremental.ensure_state(con)
+        exists = bool(con.rows(model_build._EXISTS, [LAYER, NAME]))
+        win = incremental.window(con, TABLE, refs, fp, exists, full=full)
+        records = sql_models.expand(_RECORDS, columns=lambda s, t: sql_models.table_columns(con, s, t))
+        changed = (
+            None
+            if win.full
+            else sql_models.expand(
+                win.expand(block), columns=lambda s, t: sql_models.table_columns(con, s, t)
+            )
+        )
+        members, before = _scope(con, records, changed, exists)
+        rows = resolve(members, before)
+        with con.transaction():
+            written = _write(con, rows, members, before, win, fp)
+    return OrderXrefUpdate(rows.num_rows, len(members), written, not win.full, win.reason)
+
+
+def _scope(
+    con: Connection, records: str, changed: str | None, exists: bool
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(members, before): the current records of every link group a changed record is or was
+    in, and the previous xref rows of those groups and records."""
+    d = con.dialect
+    previous = f"SELECT system, source_order_id, link_key, order_id FROM {quote(LAYER, NAME)}" if exists else (
+        "SELECT CAST(NULL AS VARCHAR) AS system, CAST(NULL AS VARCHAR) AS source_order_id, "
+        "CAST(NULL AS VARCHAR) AS link_key, CAST(NULL AS VARCHAR) AS order_id WHERE 1 = 0"
+    )  # fmt: skip
+    if changed is None:
+        return con.df(sql_models.to_dialect(records, d)), con.df(sql_models.to_dialect(previous, d))
+    links = f"""WITH r AS ({records}), p AS ({previous}), c AS ({changed}),
+        l AS (SELECT link_key FROM r WHERE source_order_id IN (SELECT order_id FROM c)
+              UNION SELECT link_key FROM p WHERE source_order_id IN (SELECT order_id FROM c))"""
+    members = con.df(
+        sql_models.to_dialect(f"{links} SELECT r.* FROM r WHERE link_key IN (SELECT link_key FROM l)", d)
+    )
+    before = con.df(sql_models.to_dialect(
+        f"{links} SELECT p.* FROM p WHERE link_key IN (SELECT link_key FROM l) "
+        "OR source_order_id IN (SELECT source_order_id FROM r WHERE link_key IN (SELECT link_key FROM l))", d
+    ))  # fmt: skip
+    return members, before
+
+
+def resolve(members: pd.DataFrame, before: pd.DataFrame) -> pa.Table:
+    """The xref rows of `members`, ids sticky to `before` (the previous rows of these records)."""
+    ranked = identity.ranked()
+    rank = {s: i for i, s in enumerate(ranked)}
+    m = members.assign(rank=members["system"].map(lambda s: rank.get(s, len(ranked))))
+    m = m.sort_values(["link_key", "rank", "source_order_id"], kind="stable").reset_index(drop=True)
+    m["member_rank"] = m.groupby("link_key").cumcount()
+    old = dict(zip(before["source_order_id"], before["order_id"], strict=True))
+    # groups in the order of their best member, so the best-ranked group keeps a contested id
+    firsts = m[m["member_rank"] == 0].sort_values(["rank", "source_order_id"], kind="stable")
+    group_ids: dict[str, str] = {}
+    used: set[str] = set()
+    by_link = {k: g["source_order_id"].tolist() for k, g in m.groupby("link_key", sort=False)}
+    for link, own in zip(firsts["link_key"], firsts["source_order_id"], strict=True):
+        candidates = [old[r] for r in by_link[link] if r in old] + [own]
+        chosen = next((c for c in candidates if c not in used), own)
+        group_ids[link] = chosen
+        used.add(chosen)
+    m["order_id"] = m["link_key"].map(group_ids)
+    return pa.Table.from_pandas(m[SCHEMA.names], schema=SCHEMA, preserve_index=False)
+
+
+def _write(con: Connection, rows: pa.Table, members: pd.DataFrame, before: pd.DataFrame, win, fp: str) -> int:
+    """Replace the scope's rows (all rows in a full update) and log the order ids they touched."""
+    target = quote(LAYER, NAME)
+    ids = sorted(set(before["order_id"].dropna()) | set(rows.column("order_id").to_pylist()))
+    if win.full:
+        con.execute(f"DROP TABLE IF EXISTS {target}")
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {target} (system VARCHAR, source_order_id VARCHAR, link_key VARCHAR, "
+        "order_id VARCHAR, member_rank BIGINT)"
+    )
+    scope = sorted(set(members["source_order_id"]) | set(before["source_order_id"]))
+    _stage(con, "_ox_scope", pa.table({"source_order_id": pa.array(scope, pa.string())}))
+    _stage(con, "_ox_rows", rows)
+    _stage(con, "_ox_ids", pa.table({"order_id": pa.array(ids, pa.string())}))
+    if not win.full:
+        con.execute(f"DELETE FROM {target} WHERE source_order_id IN (SELECT source_order_id FROM _ox_scope)")
+    con.execute(f"INSERT INTO {target} SELECT * FROM _ox_rows")
+    seq = incremental.next_seq(con)
+    if not win.full:
+        incremental.log_keys(con, LAYER, NAME, "_ox_ids", seq)
+    incremental.finish(con, TABLE, fp, seq, win)
+    return len(ids)
+
+
+def _stage(con: Connection, name: str, table: pa.Table) -> None:
+    """`table` as a temporary table of this connection (dropped at its end)."""
+    if con.dialect == "duckdb":
+        con.raw.register(f"{name}_arrow", table)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_arrow")
+        con.raw.unregister(f"{name}_arrow")
+        return
+    con.execute(f"DROP TABLE IF EXISTS {name}")
+    types = {pa.string(): "TEXT", pa.int64(): "BIGINT"}
+    cols = ", ".join(f"{f.name} {types[f.type]}" for f in table.schema)
+    con.execute(f"CREATE TEMP TABLE {name} ({cols})")
+    with con.raw.cursor() as cur, cur.copy(f"COPY {name} FROM STDIN") as cp:
+        for row in table.to_pylist():
+            cp.write_row(list(row.values()))
