@@ -22,6 +22,7 @@ DEAD_LETTERS = (
     "Warns while records the destination refused wait in sync.dead_letter "
     "(`hub dlq list`, `hub dlq replay`, `hub dlq discard`)."
 )
+FULL_PLAN_TAG = "hub/full_sync_plan"  # "true": plan every key, not only the changed ones (the nightly)
 RETRY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 
@@ -52,8 +53,9 @@ def sync_asset(sync: Sync) -> dg.AssetsDefinition:
     def _push(
         context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse]
     ) -> dg.MaterializeResult:
-        current = sync_engine.plan(sync, warehouse)
-        context.log.info(f"{sync.name} plan: {current.counts}")
+        scope = sync_engine.open_scope(sync, warehouse, full=context.run.tags.get(FULL_PLAN_TAG) == "true")
+        current = sync_engine.plan(sync, warehouse, scope.sql)
+        context.log.info(f"{sync.name} plan over {scope.description}: {current.counts}")
         try:
             result = sync_engine.apply(sync, warehouse, run_id=context.run_id, current=current)
         except DestinationUnusable as exc:  # retrying cannot fix credentials or a URL
@@ -67,6 +69,7 @@ def sync_asset(sync: Sync) -> dg.AssetsDefinition:
             "failed": result.failed,
             "requests": result.requests,
             "seconds": result.seconds,
+            "plan_scope": scope.description,
         }
         if result.failed:  # the check is not evaluated: the retry's push decides what waits
             raise dg.Failure(
@@ -74,6 +77,7 @@ def sync_asset(sync: Sync) -> dg.AssetsDefinition:
                 f"(e.g. {result.errors[0]}); delivered ones are recorded, a retry sends the rest",
                 metadata=metadata,
             )
+        sync_engine.advance(sync, warehouse, scope)
         return dg.MaterializeResult(metadata=metadata, check_results=[dead_letter_check(sync, warehouse)])
 
     return _push

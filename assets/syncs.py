@@ -37,6 +37,15 @@ _CUSTOMER, _ORDER, _INVOICE = (
     ("canonical", "invoice"),
 )
 _XREF = ("canonical", "customer_xref")
+# Keys whose rows may have changed since a sync's last complete push (`Sync.changed_keys`).
+_CHANGED_CUSTOMERS = """
+    SELECT customer_id FROM {{ changes('canonical.customer') }}
+    UNION ALL SELECT o.customer_id FROM canonical.sales_order o
+    WHERE o.order_id IN (SELECT order_id FROM {{ changes('canonical.sales_order') }})"""
+_CHANGED_ORDERS = """
+    SELECT order_id FROM {{ changes('canonical.sales_order') }}
+    UNION ALL SELECT o.order_id FROM canonical.sales_order o
+    WHERE o.customer_id IN (SELECT customer_id FROM {{ changes('canonical.customer') }})"""
 
 SYNCS: dict[str, Sync] = {
     s.name: s
@@ -56,6 +65,7 @@ SYNCS: dict[str, Sync] = {
             # account the CRM has); the hub keeps the others up to date in the fields above only.
             on_create=frozenset({"Phone", "Email__c", "BillingCountry", "Industry"}),
             batch_size=200, deps=(_CUSTOMER, _ORDER, _XREF, ("seeds", "country_codes")),
+            changed_keys=f"SELECT account_number FROM canonical.customer WHERE customer_id IN ({_CHANGED_CUSTOMERS})",
         ),
         Sync(
             name="marketing_contacts",
@@ -65,6 +75,7 @@ SYNCS: dict[str, Sync] = {
                      "lifetime_value": "lifetime_value", "phone": "phone"},
             allow=frozenset({"email", "firstname", "lastname", "country", "lifetime_value"}),
             deps=(_CUSTOMER, _ORDER),
+            changed_keys=f"SELECT lower(trim(email)) FROM canonical.customer WHERE customer_id IN ({_CHANGED_CUSTOMERS})",
         ),
         Sync(
             name="support_orders",
@@ -80,7 +91,12 @@ SYNCS: dict[str, Sync] = {
                      "customer_name": "customer_name", "customer_phone": "customer_phone"},
             allow=frozenset({"external_id", "status", "total", "currency", "order_date", "channel",
                              "customer_email", "customer_name"}),
-            deps=(_CUSTOMER, _ORDER),
+            changed_keys=_CHANGED_ORDERS,
+            # A deleted order stays on the desk, marked deleted, so agents see what happened to it;
+            # an order pushed under a key that is now an alias of its sticky id is retired the same way.
+            on_delete="archive", archive=(("status", "deleted"),),
+            aliases="SELECT source_order_id FROM canonical.order_xref WHERE source_order_id <> order_id",
+            deps=(_CUSTOMER, _ORDER, ("canonical", "order_xref")),
             # The desk's bulk endpoint answers a batch quickly: 8 requests in flight keep it busy
             # where 4 left it idle between requests (BENCHMARKS.md, "Reverse sync push").
             concurrency=8,
@@ -103,6 +119,12 @@ SYNCS: dict[str, Sync] = {
             # missing than the business plants, i.e. billing's rows did not all land), creating the
             # "missing" invoices would bill twice, so the sync does not run in that run.
             batch_size=1, concurrency=4, deps=(_CUSTOMER, _ORDER, _INVOICE, ("recon", "order_invoices")),
+            changed_keys="""
+                SELECT o.erp_order_number FROM canonical.sales_order o
+                WHERE o.order_id IN (SELECT order_id FROM {{ changes('canonical.sales_order') }}
+                                     UNION ALL SELECT i.order_id FROM canonical.invoice i
+                                     WHERE i.invoice_id IN (SELECT invoice_id FROM {{ changes('canonical.invoice') }}))
+                   OR o.customer_id IN (SELECT customer_id FROM {{ changes('canonical.customer') }})""",
         ),
     ]
 }  # fmt: skip

@@ -1,13 +1,25 @@
-"""When things run: the hourly and nightly jobs, a sensor per system that can tell of changes or
-drops files, and the daily retention.
+"""When things run: the 15-minute `changes` path, the nightly, the hourly loads, a sensor per
+system that can tell of changes or drops files, and the daily retention.
 
-Downstream layers follow their inputs through the jobs, not declarative automation. The
-nightly job is the whole graph but housekeeping: every source (the ERP's nightly export,
-plus a catch-up of the hourly systems and any pending dropped file, so the night's
-canonical build sees one consistent cut) and every layer below it. A later layer joins
-the nightly run by existing, with no edit here. One run per night (instead of one per
-upstream change) keeps the DuckDB single writer free and makes "what ran last night" one
-run to look at. Between nights, the hourly job and the sensors keep the raw layer fresh.
+How a change travels: every 15 minutes the `changes` job loads what the frequently loaded
+systems changed since their cursors and takes it through every layer below raw to the
+destinations. Each layer does work that follows the change: SQL models and the identity maps
+rebuild only the keys their inputs' change logs name (`engine.incremental`), each sync plans
+only the keys that may have changed (`sync_engine.scope`), and reconciliation reads the
+current tables. The sensors load a system's changes into raw as soon as it reports some; the
+next `changes` run carries them on. So a shop order reaches the support desk within one cycle
+(15 minutes plus the run), against a target of 20 (`Sync.latency_target`).
+
+The nightly job is the whole graph but housekeeping: the ERP's nightly export (the one source
+loaded only then), a catch-up of every other source and pending dropped file, and every
+layer below them, incrementally as in any run. What stays worth doing in full once a night is
+the syncs' whole plans (tag `hub/full_sync_plan`): they resend what a destination refused and
+was replayed, and repair anything the change logs cannot see (an order moved to another
+customer changes the old customer's totals too). Reconciliation always compares whole tables.
+
+All of them write one embedded warehouse, which has one writer: every step that writes it
+takes the single slot of the `warehouse` pool, so a run that finds it busy waits (queued, its
+wait reported by `run_guard`), whichever launched it: schedule, sensor, UI or `hub run`.
 
 Every job, sensor and selection here is derived from the system registry: a system declares
 `schedule="hourly"` to join the hourly job, a `changes` probe to get a change sensor
@@ -26,6 +38,7 @@ import dagster as dg
 
 from assets.retention import GROUP as HOUSEKEEPING_GROUP
 from assets.retention import retention
+from assets.reverse_sync import FULL_PLAN_TAG
 from integration_hub import settings, systems
 from integration_hub.systems import System
 from integration_hub.systems.kit import files
@@ -50,10 +63,25 @@ hourly_job = dg.define_asset_job(
     selection=_raw(*hourly_systems()),
     description=f"Changes since their cursors of the hourly systems ({', '.join(hourly_systems())}), into raw.",
 )
+
+
+def nightly_systems() -> list[str]:
+    return [name for name, s in systems.sources().items() if s.schedule == "nightly"]
+
+
+_EVERYTHING = dg.AssetSelection.all() - dg.AssetSelection.groups(HOUSEKEEPING_GROUP)
 nightly_job = dg.define_asset_job(
     "nightly",
-    selection=dg.AssetSelection.all() - dg.AssetSelection.groups(HOUSEKEEPING_GROUP),
-    description="Every source's changes, then every layer below them (staging, canonical, recon, sync).",
+    selection=_EVERYTHING,
+    description="Every source's changes, then every layer below them (staging, canonical, recon, sync); "
+    "the syncs plan every key.",
+    tags={FULL_PLAN_TAG: "true"},
+)
+changes_job = dg.define_asset_job(
+    "changes",
+    selection=_EVERYTHING - _raw(*nightly_systems()),
+    description="Every 15 minutes: the changes of every source but the nightly ones "
+    f"({', '.join(nightly_systems())}), through every layer to the destinations, by changed keys.",
 )
 retention_job = dg.define_asset_job(
     "retention", selection=[retention], description="Deletes rows past their retention rule and audits it."
@@ -77,6 +105,17 @@ def hourly_sources_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequ
     description="02:00 UTC: every source, then every layer below it.",
 )
 def nightly_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    return dg.RunRequest(partition_key=live_partition(context.scheduled_execution_time))
+
+
+@dg.schedule(
+    job=changes_job,
+    cron_schedule="*/15 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Every 15 minutes: each changed source through every layer to its destinations.",
+)
+def changes_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     return dg.RunRequest(partition_key=live_partition(context.scheduled_execution_time))
 
 
@@ -190,6 +229,6 @@ _triggered = [
     *(landing_sensor(s) for s in systems.sources().values() if s.location == "folder"),
     *(change_sensor(s) for s in systems.sources().values() if s.changes is not None),
 ]
-JOBS: list = [hourly_job, nightly_job, retention_job, *(job for job, _ in _triggered)]
-SCHEDULES: list = [hourly_sources_schedule, nightly_schedule, retention_schedule]
+JOBS: list = [changes_job, hourly_job, nightly_job, retention_job, *(job for job, _ in _triggered)]
+SCHEDULES: list = [changes_schedule, hourly_sources_schedule, nightly_schedule, retention_schedule]
 SENSORS: list = [sensor for _, sensor in _triggered]

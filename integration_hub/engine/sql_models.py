@@ -195,7 +195,9 @@ def expand_changes(block: str, root: Path = SQL_DIR) -> str:
 
     def union(match: re.Match) -> str:
         members = union_members(match.group(1), root)
-        return "(" + " UNION ALL ".join(f"SELECT * FROM {{{{ changes('staging.{m}') }}}}" for m in members) + ")"
+        return (
+            "(" + " UNION ALL ".join(f"SELECT * FROM {{{{ changes('staging.{m}') }}}}" for m in members) + ")"
+        )
 
     return _UNION_CHANGES.sub(union, block)
 

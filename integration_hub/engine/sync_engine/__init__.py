@@ -16,6 +16,7 @@ the recomputed payload equals the pushed one and the plan stays at 0 updates.
 This package's names are its public API; its modules, one idea each:
 - `declaration`: the `Sync` type, the content hash and the tables of the `sync` schema;
 - `planning`: `plan`, the diff against the pushed state;
+- `scope`: which keys a plan reads (the changed ones, from the change logs, or all);
 - `delivery`: `push` and `apply`, sending batches with retries and pacing;
 - `outcomes`: recording what the destination answered (state, changelog, dead letters);
 - `dead_letter`: listing, replaying and discarding what the destination refused.
@@ -32,6 +33,7 @@ from integration_hub.engine.sync_engine.declaration import (
 )
 from integration_hub.engine.sync_engine.delivery import SyncResult, apply, push
 from integration_hub.engine.sync_engine.planning import Change, Plan, plan
+from integration_hub.engine.sync_engine.scope import Scope, advance, open_scope
 
 __all__ = [
     "MODES",
@@ -39,13 +41,16 @@ __all__ = [
     "SKIP_COLUMN",
     "Change",
     "Plan",
+    "Scope",
     "Sync",
     "SyncResult",
+    "advance",
     "apply",
     "content_hash",
     "dead_letters",
     "discard",
     "ensure_tables",
+    "open_scope",
     "plan",
     "push",
     "replay",

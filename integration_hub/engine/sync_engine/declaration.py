@@ -20,6 +20,8 @@ from integration_hub.warehouse import Connection, Warehouse, quote
 SCHEMA = "sync"
 SKIP_COLUMN = "skip_reason"
 MODES = ("upsert", "update", "insert", "mirror")
+ON_DELETE = ("ignore", "archive", "delete")
+RETIRED = "retired"  # the state hash of a key retired as an alias: never sent again
 CHANGELOG, DEAD_LETTER = f"{SCHEMA}.changelog", f"{SCHEMA}.dead_letter"
 
 
@@ -36,6 +38,17 @@ class Sync:
     `on_create` names allowed fields sent only when the hub creates the record (what it needs to
     be useful from its first day, such as a new account's contact details): they are not part
     of the hash, so later changes to them never update the destination's own values.
+
+    Deletions: a source row whose `deleted_column` is true was deleted at its source. `on_delete`
+    says what that means at the destination: `ignore` (leave it), `archive` (send the record
+    with the `archive` field values, e.g. a status) or `delete` (the writer must delete).
+    `aliases` (SQL returning one column of keys) names keys the sync may have pushed that now
+    stand for a record known under another key (an order first seen in the shop and later
+    matched to the ERP's before its id was sticky): each pushed one is retired once, by
+    `on_delete` (`ignore` only forgets it), so the destination keeps no live duplicate.
+    `changed_keys` (SQL returning one column of keys, with `{{ changes('schema.table') }}` as
+    in incremental models) lets a plan read only the keys whose rows may have changed since
+    the last complete push; without it every plan reads the whole source.
     """
 
     name: str
@@ -53,6 +66,11 @@ class Sync:
     deps: tuple[tuple[str, ...], ...] = ()
     description: str = ""
     on_create: frozenset[str] = frozenset()
+    on_delete: str = "ignore"
+    archive: tuple[tuple[str, object], ...] = ()
+    deleted_column: str = "is_deleted"
+    aliases: str | None = None
+    changed_keys: str | None = None
 
     def __post_init__(self) -> None:
         writer = systems.writer_class(self.destination, self.object)
@@ -71,6 +89,16 @@ class Sync:
             problems.append("concurrency must be at least 1")
         if unknown := sorted(self.on_create - (self.allow & set(self.mapping))):
             problems.append(f"on_create fields must be mapped and allowed: {unknown}")
+        if self.on_delete not in ON_DELETE:
+            problems.append(f"on_delete must be one of {ON_DELETE}, got {self.on_delete!r}")
+        if self.on_delete == "archive" and (
+            not self.archive or {f for f, _ in self.archive} - set(self.fields)
+        ):
+            problems.append("on_delete 'archive' needs `archive`: values for fields the sync sends")
+        if self.on_delete == "delete" and not writer.can_delete:
+            problems.append(
+                f"{self.destination}.{self.object} cannot delete, so on_delete 'delete' is impossible"
+            )
         if problems:
             raise ValueError(f"sync {self.name!r}: " + "; ".join(problems))
 

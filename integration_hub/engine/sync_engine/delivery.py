@@ -186,7 +186,7 @@ class _Recorder:
 
 def _batches(changes: list[Change], size: int) -> Iterator[list[Change]]:
     """Batches of one kind of operation each: deletes go through the destination's delete call."""
-    writes = [c for c in changes if c.operation != "delete"]
+    writes = [c for c in changes if c.operation != "delete" and (c.payload or c.operation != "retire")]
     deletes = [c for c in changes if c.operation == "delete"]
     return iter([part[i : i + size] for part in (writes, deletes) for i in range(0, len(part), size)])
 
@@ -231,6 +231,12 @@ def push(
         ThreadPoolExecutor(1, thread_name_prefix=f"sync-{sync.name}-recorder") as thread,
     ):
         recorder = _Recorder(con, sync, run_id, thread, open_letters(con, sync.name) > 0)
+        # An alias retired by `ignore` sends nothing: it is only marked retired in the state.
+        forgotten = [
+            (c, Outcome(c.key, True), DELIVERED) for c in changes if c.operation == "retire" and not c.payload
+        ]
+        recorder.pending.extend(forgotten)
+        _tally(result, forgotten)
         in_flight: set[Future] = set()
         try:
             while True:

@@ -3,7 +3,10 @@
 `plan` reads the warehouse and sends nothing. A row is an insert or an update when the hash
 of its mapped, allow-listed payload differs from the pushed one; rows without a key, with a
 repeated key, with a `skip_reason`, or (update mode) unknown to the destination are counted
-as filtered, by reason; in mirror mode every pushed key the source lost is a delete.
+as filtered, by reason; in mirror mode every pushed key the source lost is a delete. A row
+deleted at its source follows the sync's `on_delete`; a pushed key that is now an alias of
+another is retired. Given a `scope` (SQL returning the keys that may have changed), the plan
+reads only those keys' rows and state: what it finds is what a whole plan would find for them.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import pyarrow.compute as pc
 from integration_hub import systems
 from integration_hub.engine.sync_engine.declaration import (
     DEAD_LETTER,
+    RETIRED,
     SKIP_COLUMN,
     Sync,
     ensure_tables,
@@ -79,12 +83,24 @@ def _json_column(column: pa.ChunkedArray) -> list:
     return column.to_pylist()
 
 
-def plan(sync: Sync, warehouse: Warehouse) -> Plan:
-    """What `apply` would send now; reads the warehouse, sends nothing."""
+def _scoped(sql: str, column: str, scope: str | None) -> str:
+    """`sql`'s rows whose `column` is among the keys `scope` returns (all rows without a scope)."""
+    if scope is None:
+        return sql
+    return (
+        f"SELECT * FROM ({sql}) AS s WHERE CAST(s.{column} AS VARCHAR) IN "
+        f"(SELECT CAST(k.k AS VARCHAR) FROM ({scope}) AS k(k))"
+    )
+
+
+def plan(sync: Sync, warehouse: Warehouse, scope: str | None = None) -> Plan:
+    """What `apply` would send now, for every key or (`scope`) the keys that may have changed;
+    reads the warehouse, sends nothing."""
     ensure_tables(warehouse, sync)
     with warehouse.connect() as con:
-        table = con.arrow(sync.query)
-        state = dict(con.rows(f"SELECT key, hash FROM {sync.state_table}"))
+        table = con.arrow(_scoped(sync.query, sync.key, scope))
+        state = dict(con.rows(_scoped(f"SELECT key, hash FROM {sync.state_table}", "key", scope)))
+        retire = _retirements(con, sync)
         discarded = set(
             con.rows(
                 f"SELECT key, hash FROM {DEAD_LETTER} WHERE sync = ? AND status = 'discarded'",
@@ -101,9 +117,12 @@ def plan(sync: Sync, warehouse: Warehouse) -> Plan:
             f"sync {sync.name!r}: its source has no column {missing}; it has {table.column_names}"
         )
     changes, seen, counts, filtered = _diff(sync, table, state, discarded, existing)
+    key_field = systems.writer_class(sync.destination, sync.object).key_field
+    for key in retire:
+        counts["retire"] += 1
+        changes.append(_retirement(sync, key, key_field))
     if sync.mode == "mirror":
-        key_field = systems.writer_class(sync.destination, sync.object).key_field
-        for key in sorted(set(state) - seen):
+        for key in sorted(set(state) - seen - set(retire)):
             counts["delete"] += 1
             changes.append(Change(key, "delete", state[key], {key_field: key}))
     counts["filtered"] = sum(filtered.values())
@@ -113,6 +132,26 @@ def plan(sync: Sync, warehouse: Warehouse) -> Plan:
     )
 
 
+def _retirements(con, sync: Sync) -> list[str]:
+    """Pushed keys that are now aliases of another record's key, not yet retired."""
+    if not sync.aliases:
+        return []
+    return [
+        k for (k,) in con.rows(
+            f"SELECT s.key FROM {sync.state_table} AS s WHERE s.hash <> '{RETIRED}' AND s.key IN "
+            f"(SELECT CAST(a.k AS VARCHAR) FROM ({sync.aliases}) AS a(k)) ORDER BY s.key"
+        )
+    ]  # fmt: skip
+
+
+def _retirement(sync: Sync, key: str, key_field: str) -> Change:
+    """Retire an alias key by the sync's deletion rule; its state then marks it retired."""
+    if sync.on_delete == "delete":
+        return Change(key, "delete", RETIRED, {key_field: key})
+    payload = {key_field: key, **dict(sync.archive)} if sync.on_delete == "archive" else {}
+    return Change(key, "retire", RETIRED, payload)
+
+
 def _diff(
     sync: Sync, table: pa.Table, state: dict, discarded: set, existing: set | None
 ) -> tuple[list[Change], set[str], Counter, Counter]:
@@ -120,7 +159,9 @@ def _diff(
 
     One pass over plain lists: it runs once per source row."""
     changes: list[Change] = []
-    counts = Counter({op: 0 for op in ("insert", "update", "delete", "unchanged", "filtered", "discarded")})
+    counts = Counter(
+        {op: 0 for op in ("insert", "update", "delete", "retire", "unchanged", "filtered", "discarded")}
+    )
     filtered: Counter = Counter()
     seen: set[str] = set()
     fields = sync.fields
@@ -130,6 +171,7 @@ def _diff(
         list(zip(*(_json_column(table[sync.mapping[f]]) for f in extras), strict=True)) if extras else []
     )
     skips = table[SKIP_COLUMN].to_pylist() if SKIP_COLUMN in table.column_names else [None] * table.num_rows
+    gone = _deleted_at_source(sync, table, columns, skips)
     digest_of, inserting = hasher(fields), sync.mode == "insert"
     for row, (raw_key, skip, *values) in enumerate(
         zip(table[sync.key].to_pylist(), skips, *columns, strict=True)
@@ -161,4 +203,31 @@ def _diff(
             if op == "insert" and extras:
                 payload.update((f, v) for f, v in zip(extras, on_create[row], strict=True) if v is not None)
             changes.append(Change(key, op, digest, payload))
+    key_field = systems.writer_class(sync.destination, sync.object).key_field
+    for key in (k for k in gone if k in state):  # on_delete 'delete': what was pushed goes
+        counts["delete"] += 1
+        changes.append(Change(key, "delete", state[key], {key_field: key}))
     return changes, seen, counts, filtered
+
+
+DELETED_REASON = "deleted at source"
+
+
+def _deleted_at_source(sync: Sync, table: pa.Table, columns: list[list], skips: list) -> list[str]:
+    """Apply `on_delete` to the rows deleted at their source, in place: `archive` sets the archive
+    values in `columns`; `ignore` and `delete` skip them (counted as deleted at source). Returns
+    the keys `delete` removes from the destination."""
+    if sync.deleted_column not in table.column_names:
+        return []
+    deleted = table[sync.deleted_column].to_pylist()
+    rows = [i for i, d in enumerate(deleted) if d]
+    if sync.on_delete == "archive":
+        for field, value in sync.archive:
+            column = columns[sync.fields.index(field)]
+            for i in rows:
+                column[i] = value
+        return []
+    for i in rows:
+        skips[i] = DELETED_REASON
+    keys = table[sync.key].to_pylist()
+    return [str(keys[i]).strip() for i in rows if keys[i] is not None] if sync.on_delete == "delete" else []
