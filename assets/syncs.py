@@ -7,11 +7,16 @@ makes one asset per sync. Which fields are personal data is not declared here: i
 from the canonical model's PII flags through each source's column lineage (`Sync.pii`).
 """
 
+import datetime as dt
+
 from integration_hub.engine.sync_engine import SKIP_COLUMN, Sync
+
+_HOUR = dt.timedelta(minutes=60)
 
 _CUSTOMER_VALUE = """
     SELECT c.customer_id, c.account_number, c.name, lower(trim(c.email)) AS email, c.phone, c.country_code,
            c.segment, split_part(c.name, ' ', 1) AS first_name, substr(c.name, strpos(c.name, ' ') + 1) AS last_name,
+           greatest(max(c.updated_at), max(o.updated_at)) AS changed_at,
            round(coalesce(sum(o.total_amount), 0), 2) AS lifetime_value, max(o.order_date) AS last_order_date
     FROM canonical.customer c LEFT JOIN canonical.sales_order o ON o.customer_id = c.customer_id
     GROUP BY c.customer_id, c.account_number, c.name, c.email, c.phone, c.country_code, c.segment
@@ -56,6 +61,7 @@ SYNCS: dict[str, Sync] = {
             # account the CRM has); the hub keeps the others up to date in the fields above only.
             on_create=frozenset({"Phone", "Email__c", "BillingCountry", "Industry"}),
             batch_size=200, deps=(_CUSTOMER, _ORDER, _XREF, ("seeds", "country_codes")),
+            changed_at="changed_at", latency_target=_HOUR,
         ),
         Sync(
             name="marketing_contacts",
@@ -65,12 +71,14 @@ SYNCS: dict[str, Sync] = {
                      "lifetime_value": "lifetime_value", "phone": "phone"},
             allow=frozenset({"email", "firstname", "lastname", "country", "lifetime_value"}),
             deps=(_CUSTOMER, _ORDER),
+            changed_at="changed_at", latency_target=_HOUR,
         ),
         Sync(
             name="support_orders",
             description="Every order into the support desk, so agents see status and total; matched by order id.",
             source="""
                 SELECT o.order_id, o.status, o.total_amount, o.currency, o.order_date, o.channel,
+                       greatest(o.updated_at, c.updated_at) AS changed_at,
                        lower(trim(c.email)) AS customer_email, c.name AS customer_name, c.phone AS customer_phone
                 FROM canonical.sales_order o LEFT JOIN canonical.customer c ON c.customer_id = o.customer_id
                 ORDER BY o.order_id""",
@@ -84,12 +92,15 @@ SYNCS: dict[str, Sync] = {
             # The desk's bulk endpoint answers a batch quickly: 8 requests in flight keep it busy
             # where 4 left it idle between requests (BENCHMARKS.md, "Reverse sync push").
             concurrency=8,
+            # The target of the script this sync replaced.
+            changed_at="changed_at", latency_target=dt.timedelta(minutes=20),
         ),
         Sync(
             name="billing_invoices",
             description="An invoice for every fulfilled ERP order billing has none for, created exactly once.",
             source="""
                 SELECT o.erp_order_number AS order_ref, lower(trim(c.email)) AS customer_email, 'usd' AS currency,
+                       o.updated_at AS changed_at,
                        CAST(round(o.total_amount * 100) AS BIGINT) AS amount_due, o.order_date AS invoice_date
                 FROM canonical.sales_order o JOIN canonical.customer c ON c.customer_id = o.customer_id
                 WHERE o.status = 'fulfilled' AND o.erp_order_id IS NOT NULL
@@ -103,6 +114,7 @@ SYNCS: dict[str, Sync] = {
             # missing than the business plants, i.e. billing's rows did not all land), creating the
             # "missing" invoices would bill twice, so the sync does not run in that run.
             batch_size=1, concurrency=4, deps=(_CUSTOMER, _ORDER, _INVOICE, ("recon", "order_invoices")),
+            changed_at="changed_at", latency_target=_HOUR,
         ),
     ]
 }  # fmt: skip

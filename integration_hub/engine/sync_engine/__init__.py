@@ -18,7 +18,9 @@ This package's names are its public API; its modules, one idea each:
 - `planning`: `plan`, the diff against the pushed state;
 - `delivery`: `push` and `apply`, sending batches with retries and pacing;
 - `outcomes`: recording what the destination answered (state, changelog, dead letters);
-- `dead_letter`: listing, replaying and discarding what the destination refused.
+- `dead_letter`: listing, replaying and discarding what the destination refused;
+- `latency`: how long records took from their change at the source to the destination's
+  confirmation, against the sync's `latency_target`.
 """
 
 from integration_hub.engine.sync_engine.dead_letter import dead_letters, discard, replay
@@ -31,6 +33,7 @@ from integration_hub.engine.sync_engine.declaration import (
     ensure_tables,
 )
 from integration_hub.engine.sync_engine.delivery import SyncResult, apply, push
+from integration_hub.engine.sync_engine.latency import Latency, latency_check, measure_latency
 from integration_hub.engine.sync_engine.planning import Change, Plan, plan
 
 __all__ = [
@@ -38,6 +41,7 @@ __all__ = [
     "SCHEMA",
     "SKIP_COLUMN",
     "Change",
+    "Latency",
     "Plan",
     "Sync",
     "SyncResult",
@@ -46,6 +50,8 @@ __all__ = [
     "dead_letters",
     "discard",
     "ensure_tables",
+    "latency_check",
+    "measure_latency",
     "plan",
     "push",
     "replay",

@@ -8,6 +8,7 @@ every record's outcome and the `dead_letter` queue.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from dataclasses import dataclass
 from functools import cached_property
@@ -36,6 +37,9 @@ class Sync:
     `on_create` names allowed fields sent only when the hub creates the record (what it needs to
     be useful from its first day, such as a new account's contact details): they are not part
     of the hash, so later changes to them never update the destination's own values.
+    `changed_at` names the source column holding when the source last changed the record
+    (TIMESTAMP, UTC naive): not sent, not hashed, kept in the changelog beside the
+    destination's confirmation, so `latency` can hold each push to `latency_target`.
     """
 
     name: str
@@ -53,6 +57,8 @@ class Sync:
     deps: tuple[tuple[str, ...], ...] = ()
     description: str = ""
     on_create: frozenset[str] = frozenset()
+    latency_target: dt.timedelta = dt.timedelta(minutes=60)
+    changed_at: str | None = None
 
     def __post_init__(self) -> None:
         writer = systems.writer_class(self.destination, self.object)
@@ -71,6 +77,8 @@ class Sync:
             problems.append("concurrency must be at least 1")
         if unknown := sorted(self.on_create - (self.allow & set(self.mapping))):
             problems.append(f"on_create fields must be mapped and allowed: {unknown}")
+        if not isinstance(self.latency_target, dt.timedelta) or self.latency_target <= dt.timedelta(0):
+            problems.append(f"latency_target must be a positive timedelta, got {self.latency_target!r}")
         if problems:
             raise ValueError(f"sync {self.name!r}: " + "; ".join(problems))
 
@@ -129,7 +137,8 @@ def hasher(fields: list[str]):
 _DDL = [
     f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
     f"""CREATE TABLE IF NOT EXISTS {CHANGELOG} (
-        run_id VARCHAR, sync VARCHAR, key VARCHAR, operation VARCHAR, status VARCHAR, error VARCHAR, changed_at TIMESTAMP)""",
+        run_id VARCHAR, sync VARCHAR, key VARCHAR, operation VARCHAR, status VARCHAR, error VARCHAR, changed_at TIMESTAMP,
+        source_changed_at TIMESTAMP, confirmed_at TIMESTAMP)""",
     f"""CREATE TABLE IF NOT EXISTS {DEAD_LETTER} (
         id VARCHAR PRIMARY KEY, sync VARCHAR NOT NULL, key VARCHAR NOT NULL, operation VARCHAR, hash VARCHAR,
         payload VARCHAR, error VARCHAR, attempts INTEGER, first_failure_at TIMESTAMP, last_failure_at TIMESTAMP,
@@ -137,16 +146,36 @@ _DDL = [
 ]
 
 
+# Columns later versions added to a table earlier ones created: (table, column, type).
+_ADDED = [(CHANGELOG, "source_changed_at", "TIMESTAMP"), (CHANGELOG, "confirmed_at", "TIMESTAMP")]
+
+
 def ensure_tables(warehouse: Warehouse, sync: Sync | None = None) -> None:
     with warehouse.connect() as con:
         con.lock_ddl()
         for ddl in _DDL:
             con.execute(ddl)
+        _add_columns(con)
         if sync:
             con.execute(
                 f"CREATE TABLE IF NOT EXISTS {sync.state_table} (key VARCHAR PRIMARY KEY, hash VARCHAR NOT NULL, "
                 "remote_id VARCHAR, run_id VARCHAR, pushed_at TIMESTAMP)"
             )
+
+
+def _add_columns(con: Connection) -> None:
+    """Add `_ADDED` columns a table lacks. Only when missing: on Postgres an ALTER locks the
+    table exclusively even when the column exists, and every plan and push comes through here."""
+    present = set(
+        con.rows(
+            "SELECT table_schema || '.' || table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = ?",
+            [SCHEMA],
+        )
+    )
+    for table, column, kind in _ADDED:
+        if (table, column) not in present:
+            con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
 
 
 def open_letters(con: Connection, sync: str) -> int:
