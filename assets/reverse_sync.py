@@ -4,8 +4,9 @@ Materializing `["sync", name]` plans the sync (the diff against what the destina
 confirmed), shows that plan in the metadata and pushes it. Records the destination
 refused wait in `sync.dead_letter` (the `no_open_dead_letters` check warns while any do);
 `latency_p95` warns when the run's deliveries took longer than the sync's `latency_target`
-from their change at the source (`sync_engine.latency`); records that could not be delivered for now fail the step, which the retry policy runs
-again with backoff, re-sending only what was not confirmed.
+from their change at the source (`sync_engine.latency`). Records that could not be
+delivered for now fail the step, which the retry policy runs again with backoff,
+re-sending only what was not confirmed.
 """
 
 import dagster as dg

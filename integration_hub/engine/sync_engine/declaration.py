@@ -39,7 +39,8 @@ class Sync:
     of the hash, so later changes to them never update the destination's own values.
     `changed_at` names the source column holding when the source last changed the record
     (TIMESTAMP, UTC naive): not sent, not hashed, kept in the changelog beside the
-    destination's confirmation, so `latency` can hold each push to `latency_target`.
+    destination's confirmation. `latency_target` is how long a change may take from there to
+    that confirmation (at the p95 of a run's deliveries, `sync_engine.latency`).
     """
 
     name: str
