@@ -3,12 +3,15 @@
 Materializing `["sync", name]` plans the sync (the diff against what the destination last
 confirmed), shows that plan in the metadata and pushes it. Records the destination
 refused wait in `sync.dead_letter` (the `no_open_dead_letters` check warns while any do);
-records that could not be delivered for now fail the step, which the retry policy runs
-again with backoff, re-sending only what was not confirmed.
+`latency_p95` warns when the run's deliveries took longer than the sync's `latency_target`
+from their change at the source (`sync_engine.latency`). Records that could not be
+delivered for now fail the step, which the retry policy runs again with backoff,
+re-sending only what was not confirmed.
 """
 
 import dagster as dg
 
+from assets.metadata import check_result
 from assets.syncs import SYNCS
 from integration_hub.engine import sync_engine
 from integration_hub.engine.sync_engine import Sync
@@ -23,6 +26,10 @@ DEAD_LETTERS = (
     "(`hub dlq list`, `hub dlq replay`, `hub dlq discard`)."
 )
 FULL_PLAN_TAG = "hub/full_sync_plan"  # "true": plan every key, not only the changed ones (the nightly)
+LATENCY = (
+    "Warns when the p95 of (destination confirmed − source changed) over the latest run that "
+    "delivered records exceeds the sync's latency_target (`hub sync latency`)."
+)
 RETRY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 
@@ -40,7 +47,10 @@ def sync_asset(sync: Sync) -> dg.AssetsDefinition:
         description=sync.description,
         retry_policy=RETRY,
         pool=WAREHOUSE_POOL,
-        check_specs=[dg.AssetCheckSpec("no_open_dead_letters", asset=_key(sync), description=DEAD_LETTERS)],
+        check_specs=[
+            dg.AssetCheckSpec("no_open_dead_letters", asset=_key(sync), description=DEAD_LETTERS),
+            dg.AssetCheckSpec(sync_engine.latency.CHECK, asset=_key(sync), description=LATENCY),
+        ],
         metadata={
             "destination": f"{sync.destination}.{sync.object}",
             "mode": sync.mode,
@@ -48,6 +58,7 @@ def sync_asset(sync: Sync) -> dg.AssetsDefinition:
             "allowed_fields": sorted(sync.allow),
             "withheld_fields": sync.withheld,
             "pii_fields": sorted(sync.pii & sync.allow),
+            "latency_target_seconds": sync.latency_target.total_seconds(),
         },
     )
     def _push(
@@ -78,7 +89,8 @@ def sync_asset(sync: Sync) -> dg.AssetsDefinition:
                 metadata=metadata,
             )
         sync_engine.advance(sync, warehouse, scope)
-        return dg.MaterializeResult(metadata=metadata, check_results=[dead_letter_check(sync, warehouse)])
+        checks = [dead_letter_check(sync, warehouse), latency_check(sync, warehouse)]
+        return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
     return _push
 
@@ -94,6 +106,11 @@ def dead_letter_check(sync: Sync, warehouse: Warehouse) -> dg.AssetCheckResult:
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"open_dead_letters": len(letters), "sample": dg.MetadataValue.md(sample)},
     )
+
+
+def latency_check(sync: Sync, warehouse: Warehouse) -> dg.AssetCheckResult:
+    """Also in the push's own step: it judges the deliveries the push just recorded."""
+    return check_result(sync_engine.latency_check(warehouse, sync), _key(sync))
 
 
 ASSETS: list = [sync_asset(s) for s in SYNCS.values()]

@@ -7,11 +7,16 @@ makes one asset per sync. Which fields are personal data is not declared here: i
 from the canonical model's PII flags through each source's column lineage (`Sync.pii`).
 """
 
+import datetime as dt
+
 from integration_hub.engine.sync_engine import SKIP_COLUMN, Sync
+
+_HOUR = dt.timedelta(minutes=60)
 
 _CUSTOMER_VALUE = """
     SELECT c.customer_id, c.account_number, c.name, lower(trim(c.email)) AS email, c.phone, c.country_code,
            c.segment, split_part(c.name, ' ', 1) AS first_name, substr(c.name, strpos(c.name, ' ') + 1) AS last_name,
+           greatest(max(c.updated_at), max(o.updated_at)) AS changed_at,
            round(coalesce(sum(o.total_amount), 0), 2) AS lifetime_value, max(o.order_date) AS last_order_date
     FROM canonical.customer c LEFT JOIN canonical.sales_order o ON o.customer_id = c.customer_id
     GROUP BY c.customer_id, c.account_number, c.name, c.email, c.phone, c.country_code, c.segment
@@ -66,6 +71,7 @@ SYNCS: dict[str, Sync] = {
             on_create=frozenset({"Phone", "Email__c", "BillingCountry", "Industry"}),
             batch_size=200, deps=(_CUSTOMER, _ORDER, _XREF, ("seeds", "country_codes")),
             changed_keys=f"SELECT account_number FROM canonical.customer WHERE customer_id IN ({_CHANGED_CUSTOMERS})",
+            changed_at="changed_at", latency_target=_HOUR,
         ),
         Sync(
             name="marketing_contacts",
@@ -76,12 +82,14 @@ SYNCS: dict[str, Sync] = {
             allow=frozenset({"email", "firstname", "lastname", "country", "lifetime_value"}),
             deps=(_CUSTOMER, _ORDER),
             changed_keys=f"SELECT lower(trim(email)) FROM canonical.customer WHERE customer_id IN ({_CHANGED_CUSTOMERS})",
+            changed_at="changed_at", latency_target=_HOUR,
         ),
         Sync(
             name="support_orders",
             description="Every order into the support desk, so agents see status and total; matched by order id.",
             source="""
                 SELECT o.order_id, o.status, o.total_amount, o.currency, o.order_date, o.channel,
+                       greatest(o.updated_at, c.updated_at) AS changed_at,
                        lower(trim(c.email)) AS customer_email, c.name AS customer_name, c.phone AS customer_phone
                 FROM canonical.sales_order o LEFT JOIN canonical.customer c ON c.customer_id = o.customer_id
                 ORDER BY o.order_id""",
@@ -100,12 +108,15 @@ SYNCS: dict[str, Sync] = {
             # The desk's bulk endpoint answers a batch quickly: 8 requests in flight keep it busy
             # where 4 left it idle between requests (BENCHMARKS.md, "Reverse sync push").
             concurrency=8,
+            # The target of the script this sync replaced.
+            changed_at="changed_at", latency_target=dt.timedelta(minutes=20),
         ),
         Sync(
             name="billing_invoices",
             description="An invoice for every fulfilled ERP order billing has none for, created exactly once.",
             source="""
                 SELECT o.erp_order_number AS order_ref, lower(trim(c.email)) AS customer_email, 'usd' AS currency,
+                       o.updated_at AS changed_at,
                        CAST(round(o.total_amount * 100) AS BIGINT) AS amount_due, o.order_date AS invoice_date
                 FROM canonical.sales_order o JOIN canonical.customer c ON c.customer_id = o.customer_id
                 WHERE o.status = 'fulfilled' AND o.erp_order_id IS NOT NULL
@@ -125,6 +136,7 @@ SYNCS: dict[str, Sync] = {
                                      UNION ALL SELECT i.order_id FROM canonical.invoice i
                                      WHERE i.invoice_id IN (SELECT invoice_id FROM {{ changes('canonical.invoice') }}))
                    OR o.customer_id IN (SELECT customer_id FROM {{ changes('canonical.customer') }})""",
+            changed_at="changed_at", latency_target=_HOUR,
         ),
     ]
 }  # fmt: skip

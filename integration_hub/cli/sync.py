@@ -79,6 +79,34 @@ def apply(name: str, as_json: bool = typer.Option(False, "--json", help="Print t
     raise typer.Exit(1 if result.failed else 0)
 
 
+@sync_app.command("latency")
+def latency(
+    sync: str | None = typer.Option(None, "--sync", help="Only this sync."),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """From a change at the source to the destination's confirmation, over each sync's latest run
+    that delivered records: p50, p95 and max against its target; exits 1 when a p95 exceeds it."""
+    from assets.syncs import SYNCS
+    from integration_hub.engine import sync_engine
+
+    syncs = [_sync(sync)] if sync else list(SYNCS.values())
+    warehouse = _warehouse()
+    figures = [sync_engine.measure_latency(warehouse, s) for s in syncs]
+    if as_json:
+        typer.echo(json.dumps([f.to_dict() for f in figures], default=str, indent=2))
+    for f in [] if as_json else figures:
+        if not f.records:
+            typer.echo(
+                f"{f.sync:<20} no delivered record with a change time yet (target {f.target_seconds:.0f}s)"
+            )
+            continue
+        typer.echo(
+            f"{f.sync:<20} p50 {f.p50_seconds:.1f}s  p95 {f.p95_seconds:.1f}s  max {f.max_seconds:.1f}s  "
+            f"target {f.target_seconds:.0f}s  {'ok' if f.passed else 'OVER'}  ({f.records} records, run {f.run_id})"
+        )
+    raise typer.Exit(0 if all(f.passed for f in figures) else 1)
+
+
 @dlq_app.command("list")
 def list_letters(
     sync: str | None = typer.Option(None, "--sync", help="Only this sync's dead letters."),

@@ -150,6 +150,9 @@ def _build_changes(con: Connection, model: SqlModel, sql: str, vet: Vet | None, 
 def _finish(con: Connection, model: SqlModel, win, keys_table: str | None = None) -> None:
     """Inside the build's last transaction: its number, its logged keys, its watermarks."""
     seq = incremental.next_seq(con)
+    if keys_table is None and model.config.unique_key:  # its readers may ask for its changes
+        keys = ", ".join(quote(c) for c in model.config.unique_key)
+        keys_table = f"(SELECT {keys} FROM {quote(model.layer, model.name)} WHERE 1 = 0) AS none"
     if keys_table is not None:
         incremental.log_keys(con, model.layer, model.name, keys_table, seq)
     incremental.finish(con, model.table, model.fingerprint, seq, win)

@@ -137,9 +137,8 @@ def _write(con: Connection, rows: pa.Table, members: pd.DataFrame, before: pd.Da
     if not win.full:
         con.execute(f"DELETE FROM {target} WHERE source_order_id IN (SELECT source_order_id FROM _ox_scope)")
     con.execute(f"INSERT INTO {target} SELECT * FROM _ox_rows")
-    seq = incremental.next_seq(con)
-    if not win.full:
-        incremental.log_keys(con, LAYER, NAME, "_ox_ids", seq)
+    seq = incremental.next_seq(con)  # a full update logs no key: its readers rebuild in full
+    incremental.log_keys(con, LAYER, NAME, "(SELECT order_id FROM _ox_ids WHERE 1 = 0) AS none" if win.full else "_ox_ids", seq)
     incremental.finish(con, TABLE, fp, seq, win)
     return len(ids)
 

@@ -19,7 +19,9 @@ This package's names are its public API; its modules, one idea each:
 - `scope`: which keys a plan reads (the changed ones, from the change logs, or all);
 - `delivery`: `push` and `apply`, sending batches with retries and pacing;
 - `outcomes`: recording what the destination answered (state, changelog, dead letters);
-- `dead_letter`: listing, replaying and discarding what the destination refused.
+- `dead_letter`: listing, replaying and discarding what the destination refused;
+- `latency`: how long records took from their change at the source to the destination's
+  confirmation, against the sync's `latency_target`.
 """
 
 from integration_hub.engine.sync_engine.dead_letter import dead_letters, discard, replay
@@ -32,6 +34,7 @@ from integration_hub.engine.sync_engine.declaration import (
     ensure_tables,
 )
 from integration_hub.engine.sync_engine.delivery import SyncResult, apply, push
+from integration_hub.engine.sync_engine.latency import Latency, latency_check, measure_latency
 from integration_hub.engine.sync_engine.planning import Change, Plan, plan
 from integration_hub.engine.sync_engine.scope import Scope, advance, open_scope
 
@@ -40,6 +43,7 @@ __all__ = [
     "SCHEMA",
     "SKIP_COLUMN",
     "Change",
+    "Latency",
     "Plan",
     "Scope",
     "Sync",
@@ -51,6 +55,8 @@ __all__ = [
     "discard",
     "ensure_tables",
     "open_scope",
+    "latency_check",
+    "measure_latency",
     "plan",
     "push",
     "replay",

@@ -8,6 +8,7 @@ every record's outcome and the `dead_letter` queue.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from dataclasses import dataclass
 from functools import cached_property
@@ -49,6 +50,10 @@ class Sync:
     `changed_keys` (SQL returning one column of keys, with `{{ changes('schema.table') }}` as
     in incremental models) lets a plan read only the keys whose rows may have changed since
     the last complete push; without it every plan reads the whole source.
+    `changed_at` names the source column holding when the source last changed the record
+    (TIMESTAMP, UTC naive): not sent, not hashed, kept in the changelog beside the
+    destination's confirmation. `latency_target` is how long a change may take from there to
+    that confirmation (at the p95 of a run's deliveries, `sync_engine.latency`).
     """
 
     name: str
@@ -71,6 +76,8 @@ class Sync:
     deleted_column: str = "is_deleted"
     aliases: str | None = None
     changed_keys: str | None = None
+    latency_target: dt.timedelta = dt.timedelta(minutes=60)
+    changed_at: str | None = None
 
     def __post_init__(self) -> None:
         writer = systems.writer_class(self.destination, self.object)
@@ -99,6 +106,8 @@ class Sync:
             problems.append(
                 f"{self.destination}.{self.object} cannot delete, so on_delete 'delete' is impossible"
             )
+        if not isinstance(self.latency_target, dt.timedelta) or self.latency_target <= dt.timedelta(0):
+            problems.append(f"latency_target must be a positive timedelta, got {self.latency_target!r}")
         if problems:
             raise ValueError(f"sync {self.name!r}: " + "; ".join(problems))
 
@@ -157,7 +166,8 @@ def hasher(fields: list[str]):
 _DDL = [
     f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
     f"""CREATE TABLE IF NOT EXISTS {CHANGELOG} (
-        run_id VARCHAR, sync VARCHAR, key VARCHAR, operation VARCHAR, status VARCHAR, error VARCHAR, changed_at TIMESTAMP)""",
+        run_id VARCHAR, sync VARCHAR, key VARCHAR, operation VARCHAR, status VARCHAR, error VARCHAR, changed_at TIMESTAMP,
+        source_changed_at TIMESTAMP, confirmed_at TIMESTAMP)""",
     f"""CREATE TABLE IF NOT EXISTS {DEAD_LETTER} (
         id VARCHAR PRIMARY KEY, sync VARCHAR NOT NULL, key VARCHAR NOT NULL, operation VARCHAR, hash VARCHAR,
         payload VARCHAR, error VARCHAR, attempts INTEGER, first_failure_at TIMESTAMP, last_failure_at TIMESTAMP,
@@ -165,16 +175,36 @@ _DDL = [
 ]
 
 
+# Columns later versions added to a table earlier ones created: (table, column, type).
+_ADDED = [(CHANGELOG, "source_changed_at", "TIMESTAMP"), (CHANGELOG, "confirmed_at", "TIMESTAMP")]
+
+
 def ensure_tables(warehouse: Warehouse, sync: Sync | None = None) -> None:
     with warehouse.connect() as con:
         con.lock_ddl()
         for ddl in _DDL:
             con.execute(ddl)
+        _add_columns(con)
         if sync:
             con.execute(
                 f"CREATE TABLE IF NOT EXISTS {sync.state_table} (key VARCHAR PRIMARY KEY, hash VARCHAR NOT NULL, "
                 "remote_id VARCHAR, run_id VARCHAR, pushed_at TIMESTAMP)"
             )
+
+
+def _add_columns(con: Connection) -> None:
+    """Add `_ADDED` columns a table lacks. Only when missing: on Postgres an ALTER locks the
+    table exclusively even when the column exists, and every plan and push comes through here."""
+    present = set(
+        con.rows(
+            "SELECT table_schema || '.' || table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = ?",
+            [SCHEMA],
+        )
+    )
+    for table, column, kind in _ADDED:
+        if (table, column) not in present:
+            con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind}")
 
 
 def open_letters(con: Connection, sync: str) -> int:

@@ -1,6 +1,7 @@
 """Recording what a destination answered: state, changelog and dead letters, written atomically.
 
-Every sent record ends `delivered` (the destination confirmed it: the state advances),
+Every sent record ends `delivered` (the destination confirmed it: the state advances and its
+changelog row gets `confirmed_at`, beside the source's change time it carried),
 `rejected` (a verdict on the record: it waits in `sync.dead_letter`) or `failed` (no verdict:
 the next run sends it again). Each batch of outcomes is one transaction, so a killed push
 leaves the state exactly at what was confirmed and recorded.
@@ -23,8 +24,11 @@ DELIVERED, REJECTED, FAILED = "delivered", "rejected", "failed"
 
 _OUTCOME_SCHEMA = pa.schema(
     [
-        (n, pa.string())
-        for n in ("key", "operation", "hash", "payload", "status", "error", "remote_id", "letter_id")
+        *(
+            (n, pa.string())
+            for n in ("key", "operation", "hash", "payload", "status", "error", "remote_id", "letter_id")
+        ),
+        ("source_changed_at", pa.timestamp("us")),
     ]
 )
 
@@ -65,8 +69,10 @@ def record(
             [run_id, at],
         )
         con.execute(
-            f"INSERT INTO {CHANGELOG} SELECT ?, ?, key, operation, status, error, ? FROM _outcomes",
-            [run_id, sync.name, at],
+            f"INSERT INTO {CHANGELOG} (run_id, sync, key, operation, status, error, changed_at, source_changed_at, "
+            "confirmed_at) SELECT ?, ?, key, operation, status, error, ?, source_changed_at, "
+            "CASE WHEN status = 'delivered' THEN CAST(? AS TIMESTAMP) END FROM _outcomes",
+            [run_id, sync.name, at, at],
         )
         if letters_open:
             con.execute(
@@ -88,6 +94,7 @@ def _outcome_table(sync: Sync, done: list[tuple[Change, Outcome, str]]) -> pa.Ta
             [None if s == DELIVERED else json.dumps(c.payload, sort_keys=True, default=str) for c, _, s in done],
             [s for _, _, s in done], [o.error for _, o, _ in done], [o.remote_id for _, o, _ in done],
             [None if s == DELIVERED else letter_id(sync.name, c.key, c.hash) for c, _, s in done],
+            [c.changed_at for c, _, _ in done],
         ],
         schema=_OUTCOME_SCHEMA,
     )  # fmt: skip
@@ -98,7 +105,9 @@ def _stage(con: Connection, table: pa.Table) -> None:
     if con.dialect == "duckdb":
         con.raw.register("_outcomes", table)
         return
-    cols = ", ".join(f"{n} TEXT" for n in _OUTCOME_SCHEMA.names)
+    cols = ", ".join(
+        f"{f.name} {'TIMESTAMP' if pa.types.is_timestamp(f.type) else 'TEXT'}" for f in _OUTCOME_SCHEMA
+    )
     with con.raw.cursor() as cur:
         cur.execute(f"CREATE TEMP TABLE _outcomes ({cols}) ON COMMIT DROP")
         with cur.copy("COPY _outcomes FROM STDIN") as cp:
