@@ -15,6 +15,10 @@ only for phone candidates, in bounded chunks.
 
 Customer ids are deterministic and sticky: a cluster keeps the id any of its records had in
 the previous `canonical.customer_xref`; a new cluster's id is a hash of its anchor record.
+
+`update_xref` resolves again only what a change can affect (identity_scope finds it) and
+replaces just those rows; it equals a full resolution from the same previous xref. A staged
+record marked `is_deleted` takes no part.
 """
 
 from __future__ import annotations

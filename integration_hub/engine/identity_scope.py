@@ -21,7 +21,7 @@ from integration_hub.engine import sql_models
 from integration_hub.warehouse import Connection, literal, quote
 
 XREF = quote("canonical", "customer_xref")
-SCOPE = "_identity_scope"  # temporary tables, the connection's own
+SCOPE = "_identity_scope"  # temporary tables, each update's connection's own
 CHANGED = "_identity_changed"
 GONE = "_identity_gone"
 KEY_COLUMNS = ("account_number", "email", "phone")  # the candidate rules' columns
@@ -100,7 +100,6 @@ def close(con: Connection, records: str, changed: set[tuple[str, str]]) -> int:
     """Fill the scope table: the changed records, the records new to or gone from staging, and
     their closure; hop by hop from the last hop's records only. Returns its size."""
     upload(con, CHANGED, keys_table(changed))
-    con.execute(f"DROP TABLE IF EXISTS {SCOPE}")
     con.execute(f"CREATE TEMP TABLE {SCOPE} (system VARCHAR, source_id VARCHAR, hop INTEGER)")
     con.execute(sql(con, _SEED.format(scope=SCOPE, records=records, changed=CHANGED, xref=XREF)))
     linked = " UNION ".join(_LINKED.format(column=c) for c in KEY_COLUMNS)
@@ -146,8 +145,7 @@ def keys_table(keys: set[tuple[str, str]]) -> pa.Table:
 
 
 def upload(con: Connection, name: str, data: pa.Table) -> None:
-    """A temporary table `name` holding `data`."""
-    con.execute(f"DROP TABLE IF EXISTS {name}")
+    """A temporary table `name` holding `data` (the connection is new: no such table yet)."""
     cols = ", ".join(f"{quote(f.name)} {_PG_TYPES.get(str(f.type), 'text')}" for f in data.schema)
     con.execute(f"CREATE TEMP TABLE {name} ({cols})")
     insert(con, name, data)
