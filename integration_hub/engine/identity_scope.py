@@ -8,6 +8,10 @@ resolution finds; closed under the second, every record that can claim one of it
 in it, so the sticky ids come out the same too, and a cluster that splits or merges is
 resolved whole. Records outside the scope keep their rows.
 
+The scope also starts from every id two clusters hold (two anchors): the id rules can give a
+new cluster the hash of its anchor while another cluster keeps that same id from before, and a
+full resolution then moves one of them to another id, whatever changed.
+
 A staged record with `is_deleted` true takes no part (a table without the column has none).
 """
 
@@ -39,6 +43,9 @@ UNION SELECT r.source_system, r.source_id, 0 FROM r
     WHERE NOT EXISTS (SELECT 1 FROM {xref} AS x WHERE x.system = r.source_system AND x.source_id = r.source_id)
 UNION SELECT x.system, x.source_id, 0 FROM {xref} AS x
     WHERE NOT EXISTS (SELECT 1 FROM r WHERE x.system = r.source_system AND x.source_id = r.source_id)
+UNION SELECT x.system, x.source_id, 0 FROM {xref} AS x WHERE x.customer_id IN (
+    SELECT customer_id FROM {xref} WHERE match_rule = 'anchor' GROUP BY customer_id HAVING count(*) > 1
+)
 """
 _HOP = """
 INSERT INTO {scope} (system, source_id, hop)
@@ -97,8 +104,9 @@ def previous_precedence(con: Connection) -> dict[str, int]:
 
 
 def close(con: Connection, records: str, changed: set[tuple[str, str]]) -> int:
-    """Fill the scope table: the changed records, the records new to or gone from staging, and
-    their closure; hop by hop from the last hop's records only. Returns its size."""
+    """Fill the scope table: the changed records, the records new to or gone from staging, those
+    of an id two clusters hold, and their closure; hop by hop from the last hop's records only.
+    Returns its size."""
     upload(con, CHANGED, keys_table(changed))
     con.execute(f"CREATE TEMP TABLE {SCOPE} (system VARCHAR, source_id VARCHAR, hop INTEGER)")
     con.execute(sql(con, _SEED.format(scope=SCOPE, records=records, changed=CHANGED, xref=XREF)))
