@@ -15,20 +15,26 @@ only for phone candidates, in bounded chunks.
 
 Customer ids are deterministic and sticky: a cluster keeps the id any of its records had in
 the previous `canonical.customer_xref`; a new cluster's id is a hash of its anchor record.
+
+`update_xref` resolves again only what a change can affect (identity_scope finds it) and
+replaces just those rows; it equals a full resolution from the same previous xref. A staged
+record marked `is_deleted` takes no part.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 
 import pandas as pd
 import pyarrow as pa
 
 from integration_hub import systems
+from integration_hub.engine import identity_scope as scope
 from integration_hub.engine import model_build, sql_models
-from integration_hub.warehouse import Warehouse
+from integration_hub.warehouse import Connection, Warehouse
 
 RULES = ("external_id", "email", "phone_name")
 CONFIDENCE = {"anchor": 1.0, "external_id": 1.0, "email": 0.95}
@@ -43,7 +49,6 @@ SCHEMA = pa.schema(
     ]
 )  # fmt: skip
 
-_RECORDS = "SELECT source_system, source_id, account_number, email, phone, name FROM {{ union_staging('customer') }} AS r"
 _CANDIDATES = """
 SELECT a.source_system, a.source_id, b.source_system AS to_system, b.source_id AS to_id,
        '{rule}' AS rule, a.name, b.name AS to_name
@@ -87,18 +92,31 @@ def customer_id_for(system: str, source_id: str) -> str:
 def candidates(warehouse: Warehouse) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(records, candidate pairs): every staged customer record and every pair sharing a key."""
     with warehouse.connect() as con:
-        records_sql = sql_models.expand(_RECORDS, columns=lambda s, t: sql_models.table_columns(con, s, t))
-        pairs_sql = f"WITH r AS ({records_sql}) " + " UNION ALL ".join(
-            _CANDIDATES.format(rule=rule, column=_RULE_COLUMN[rule]) for rule in RULES
-        )
-        records = con.df(sql_models.to_dialect(records_sql, con.dialect))
-        pairs = con.df(sql_models.to_dialect(pairs_sql, con.dialect))
+        return _read(con, scope.records_sql(con))
+
+
+def _read(con: Connection, records_sql: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The records `records_sql` selects and their candidate pairs (all of them: a pair's two
+    records are both selected, as every record is, or as the scope holds whole components)."""
+    pairs_sql = f"WITH r AS ({records_sql}) " + " UNION ALL ".join(
+        _CANDIDATES.format(rule=rule, column=_RULE_COLUMN[rule]) for rule in RULES
+    )
+    records = con.df(sql_models.to_dialect(records_sql, con.dialect))
+    pairs = con.df(sql_models.to_dialect(pairs_sql, con.dialect))
     return records, pairs
 
 
-def resolve(records: pd.DataFrame, pairs: pd.DataFrame, previous: pd.DataFrame | None = None) -> pa.Table:
-    """The customer_xref table for `records`, given candidate `pairs` and the previous xref."""
-    present = sorted(records["source_system"].unique())
+def resolve(
+    records: pd.DataFrame,
+    pairs: pd.DataFrame,
+    previous: pd.DataFrame | None = None,
+    present: list[str] | None = None,
+) -> pa.Table:
+    """The customer_xref table for `records`, given candidate `pairs` and the previous xref.
+
+    `present`: the systems with staged records, when `records` are only some of them (precedence
+    ranks the systems present, not those in a subset)."""
+    present = sorted(records["source_system"].unique()) if present is None else sorted(present)
     rank = {s: precedence(s, present) for s in present}
     records = records.assign(precedence=records["source_system"].map(rank))
     records = records.sort_values(["precedence", "source_id"], kind="stable").reset_index(drop=True)
@@ -200,9 +218,83 @@ def previous_xref(warehouse: Warehouse) -> pd.DataFrame | None:
         return con.df("SELECT system, source_id, customer_id FROM canonical.customer_xref")
 
 
+@dataclass
+class XrefUpdate:
+    """What an identity update changed: downstream rebuilds exactly the `affected_customers`."""
+
+    rows: int  # xref rows written
+    changed_records: set[tuple[str, str]] = field(default_factory=set)  # row added, removed or changed
+    affected_customers: set[str] = field(default_factory=set)  # every id such a record had before or has now
+    resolved_records: int = 0  # records resolved again
+    full: bool = False  # every record was resolved (asked for, or a system came or went)
+
+
 def build_xref(warehouse: Warehouse) -> pa.Table:
     """Resolve identities from the staged customers and swap in `canonical.customer_xref`."""
+    return _full(warehouse)[1]
+
+
+def update_xref(warehouse: Warehouse, changed: set[tuple[str, str]] | None) -> XrefUpdate:
+    """Resolve again the records a change can affect and replace just their xref rows.
+
+    `changed`: the (system, source_id) records whose staged row changed since the last
+    resolution (new, updated or now deleted); `None` resolves every record. Records new to
+    staging or gone from it are found even when `changed` misses them. The result equals a
+    full resolution from the same previous xref (identity_scope says why).
+    """
+    if changed is not None and warehouse.table_exists("canonical", "customer_xref"):
+        with warehouse.connect() as con:
+            update = _incremental(con, changed)
+        if update is not None:
+            return update
+    return _full(warehouse)[0]
+
+
+def _incremental(con: Connection, changed: set[tuple[str, str]]) -> XrefUpdate | None:
+    """The update on the scope of `changed`; None when precedence moved and every row changes."""
+    scope.lock(con)
+    records_sql = scope.records_sql(con)
+    present = scope.present_systems(con, records_sql)
+    if scope.previous_precedence(con) != {s: precedence(s, present) for s in present}:
+        return None
+    scope.close(con, records_sql, changed)
+    records, pairs = _read(con, scope.in_scope(records_sql))
+    before = scope.previous_rows(con, SCHEMA.names)
+    after = resolve(records, pairs, before.to_pandas(), present)
+    moved, affected = _diff(before, after)
+    written = after.filter(_holds(after, moved))
+    scope.replace_rows(con, moved, written)
+    return XrefUpdate(written.num_rows, moved, affected, len(records))
+
+
+def _full(warehouse: Warehouse) -> tuple[XrefUpdate, pa.Table]:
     records, pairs = candidates(warehouse)
-    xref = resolve(records, pairs, previous_xref(warehouse))
+    before = SCHEMA.empty_table()
+    if warehouse.table_exists("canonical", "customer_xref"):
+        with warehouse.connect() as con:
+            before = con.arrow(f"SELECT {', '.join(SCHEMA.names)} FROM {scope.XREF}")
+    xref = resolve(records, pairs, before.to_pandas())
+    moved, affected = _diff(before, xref)
     model_build.replace_table(warehouse, "canonical", "customer_xref", xref)
-    return xref
+    return XrefUpdate(xref.num_rows, moved, affected, len(records), full=True), xref
+
+
+def _diff(before: pa.Table, after: pa.Table) -> tuple[set[tuple[str, str]], set[str]]:
+    """(records whose row was added, removed or changed; every id those rows held)."""
+    old, new = _by_record(before), _by_record(after)
+    moved = {key for key in old.keys() | new.keys() if old.get(key) != new.get(key)}
+    affected = {rows[key][0] for rows in (old, new) for key in moved if key in rows}
+    return moved, affected
+
+
+def _by_record(xref: pa.Table) -> dict[tuple[str, str], tuple]:
+    """Each record's row, customer id first."""
+    names = ["customer_id"] + [n for n in SCHEMA.names if n not in ("system", "source_id", "customer_id")]
+    values = zip(*(xref.column(n).to_pylist() for n in names), strict=True)
+    keys = zip(xref.column("system").to_pylist(), xref.column("source_id").to_pylist(), strict=True)
+    return dict(zip(keys, values, strict=True))
+
+
+def _holds(xref: pa.Table, records: set[tuple[str, str]]) -> pa.Array:
+    keys = zip(xref.column("system").to_pylist(), xref.column("source_id").to_pylist(), strict=True)
+    return pa.array([key in records for key in keys], pa.bool_())
