@@ -16,7 +16,7 @@ import dagster as dg
 from assets.metadata import asset_key, built_metadata, check_result, preview_md
 from canonical import MODELS
 from integration_hub import settings
-from integration_hub.engine import identity, incremental, model_build, order_identity, sql_models, validation
+from integration_hub.engine import identity, model_build, order_identity, sql_models, validation
 from integration_hub.engine.audit import Movement, now, record
 from integration_hub.warehouse import Warehouse
 from resources.warehouse import WAREHOUSE_POOL, warehouse_from_env
@@ -137,22 +137,14 @@ def customer_xref(
     context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse]
 ) -> dg.MaterializeResult:
     started = now()
-    xref = identity.build_xref(warehouse)
+    update = order_identity.update_customers(warehouse)
     with warehouse.connect() as con:
-        incremental.ensure_state(con)
-        with con.transaction():  # rebuilt whole: its readers rebuild whole too
-            incremental.finish(
-                con,
-                "canonical.customer_xref",
-                "",
-                incremental.next_seq(con),
-                incremental.Window(True, "full"),
-            )
+        xref = con.arrow("SELECT customer_id, match_rule, source_id FROM canonical.customer_xref")
     rules = xref.group_by("match_rule").aggregate([("source_id", "count")]).to_pylist()
     record(
         warehouse,
         Movement(run_id=context.run_id, asset=XREF_KEY.to_user_string(), system="hub", direction="transform",
-                 resource="customer_xref", rows_in=xref.num_rows, rows_out=xref.num_rows, started_at=started),
+                 resource="customer_xref", rows_in=update.resolved_records, rows_out=update.rows, started_at=started),
     )  # fmt: skip
     return dg.MaterializeResult(
         check_results=[check_result(validation.keys_and_types(warehouse, "customer_xref"))],
@@ -160,6 +152,9 @@ def customer_xref(
             "dagster/row_count": xref.num_rows,
             "customers": len(set(xref.column("customer_id").to_pylist())),
             "matches_by_rule": dg.MetadataValue.json({r["match_rule"]: r["source_id_count"] for r in rules}),
+            "records_resolved": update.resolved_records,
+            "customers_changed": len(update.affected_customers),
+            "build": "full" if update.full else "incremental",
         },
     )
 

@@ -138,7 +138,9 @@ def _write(con: Connection, rows: pa.Table, members: pd.DataFrame, before: pd.Da
         con.execute(f"DELETE FROM {target} WHERE source_order_id IN (SELECT source_order_id FROM _ox_scope)")
     con.execute(f"INSERT INTO {target} SELECT * FROM _ox_rows")
     seq = incremental.next_seq(con)  # a full update logs no key: its readers rebuild in full
-    incremental.log_keys(con, LAYER, NAME, "(SELECT order_id FROM _ox_ids WHERE 1 = 0) AS none" if win.full else "_ox_ids", seq)
+    incremental.log_keys(
+        con, LAYER, NAME, "(SELECT order_id FROM _ox_ids WHERE 1 = 0) AS none" if win.full else "_ox_ids", seq
+    )
     incremental.finish(con, TABLE, fp, seq, win)
     return len(ids)
 
@@ -157,3 +159,53 @@ def _stage(con: Connection, name: str, table: pa.Table) -> None:
     with con.raw.cursor() as cur, cur.copy(f"COPY {name} FROM STDIN") as cp:
         for row in table.to_pylist():
             cp.write_row(list(row.values()))
+
+
+# ---- the customer map's change log -----------------------------------------------------------
+
+CUSTOMER_XREF = "canonical.customer_xref"
+_CHANGED_CUSTOMERS = "SELECT source_system, source_id FROM {{ union_changes('customer') }} AS c"
+
+
+def update_customers(warehouse: Warehouse, full: bool = False) -> identity.XrefUpdate:
+    """`identity.update_xref` on the customer records staged since its last run (every record
+    the first time, or when `full`), then the log of every customer id that gained or lost a
+    record, for the canonical models that read it.
+
+    The xref and its log commit apart: if a run dies between them, the next one reads the same
+    staged changes again, and the canonical customer model, whose own watermark did not move
+    either, rebuilds those records' customers from their staged changes.
+    """
+    block = sql_models.expand_changes(_CHANGED_CUSTOMERS)
+    fp = incremental.fingerprint(block + repr(identity.ranked()), [])
+    with warehouse.connect() as con:
+        incremental.ensure_state(con)
+        exists = bool(con.rows(model_build._EXISTS, ["canonical", "customer_xref"]))
+        win = incremental.window(con, CUSTOMER_XREF, incremental.references(block), fp, exists, full=full)
+        changed = None
+        if not win.full:
+            sql = sql_models.expand(
+                win.expand(block), columns=lambda s, t: sql_models.table_columns(con, s, t)
+            )
+            changed = {(s, str(i)) for s, i in con.rows(sql_models.to_dialect(sql, con.dialect))}
+    update = identity.update_xref(warehouse, changed)
+    ids = pa.table({"customer_id": pa.array(sorted(update.affected_customers), pa.string())})
+    full_update = win.full or update.full
+    with warehouse.connect() as con, con.transaction():
+        _stage(con, "_cx_ids", ids)
+        seq = incremental.next_seq(con)
+        incremental.log_keys(
+            con,
+            "canonical",
+            "customer_xref",
+            "(SELECT customer_id FROM _cx_ids WHERE 1 = 0) AS none" if full_update else "_cx_ids",
+            seq,
+        )
+        incremental.finish(
+            con,
+            CUSTOMER_XREF,
+            fp,
+            seq,
+            incremental.Window(True, win.reason, high=win.high) if full_update else win,
+        )
+    return update
