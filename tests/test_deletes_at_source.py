@@ -184,9 +184,18 @@ def admin(box, account_id: str, action: str) -> dict:
     return answer.json()
 
 
-def test_a_crm_soft_delete_lands_as_a_tombstone_and_an_undelete_clears_it(make_sandbox, monkeypatch):
-    monkeypatch.delenv("HUB_WAREHOUSE_URL", raising=False)
-    box, warehouse = make_sandbox(export=True), Warehouse()
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def warehouse(request, monkeypatch) -> Warehouse:
+    if request.param == "duckdb":
+        monkeypatch.delenv("HUB_WAREHOUSE_URL", raising=False)
+        return Warehouse()
+    pg = request.getfixturevalue("pg_warehouse")
+    monkeypatch.setenv("HUB_WAREHOUSE_URL", pg.url)
+    return pg
+
+
+def test_a_crm_soft_delete_lands_as_a_tombstone_and_an_undelete_clears_it(make_sandbox, warehouse):
+    box = make_sandbox(export=True)
     load("crm")
     accounts = crm_pages(box, "accounts")
     victim = accounts[len(accounts) // 2]["Id"]

@@ -133,7 +133,7 @@ def _predicates(
     """SQL over raw row `r`: (is gone, when it went, is alive again); `alive` only for a listing."""
     if isinstance(detector, Flagged):
         if detector.flag not in columns:  # no deleted record has landed yet
-            return "FALSE", "NULL", ""
+            return "FALSE", "CAST(NULL AS TIMESTAMP)", ""
         return f"COALESCE(r.{quote(detector.flag)}, FALSE)", _utc(f"r.{quote(detector.at)}", columns[detector.at]), ""
     keys = [name for name in (found.schema.names if found is not None else []) if name != "deleted_at"]
     match = " AND ".join(f"f.{quote(k)} = r.{quote(k)}" for k in keys) or "FALSE"
