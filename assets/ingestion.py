@@ -200,7 +200,10 @@ def _with_deleted(results: list[dg.MaterializeResult], found: dict[str, int]) ->
     """Each materialization with `rows_deleted`: its raw rows the source deleted, newly marked."""
     return [
         dg.MaterializeResult(
-            asset_key=r.asset_key, check_results=r.check_results, data_version=r.data_version, tags=r.tags,
+            asset_key=r.asset_key,
+            check_results=r.check_results,
+            data_version=r.data_version,
+            tags=r.tags,
             metadata={**(r.metadata or {}), "rows_deleted": found.get(r.asset_key.path[-1], 0)},
         )  # fmt: skip
         for r in results

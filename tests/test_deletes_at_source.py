@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-import uuid
 
 import dagster as dg
 import httpx
@@ -83,32 +82,51 @@ def test_a_tick_deletes_open_unbilled_orders_in_the_erp_and_the_shop(make_sandbo
     erp = sqlite3.connect(box.home / "sandbox" / "erp.sqlite")
     numbers = deleted["erp.sales_orders"]
     marks = ", ".join("?" * len(numbers))
-    assert erp.execute(f"SELECT count(*) FROM sales_orders WHERE order_number IN ({marks})", numbers).fetchone()[0] == 0
+    assert (
+        erp.execute(f"SELECT count(*) FROM sales_orders WHERE order_number IN ({marks})", numbers).fetchone()[
+            0
+        ]
+        == 0
+    )
     ids = [int(n[3:]) for n in numbers]
-    assert erp.execute(f"SELECT count(*) FROM sales_order_lines WHERE order_id IN ({marks})", ids).fetchone()[0] == 0
-    assert erp.execute("SELECT count(*) FROM sales_orders").fetchone()[0] == at_source(truth)["erp.sales_orders"]
+    assert (
+        erp.execute(f"SELECT count(*) FROM sales_order_lines WHERE order_id IN ({marks})", ids).fetchone()[0]
+        == 0
+    )
+    assert (
+        erp.execute("SELECT count(*) FROM sales_orders").fetchone()[0] == at_source(truth)["erp.sales_orders"]
+    )
     erp.close()
     # Only open orders nothing refers to: unbilled, and named by no planted record.
     invoiced = {i["order_ref"] for i in billing_pages(box, "invoices")}
     planted = {e["order_id"] for k in seeded["discrepancies"].values() for e in k if "order_id" in e}
     assert planted.isdisjoint(ids) and invoiced.isdisjoint(numbers)
-    assert {l[0] for l in deleted["erp.sales_order_lines"]} == set(numbers)
+    assert {line[0] for line in deleted["erp.sales_order_lines"]} == set(numbers)
 
     # The shop serves them no more, counts them no more, and lists each as a `destroy` event, paged.
     gone = set(deleted["shop.orders"])
     served = {o["id"] for o in shop_pages(box, "orders")}
     assert gone.isdisjoint(served) and {4500000000 + i for i in ids if 4500000000 + i in gone} == gone
     count = httpx.get(f"{box.url('shop')}{SHOP}/orders/count.json", headers=SHOP_AUTH).json()["count"]
-    assert count == len(served) == at_source(truth)["shop.orders"] == truth["counts"]["shop.orders"] - len(gone)
+    assert (
+        count == len(served) == at_source(truth)["shop.orders"] == truth["counts"]["shop.orders"] - len(gone)
+    )
     listed = events(box, limit=2)
     assert sorted(e["subject_id"] for e in listed) == sorted(gone)
-    assert {(e["subject_type"], e["verb"], e["created_at"]) for e in listed} == {("Order", "destroy", report["at"])}
+    assert {(e["subject_type"], e["verb"], e["created_at"]) for e in listed} == {
+        ("Order", "destroy", report["at"])
+    }
     assert events(box, created_at_min=report["at"]) == listed
-    later = (dt.datetime.strptime(report["at"], "%Y-%m-%dT%H:%M:%SZ") + dt.timedelta(seconds=1)).isoformat() + "Z"
+    later = (
+        dt.datetime.strptime(report["at"], "%Y-%m-%dT%H:%M:%SZ") + dt.timedelta(seconds=1)
+    ).isoformat() + "Z"
     assert events(box, created_at_min=later) == []
     # The record keeps every deletion; the counts of what the hub holds (tombstones included) stay.
     assert read_record(box.home)["deleted"] == deleted
-    assert truth["counts"]["erp.sales_orders"] == seeded["counts"]["erp.sales_orders"] + records["erp.sales_orders"]["new"]
+    assert (
+        truth["counts"]["erp.sales_orders"]
+        == seeded["counts"]["erp.sales_orders"] + records["erp.sales_orders"]["new"]
+    )
 
 
 def check_tombstones(box, warehouse: Warehouse) -> None:
@@ -135,14 +153,19 @@ def check_tombstones(box, warehouse: Warehouse) -> None:
     assert all(status == "open" for _, _, status in tombstones.values()), "the last values are kept"
     erp_load = {load_id for _, load_id, _ in tombstones.values()}
     assert len(erp_load) == 1 and erp_load.pop() > latest
-    assert all(at <= when <= dt.datetime.now(dt.UTC).replace(tzinfo=None) for when, _, _ in tombstones.values())
+    assert all(
+        at <= when <= dt.datetime.now(dt.UTC).replace(tzinfo=None) for when, _, _ in tombstones.values()
+    )
     lines = raw(warehouse, "raw_erp.sales_order_lines", "order_id, line_number, _hub_deleted_at")
     assert len(lines) == lines_before + report["records"]["erp.sales_order_lines"]["new"]
     assert sorted([f"SO-{o:010d}", n] for o, n, when in lines if when is not None) == sorted(
         deleted["erp.sales_order_lines"]
     )
 
-    shop = {i: (when, load_id) for i, when, load_id in raw(warehouse, "raw_shop.orders", "id, _hub_deleted_at, _dlt_load_id")}
+    shop = {
+        i: (when, load_id)
+        for i, when, load_id in raw(warehouse, "raw_shop.orders", "id, _hub_deleted_at, _dlt_load_id")
+    }
     marked = {i for i, (when, _) in shop.items() if when is not None}
     assert marked == set(deleted["shop.orders"])
     with warehouse.connect() as con:
@@ -164,7 +187,10 @@ def check_tombstones(box, warehouse: Warehouse) -> None:
     }
     third = load("erp", "shop")
     assert all(m["rows_deleted"] == 0 for m in third.values()), "a deletion is marked once"
-    assert raw(warehouse, "raw_erp.sales_orders", "order_number, _hub_deleted_at, _dlt_load_id, status") == orders
+    assert (
+        raw(warehouse, "raw_erp.sales_orders", "order_number, _hub_deleted_at, _dlt_load_id, status")
+        == orders
+    )
 
 
 def test_deleted_erp_and_shop_records_become_tombstones_on_duckdb(make_sandbox, monkeypatch):
@@ -207,7 +233,9 @@ def test_a_crm_soft_delete_lands_as_a_tombstone_and_an_undelete_clears_it(make_s
     with_deleted = crm_pages(box, "accounts", include_deleted="true")
     assert len(with_deleted) == len(accounts) and victim in {a["Id"] for a in with_deleted}
     loaded = load("crm")
-    assert loaded[("crm", "accounts")]["rows_deleted"] == 1 and loaded[("crm", "contacts")]["rows_deleted"] == 0
+    assert (
+        loaded[("crm", "accounts")]["rows_deleted"] == 1 and loaded[("crm", "contacts")]["rows_deleted"] == 0
+    )
     rows = raw(warehouse, "raw_crm.accounts", "id, _hub_deleted_at, _dlt_load_id, is_deleted")
     marked = [r for r in rows if r[1] is not None]
     assert [(i, flag) for i, _, _, flag in marked] == [(victim, True)]
@@ -234,19 +262,21 @@ def test_an_undeleted_erp_order_is_unmarked_by_the_next_load(make_sandbox, monke
     box, warehouse = make_sandbox(export=True), Warehouse()
     load("erp")
     erp = sqlite3.connect(box.home / "sandbox" / "erp.sqlite")
-    row = erp.execute("SELECT * FROM sales_orders WHERE status = 'open' ORDER BY order_id DESC LIMIT 1").fetchone()
+    row = erp.execute(
+        "SELECT * FROM sales_orders WHERE status = 'open' ORDER BY order_id DESC LIMIT 1"
+    ).fetchone()
     erp.execute("DELETE FROM sales_orders WHERE order_id = ?", [row[0]])
     erp.commit()
     assert load("erp")[("erp", "sales_orders")]["rows_deleted"] == 1
     query = f"SELECT _hub_deleted_at, _dlt_load_id FROM raw_erp.sales_orders WHERE order_id = {row[0]}"
     with warehouse.connect() as con:
-        (when, first_id), = con.rows(query)
+        ((when, first_id),) = con.rows(query)
     assert when is not None
     erp.execute(f"INSERT INTO sales_orders VALUES ({', '.join('?' * len(row))})", row)
     erp.commit()
     erp.close()
     assert load("erp")[("erp", "sales_orders")]["rows_deleted"] == 0
     with warehouse.connect() as con:
-        (when, second_id), = con.rows(query)
+        ((when, second_id),) = con.rows(query)
         assert con.scalar("SELECT count(*) FROM raw_erp.sales_orders WHERE _hub_deleted_at IS NOT NULL") == 0
     assert when is None and second_id > first_id

@@ -125,7 +125,11 @@ def _known(table: str, schema: pa.Schema) -> bool:
 
 
 def read_table(
-    url: str, table: str, since: dt.datetime | None, before: dt.datetime | None, columns: list[str] | None = None
+    url: str,
+    table: str,
+    since: dt.datetime | None,
+    before: dt.datetime | None,
+    columns: list[str] | None = None,
 ) -> Iterator[pa.Table]:
     """Arrow batches of `table` (its `columns`, default all) with since <= updated_at < before (UTC)."""
     where, params = _window(since, before)
@@ -148,7 +152,9 @@ def _window(since, before) -> tuple[str, list[str]]:
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-def _sqlite(url: str, table: str, where: str, params: list[str], only: list[str] | None) -> Iterator[pa.Table]:
+def _sqlite(
+    url: str, table: str, where: str, params: list[str], only: list[str] | None
+) -> Iterator[pa.Table]:
     import connectorx as cx
 
     # SQLite keeps NUMERIC as REAL or INTEGER row by row; connectorx wants one type per column.

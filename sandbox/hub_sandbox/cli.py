@@ -164,6 +164,9 @@ def truth(as_json: bool = typer.Option(False, "--json", help="Print the whole tr
     if writes["not_followed"]:
         console.print(f"[yellow]{len(writes['not_followed'])} created record(s) the truth cannot place "
                       "(see `hub_writes.not_followed` in --json): it does not describe them[/yellow]")  # fmt: skip
+    if any(data["deleted"].values()):
+        console.print("deleted at the sources by ticks (tombstones in raw): "
+                      + ", ".join(f"{name} {len(keys)}" for name, keys in sorted(data["deleted"].items())))  # fmt: skip
 
 
 @app.command()

@@ -99,7 +99,9 @@ def _add_token_endpoint(app: FastAPI, system: System, tokens: dict[str, tuple[st
 def _add_reads(app: FastAPI, system: System, client_of: Callable[[Request], str]) -> None:
     """Cursor-paged lists of accounts and contacts, and `changes`: has anything changed since?"""
 
-    def listing(resource: str, request: Request, modified_since, modified_before, limit, cursor, deleted) -> Response:
+    def listing(
+        resource: str, request: Request, modified_since, modified_before, limit, cursor, deleted
+    ) -> Response:
         client_of(request)
         since, before = (
             parse_ts(modified_since, "modified_since"),

@@ -91,7 +91,10 @@ def _add_events(app: FastAPI, system: System, authorize) -> None:
             filter, verb, since, before = cursor.get("f"), cursor.get("v"), cursor.get("s"), cursor.get("b")
         else:
             cursor = None
-            since, before = parse_ts(created_at_min, "created_at_min"), parse_ts(created_at_max, "created_at_max")
+            since, before = (
+                parse_ts(created_at_min, "created_at_min"),
+                parse_ts(created_at_max, "created_at_max"),
+            )
         resource = SUBJECTS.get(filter or "Order")
         if resource is None or verb not in (None, "destroy"):  # the shop logs order deletions only
             return JSONResponse({"events": []})

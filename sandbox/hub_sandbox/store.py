@@ -93,7 +93,11 @@ class Store:
             self._counts, self._numbers, self._version = {}, {}, version
 
     def count(
-        self, resource: str, since: str | None = None, before: str | None = None, include_deleted: bool = False
+        self,
+        resource: str,
+        since: str | None = None,
+        before: str | None = None,
+        include_deleted: bool = False,
     ) -> int:
         """Records in the window; soft-deleted ones only with `include_deleted`. All records minus
         the few soft-deleted ones: the index answers both, where a filter would read every row."""
@@ -199,13 +203,17 @@ class Store:
     def counts(self) -> dict[str, int]:
         """Records per resource, soft-deleted ones left out."""
         return dict(
-            self.con.execute(f"SELECT resource, count(*) FROM records WHERE {ALIVE} GROUP BY 1 ORDER BY 1").fetchall()
+            self.con.execute(
+                f"SELECT resource, count(*) FROM records WHERE {ALIVE} GROUP BY 1 ORDER BY 1"
+            ).fetchall()
         )
 
     def delete(self, resource: str, deleted: list[tuple], at: str) -> None:
         """Hard-delete records (id, label) in one transaction, each logged in `deletions` at `at`."""
         with self.transaction():
-            self.con.executemany("DELETE FROM records WHERE resource = ? AND id = ?", [(resource, i) for i, _ in deleted])
+            self.con.executemany(
+                "DELETE FROM records WHERE resource = ? AND id = ?", [(resource, i) for i, _ in deleted]
+            )
             self.con.executemany(
                 "INSERT INTO deletions (resource, id, label, deleted_at) VALUES (?, ?, ?, ?)",
                 [(resource, i, label, at) for i, label in deleted],
@@ -231,7 +239,9 @@ class Store:
         """Mark a record deleted (kept, listed only when asked for deleted ones), with its new body."""
         with self.transaction():
             self._put_body(resource, record_id, at, body)
-            self.con.execute("INSERT OR REPLACE INTO soft_deleted VALUES (?, ?, ?)", [resource, record_id, at])
+            self.con.execute(
+                "INSERT OR REPLACE INTO soft_deleted VALUES (?, ?, ?)", [resource, record_id, at]
+            )
 
     def undelete(self, resource: str, record_id, at: str, body: dict) -> None:
         """Bring a soft-deleted record back, with its new body."""

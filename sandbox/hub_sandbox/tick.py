@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from hub_sandbox.seed import read_world_info, write_settlements, write_world_info
 from hub_sandbox import tick_deletes
+from hub_sandbox.seed import read_world_info, write_settlements, write_world_info
 from hub_sandbox.store import Store
 from hub_sandbox.truth import read_record, write_record
 from hub_sandbox.world_erp import WEB_SHARE

@@ -134,7 +134,11 @@ def _predicates(
     if isinstance(detector, Flagged):
         if detector.flag not in columns:  # no deleted record has landed yet
             return "FALSE", "CAST(NULL AS TIMESTAMP)", ""
-        return f"COALESCE(r.{quote(detector.flag)}, FALSE)", _utc(f"r.{quote(detector.at)}", columns[detector.at]), ""
+        return (
+            f"COALESCE(r.{quote(detector.flag)}, FALSE)",
+            _utc(f"r.{quote(detector.at)}", columns[detector.at]),
+            "",
+        )
     keys = [name for name in (found.schema.names if found is not None else []) if name != "deleted_at"]
     match = " AND ".join(f"f.{quote(k)} = r.{quote(k)}" for k in keys) or "FALSE"
     listed = f"EXISTS (SELECT 1 FROM {FOUND} f WHERE {match})"
