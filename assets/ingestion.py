@@ -32,6 +32,12 @@ and boundary hashes in dlt state, stored in the warehouse by dlt's load as befor
 table of the same schema, so its schema knows the columns. Bypassed: the Parquet file, the
 staging table and dlt's MERGE; `rows_loaded` is the sink's count. `HUB_DIRECT_ARROW_LOAD=0`
 turns it off; a Postgres warehouse always loads through dlt.
+
+Deletions at the source: after the load, each loaded resource whose system declares how its
+deletions show (`System.deletions`, `integration_hub/systems/kit/deletions.py`) is asked, and
+its raw rows deleted at the source become tombstones (`_hub_deleted_at`, with this load's id),
+one UPDATE per resource; `rows_deleted` in the materialization and the audit row's details
+says how many.
 """
 
 import contextlib
@@ -47,12 +53,14 @@ import dagster as dg
 import dlt
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, build_dlt_asset_specs
 from dagster_dlt.translator import DltResourceTranslatorData
+from dlt.common.storages.load_package import create_load_id
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from assets.load_outcome import contract_specs, finish_load, load_failure, retry_or_fail
 from integration_hub import settings, systems
 from integration_hub.engine.audit import now
 from integration_hub.systems import System
+from integration_hub.systems.kit import deletions
 from integration_hub.systems.kit.contract import Rejects
 from integration_hub.systems.kit.files import FileReport
 from integration_hub.warehouse import Warehouse
@@ -159,6 +167,49 @@ def _run(
             raise retry_or_fail(context, load_failure(source_system.name, exc, where)) from exc
 
 
+def _mark_deletions(
+    context: dg.AssetExecutionContext, source_system: System, warehouse: Warehouse, pipeline: dlt.Pipeline,
+    events: list, since: dict[str, str],
+) -> dict[str, int]:  # fmt: skip
+    """Tombstone the raw rows the source deleted, for each loaded resource that declares how its
+    deletions show; rows newly marked per resource. `since`: where each resource's load started."""
+    system, loaded = source_system.name, [e.asset_key.path[-1] for e in events]
+    declared = [r for r in loaded if r in source_system.deletions]
+    if not declared:
+        return {}
+    info = pipeline.last_trace.last_load_info if pipeline.last_trace else None
+    load_id = max(info.loads_ids) if info and info.loads_ids else create_load_id()
+    client = getattr(context.resources, resource_key(system)).source_kwargs()
+    found: dict[str, int] = {}
+    for resource in declared:
+        detector = source_system.deletions[resource]
+        try:
+            listed = detector.found(client, resource, since.get(resource))
+        except Exception as exc:  # the load is kept; the step is retried to ask again
+            raise retry_or_fail(context, load_failure(system, exc, f"the deletions of {resource}")) from exc
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        marked = deletions.mark(warehouse, f"raw_{system}", resource, detector, listed, load_id, now)
+        found[resource] = marked.deleted
+        if marked.deleted or marked.revived:
+            context.log.info(f"{system}.{resource}: {marked.deleted} row(s) deleted at the source marked "
+                             f"in raw, {marked.revived} back at the source unmarked (load {load_id})")  # fmt: skip
+    return found
+
+
+def _with_deleted(results: list[dg.MaterializeResult], found: dict[str, int]) -> list[dg.MaterializeResult]:
+    """Each materialization with `rows_deleted`: its raw rows the source deleted, newly marked."""
+    return [
+        dg.MaterializeResult(
+            asset_key=r.asset_key,
+            check_results=r.check_results,
+            data_version=r.data_version,
+            tags=r.tags,
+            metadata={**(r.metadata or {}), "rows_deleted": found.get(r.asset_key.path[-1], 0)},
+        )  # fmt: skip
+        for r in results
+    ]
+
+
 def _cursors_or(
     pipeline: dlt.Pipeline, source_system: System, live: bool, bound: dt.datetime
 ) -> dict[str, str]:
@@ -219,13 +270,14 @@ def incremental_assets(source_system: System) -> dg.AssetsDefinition:
             )
             events = _run(context, source_system, source, pipeline, translator, f"partition {partition}")
             after = _cursors_or(pipeline, source_system, live, end)
-            yield from finish_load(
+            found = _mark_deletions(context, source_system, warehouse, pipeline, events, before)
+            yield from _with_deleted(finish_load(
                 context, source_system, warehouse, pipeline, events, rejects, partition=partition, started=started,
                 cursors=(before, after), sink=sink,
                 details={"pipeline": name, "mode": "live" if live else "window",
                          "load_path": f"direct arrow ({', '.join(sorted(set(sink.modes.values())))})"
-                         if sink else "dlt"},
-            )  # fmt: skip
+                         if sink else "dlt", **({"rows_deleted": found} if found else {})},
+            ), found)  # fmt: skip
 
     return load
 
@@ -270,10 +322,12 @@ def file_assets(source_system: System) -> dg.AssetsDefinition:
             where = f"files {config.files or 'pending'}"
             events = _run(context, source_system, source, pipeline, translator, where)
             files = report.metadata()  # the adapter logged each rejected, replaced or waiting file
-            yield from finish_load(
+            found = _mark_deletions(context, source_system, warehouse, pipeline, events, {})
+            yield from _with_deleted(finish_load(
                 context, source_system, warehouse, pipeline, events, rejects, partition=None, started=started,
-                cursors=({}, {}), details={"pipeline": pipeline.pipeline_name, **files},
-            )  # fmt: skip
+                cursors=({}, {}), details={"pipeline": pipeline.pipeline_name, **files,
+                                           **({"rows_deleted": found} if found else {})},
+            ), found)  # fmt: skip
 
     return load
 

@@ -4,6 +4,11 @@ Everything per system comes from its descriptor (`integration_hub.systems`): how
 records at the source (`count`), the SQL of a record's key in each raw table (`raw_keys`) and
 the SQL counting its canonical rows (`canonical_rows`). A new system is counted, compared
 and reported by declaring those; nothing here names a system.
+
+A record deleted at its source stays in raw as a tombstone (`_hub_deleted_at` set,
+`integration_hub/systems/kit/deletions.py`). The source no longer counts it, so neither does
+the comparison with the source (`landed`); the comparison with canonical (`rows`) still does,
+as the canonical models build from every raw row.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ import pyarrow as pa
 
 from integration_hub import systems
 from integration_hub.engine.audit import now
-from integration_hub.warehouse import Warehouse, literal
+from integration_hub.systems.kit.deletions import DELETED_AT
+from integration_hub.warehouse import Warehouse, literal, quote
 
 SOURCE_COUNTS = pa.schema([("counted_at", pa.timestamp("us")), ("system", pa.string()),
                            ("resource", pa.string()), ("rows", pa.int64())])  # fmt: skip
@@ -98,12 +104,20 @@ def present(warehouse: Warehouse | None) -> list[tuple[str, str]]:
     return sorted(k for k in keys if warehouse is None or warehouse.table_exists(f"raw_{k[0]}", k[1]))
 
 
+def _alive(warehouse: Warehouse | None, system: str, resource: str) -> str:
+    """SQL condition of the raw rows not deleted at the source (TRUE when the table has no tombstones)."""
+    if warehouse is None or DELETED_AT not in {c for c, _ in warehouse.columns(f"raw_{system}", resource)}:
+        return "TRUE"
+    return f"{quote(DELETED_AT)} IS NULL"
+
+
 def landed_sql(warehouse: Warehouse | None = None) -> str:
-    """One row per raw table: its distinct records (`rows`) and those plus the ones quarantined at load (`landed`)."""
+    """One row per raw table: its distinct records (`rows`, tombstones included, as canonical
+    counts them) and those the source still holds plus the ones quarantined at load (`landed`)."""
     keys = raw_keys()
     parts = [
-        f"SELECT '{s}.{r}' AS id, '{s}.{r}' AS resource, (SELECT count(DISTINCT {keys[(s, r)]}) FROM raw_{s}.{r}) "
-        f"+ {_refused_now(warehouse, s, r)} AS landed, "
+        f"SELECT '{s}.{r}' AS id, '{s}.{r}' AS resource, (SELECT count(DISTINCT {keys[(s, r)]}) FROM raw_{s}.{r} "
+        f"WHERE {_alive(warehouse, s, r)}) + {_refused_now(warehouse, s, r)} AS landed, "
         f"(SELECT count(DISTINCT {keys[(s, r)]}) "
         f"FROM raw_{s}.{r}) AS rows FROM (SELECT 1) one"
         for s, r in present(warehouse)

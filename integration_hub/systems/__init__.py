@@ -3,7 +3,8 @@
 A module in this package is a system when it defines `SYSTEM`, a `System` descriptor: its
 adapter (a plain dlt source: auth, paging, cursors, row contracts) and/or its destination
 writers, where its client reaches it and with which credentials, how to count its records
-at the source, the keys of its raw tables, the schedule that loads it, its rank in identity
+at the source, how it tells that a record was deleted there, the keys of its raw tables, the
+schedule that loads it, its rank in identity
 survivorship and the keys `hub audit trace` follows. Every layer loops over `registry()`:
 ingestion, completeness reconciliation, trace, automation, identity, the client resources
 and the sandbox. Adding a system means dropping one module here (plus one SQL transformer
@@ -86,6 +87,9 @@ class System:
     raw_keys: Mapping[str, str] = field(default_factory=dict)
     canonical_rows: Mapping[str, tuple[str | None, str]] = field(default_factory=dict)
     count: Callable[..., dict[str, int]] | None = None  # resource -> rows at the source now
+    # resource -> how the source tells a record was deleted (`kit/deletions.py`: Flagged, Listed,
+    # KeySet); after each load of it, raw rows deleted at the source become tombstones.
+    deletions: Mapping[str, Any] = field(default_factory=dict)
     identity_rank: int | None = None  # survivorship of customer master data: 0 is the master
     trace: TraceKeys = TraceKeys()
     writers: Mapping[str, type] = field(default_factory=dict)  # destination object -> writer class
@@ -102,6 +106,8 @@ class System:
             problems.append("a source needs `resources` (resource -> description)")
         if unknown := sorted(set(self.raw_keys) - set(self.resources)):
             problems.append(f"raw_keys name resources it does not have: {unknown}")
+        if unknown := sorted(set(self.deletions) - set(self.resources)):
+            problems.append(f"deletions name resources it does not have: {unknown}")
         if self.location == "folder" and not self.file_pattern:
             problems.append("a folder system needs `file_pattern`")
         if self.location != "url" and self.default_location is None:

@@ -3,7 +3,9 @@
 Source: OAuth2 client credentials (re-authenticating when the server expires a token mid-run),
 cursor pagination (`next_cursor` → `cursor`), incremental on `LastModifiedDate` through
 `modified_since` (inclusive) / `modified_before` (exclusive). `changed_since` is the
-cheap "anything new?" call the change sensor makes.
+cheap "anything new?" call the change sensor makes. Lists include deleted records
+(`include_deleted=true`, as Salesforce's `queryAll`): they land with `IsDeleted` true and their
+deletion time as `LastModifiedDate`, and become tombstones in raw (`kit/deletions.py`).
 
 Destination: `accounts/upsert` (`CrmAccounts`, ≤ 200 records a call, matched by `AccountNumber`).
 """
@@ -19,6 +21,7 @@ from dlt.sources.helpers.rest_client.paginators import JSONResponseCursorPaginat
 
 from integration_hub.systems import Credential, System, TraceKeys
 from integration_hub.systems.kit.contract import NUMBER, TEXT, TIMESTAMP, Contract, Rejects
+from integration_hub.systems.kit.deletions import Flagged
 from integration_hub.systems.kit.rest import (
     Api,
     ReauthenticatingClientCredentials,
@@ -85,7 +88,7 @@ def source(
             cursor="LastModifiedDate",
             since="modified_since",
             before="modified_before",
-            params={"limit": page_size},
+            params={"limit": page_size, "include_deleted": "true"},
         ),
         base_url=base_url,
         auth=auth(base_url, client_id, client_secret),
@@ -182,6 +185,8 @@ SYSTEM = System(
     # Customer records are counted in the xref: identity resolution keeps every record, merged or not.
     canonical_rows={"accounts": (None, "SELECT count(*) FROM canonical.customer_xref WHERE system = 'crm'")},
     count=count,
+    # dlt's names of `IsDeleted` and `LastModifiedDate`
+    deletions=dict.fromkeys(DESCRIPTIONS, Flagged(flag="is_deleted", at="last_modified_date")),
     identity_rank=1,
     trace=TraceKeys(customers=("accounts", "id")),
     writers={"accounts": CrmAccounts},

@@ -35,6 +35,7 @@ from integration_hub import settings
 from integration_hub.systems import System, TraceKeys
 from integration_hub.systems.kit.arrow import normalized
 from integration_hub.systems.kit.contract import Rejects
+from integration_hub.systems.kit.deletions import KeySet
 from integration_hub.systems.kit.dlt_internals import current_schema, incremental_rows
 
 NAME = "erp"
@@ -124,14 +125,18 @@ def _known(table: str, schema: pa.Schema) -> bool:
 
 
 def read_table(
-    url: str, table: str, since: dt.datetime | None, before: dt.datetime | None
+    url: str,
+    table: str,
+    since: dt.datetime | None,
+    before: dt.datetime | None,
+    columns: list[str] | None = None,
 ) -> Iterator[pa.Table]:
-    """Arrow batches of `table` with since <= updated_at < before (UTC)."""
+    """Arrow batches of `table` (its `columns`, default all) with since <= updated_at < before (UTC)."""
     where, params = _window(since, before)
     if url.startswith(("postgresql", "postgres")):
-        yield from _postgres_copy(url, table, where, params)
+        yield from _postgres_copy(url, table, where, params, columns)
     elif url.startswith("sqlite"):
-        yield from _sqlite(url, table, where, params)
+        yield from _sqlite(url, table, where, params, columns)
     else:
         raise ValueError(f"ERP URL must be sqlite:/// or postgresql://, got scheme {url.split(':', 1)[0]!r}")
 
@@ -147,7 +152,9 @@ def _window(since, before) -> tuple[str, list[str]]:
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
-def _sqlite(url: str, table: str, where: str, params: list[str]) -> Iterator[pa.Table]:
+def _sqlite(
+    url: str, table: str, where: str, params: list[str], only: list[str] | None
+) -> Iterator[pa.Table]:
     import connectorx as cx
 
     # SQLite keeps NUMERIC as REAL or INTEGER row by row; connectorx wants one type per column.
@@ -156,6 +163,7 @@ def _sqlite(url: str, table: str, where: str, params: list[str]) -> Iterator[pa.
         if kind.upper().startswith(("NUMERIC", "DECIMAL"))
         else _ident(name)
         for name, kind in _sqlite_columns(url, table)
+        if only is None or name in only
     )
     # connectorx takes no bind parameters; the values are timestamps this module formatted.
     query = f"SELECT {columns} FROM {_ident(table)}" + (where % tuple(f"'{p}'" for p in params))
@@ -176,9 +184,13 @@ def _sqlite_columns(url: str, table: str) -> list[tuple[str, str]]:
     return columns
 
 
-def _postgres_copy(url: str, table: str, where: str, params: list[str]) -> Iterator[pa.Table]:
+def _postgres_copy(
+    url: str, table: str, where: str, params: list[str], only: list[str] | None
+) -> Iterator[pa.Table]:
     with psycopg.connect(_libpq(url)) as con, con.cursor() as cur:
         schema = _pg_arrow_schema(cur, table)
+        if only is not None:
+            schema = pa.schema([field for field in schema if field.name in only])
         columns = ", ".join(_ident(name) for name in schema.names)
         query = psycopg.ClientCursor(con).mogrify(
             f"SELECT {columns} FROM {_ident(SCHEMA)}.{_ident(table)}{where}", params
@@ -336,6 +348,16 @@ def count(url: str) -> dict[str, int]:
         }
 
 
+def keys(table: str, url: str) -> pa.Table:
+    """Every primary key of `table` at the source now, read the fast way its rows are (a COPY or
+    connectorx: millions of keys at scale), for the key-set comparison that finds deleted rows."""
+    columns = PRIMARY_KEYS[table]
+    chunks = list(read_table(url, table, None, None, columns))
+    if not chunks:
+        return pa.table({name: pa.array([], pa.int64()) for name in columns})
+    return pa.concat_tables(chunks).rename_columns([normalized(name) for name in columns])
+
+
 SYSTEM = System(
     name=NAME,
     description="The ERP database (NetSuite-like tables): the customer master, products and sales orders.",
@@ -359,6 +381,8 @@ SYSTEM = System(
         ),
     },  # fmt: skip
     count=count,
+    # The ERP hard-deletes rows: a row in raw whose key the ERP no longer holds was deleted.
+    deletions=dict.fromkeys(DESCRIPTIONS, KeySet(keys)),
     identity_rank=0,
     trace=TraceKeys(
         raw=(("erp_order_id", "sales_orders", "order_id"), ("erp_order_id", "sales_order_lines", "order_id")),

@@ -3,17 +3,26 @@
 API key in `X-Shopify-Access-Token`, pages in the `Link` header, incremental on
 `updated_at` through `updated_at_min` (inclusive) / `updated_at_max` (exclusive).
 Line items land as the child table `orders__line_items` (`_dlt_parent_id` = `orders._dlt_id`).
+
+Deleted orders are listed by the Events API (`events.json?filter=Order&verb=destroy`), from the
+orders' cursor the load started at: every deletion since the last change the hub saw, so none is
+missed however long the hub was away, and one listed twice is marked once (`kit/deletions.py`).
+Shopify has no events of deleted customers (only a webhook tells), so those are not detected.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+
 import dlt
+import pyarrow as pa
 from dlt.sources.helpers.rest_client.auth import APIKeyAuth
 from dlt.sources.helpers.rest_client.paginators import HeaderLinkPaginator
 
 from integration_hub.systems import Credential, System, TraceKeys
 from integration_hub.systems.kit.contract import DECIMAL_TEXT, INTEGER, TIMESTAMP, Contract, Rejects
-from integration_hub.systems.kit.rest import Api, get_json, rest_source
+from integration_hub.systems.kit.deletions import Listed
+from integration_hub.systems.kit.rest import Api, get_json, rest_source, session
 
 NAME = "shop"
 API = "/admin/api/2025-01"
@@ -66,6 +75,22 @@ def count(base_url: str, api_key: str) -> dict[str, int]:
     }
 
 
+def deleted_orders(since: str | None, base_url: str, api_key: str) -> pa.Table:
+    """Orders deleted at or after `since` (all when None): `id` and `deleted_at` (naive UTC)."""
+    http, ids, stamps = session(), [], []
+    url: str | None = f"{base_url}{API}/events.json"
+    params = {"filter": "Order", "verb": "destroy", "limit": 250, "created_at_min": since}
+    while url:
+        response = http.get(url, params=params, headers={"X-Shopify-Access-Token": api_key})
+        response.raise_for_status()
+        for event in response.json()["events"]:
+            ids.append(int(event["subject_id"]))
+            stamps.append(dt.datetime.fromisoformat(event["created_at"].replace("Z", "+00:00")))
+        url, params = response.links.get("next", {}).get("url"), None  # the page_info URL carries the filters
+    utc = [s.astimezone(dt.UTC).replace(tzinfo=None) for s in stamps]
+    return pa.table({"id": pa.array(ids, pa.int64()), "deleted_at": pa.array(utc, pa.timestamp("us"))})
+
+
 SYSTEM = System(
     name=NAME,
     description="The web shop (Shopify-like): web orders and shopper accounts.",
@@ -84,6 +109,7 @@ SYSTEM = System(
         ),
     },  # fmt: skip
     count=count,
+    deletions={"orders": Listed(deleted_orders)},
     identity_rank=2,
     trace=TraceKeys(
         raw=(("shop_order_id", "orders", "id"),),

@@ -99,20 +99,32 @@ def batch_of(body: dict, name: str, limit: int) -> list[dict]:
 
 
 def keyset_page(
-    system: System, resource: str, cursor: dict | None, since: str | None, before: str | None, limit: int
+    system: System,
+    resource: str,
+    cursor: dict | None,
+    since: str | None,
+    before: str | None,
+    limit: int,
+    include_deleted: bool = False,
 ) -> tuple[list[str], dict | None]:
     """One page (JSON bodies) ordered by (updated, id) and the cursor of the next page (None on the last).
 
-    The cursor carries the filters, so following it needs no other parameter.
+    The cursor carries the filters (soft-deleted records included or not), so following it
+    needs no other parameter.
     """
     if cursor is not None:
         since, before, after = cursor.get("s"), cursor.get("b"), cursor.get("a")
+        include_deleted = bool(cursor.get("d"))
     else:
         after = None
-    rows = system.store.page_after(resource, tuple(after) if after else None, limit + 1, since, before)
+    rows = system.store.page_after(
+        resource, tuple(after) if after else None, limit + 1, since, before, include_deleted
+    )
     more = len(rows) > limit
     rows = rows[:limit]
     nxt = {"s": since, "b": before, "a": [rows[-1][0], rows[-1][1]]} if more else None
+    if nxt and include_deleted:
+        nxt["d"] = True
     return system.faults.shape_bodies(resource, [r[2] for r in rows]), nxt
 
 

@@ -117,9 +117,9 @@ def seed_command(
 @app.command()
 def tick(
     fraction: float = typer.Option(0.01, help="Share of the ERP's orders to add (and to update)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the new/changed counts as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print the new/changed/deleted counts as JSON."),
 ) -> None:
-    """Let the business run on: new orders, fulfilled orders, changed customers, in every system."""
+    """Let the business run on: new, fulfilled and deleted orders, changed customers, in every system."""
     from hub_sandbox.tick import TickError, run_tick
 
     if not 0 < fraction <= 1:
@@ -131,9 +131,9 @@ def tick(
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
-    table = Table("system.resource", "new", "changed")
+    table = Table("system.resource", "new", "changed", "deleted")
     for name, c in report["records"].items():
-        table.add_row(name, str(c["new"]), str(c["changed"]))
+        table.add_row(name, str(c["new"]), str(c["changed"]), str(c["deleted"]))
     console.print(f"tick {report['tick']} at {report['at']}")
     console.print(table)
 
@@ -164,6 +164,9 @@ def truth(as_json: bool = typer.Option(False, "--json", help="Print the whole tr
     if writes["not_followed"]:
         console.print(f"[yellow]{len(writes['not_followed'])} created record(s) the truth cannot place "
                       "(see `hub_writes.not_followed` in --json): it does not describe them[/yellow]")  # fmt: skip
+    if any(data["deleted"].values()):
+        console.print("deleted at the sources by ticks (tombstones in raw): "
+                      + ", ".join(f"{name} {len(keys)}" for name, keys in sorted(data["deleted"].items())))  # fmt: skip
 
 
 @app.command()

@@ -1,4 +1,10 @@
-"""The CRM (Salesforce-like): OAuth2 client credentials, cursor pages, `modified_since`, upserts."""
+"""The CRM (Salesforce-like): OAuth2 client credentials, cursor pages, `modified_since`, upserts.
+
+Soft deletes, as Salesforce's recycle bin: a deleted record keeps its row, gets `IsDeleted: true`
+and its deletion time as `LastModifiedDate`, and is listed only with `include_deleted=true` (as
+`queryAll` lists it); counts leave it out. `/_admin/records/{resource}/{id}/delete` and
+`…/undelete` (no auth, like every admin endpoint) do it: the business, not the API, deletes.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,16 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
 
 from hub_sandbox import secret
-from hub_sandbox.api import ApiError, bearer, check_secret, decode_cursor, encode_cursor, json_body, parse_ts
+from hub_sandbox.api import (
+    ApiError,
+    bearer,
+    check_secret,
+    decode_cursor,
+    encode_cursor,
+    json_body,
+    now_ts,
+    parse_ts,
+)
 from hub_sandbox.app import System, batch_of, batch_upsert, keyset_page, page_response, system_app
 
 API = "/services/data/v1"
@@ -33,6 +48,7 @@ def build_app(home: Path) -> FastAPI:
     client_of = _token_check(system, tokens)
     _add_reads(app, system, client_of)
     _add_upsert(app, system, client_of)
+    _add_soft_deletes(app, system)
     return app
 
 
@@ -83,7 +99,9 @@ def _add_token_endpoint(app: FastAPI, system: System, tokens: dict[str, tuple[st
 def _add_reads(app: FastAPI, system: System, client_of: Callable[[Request], str]) -> None:
     """Cursor-paged lists of accounts and contacts, and `changes`: has anything changed since?"""
 
-    def listing(resource: str, request: Request, modified_since, modified_before, limit, cursor) -> Response:
+    def listing(
+        resource: str, request: Request, modified_since, modified_before, limit, cursor, deleted
+    ) -> Response:
         client_of(request)
         since, before = (
             parse_ts(modified_since, "modified_since"),
@@ -91,14 +109,14 @@ def _add_reads(app: FastAPI, system: System, client_of: Callable[[Request], str]
         )
         position = decode_cursor(cursor, "cursor") if cursor else None
         if position:
-            since, before = position.get("s"), position.get("b")
-        rows, nxt = keyset_page(system, resource, position, since, before, limit)
+            since, before, deleted = position.get("s"), position.get("b"), bool(position.get("d"))
+        rows, nxt = keyset_page(system, resource, position, since, before, limit, include_deleted=deleted)
         return page_response(
             "records",
             rows,
             {
                 "next_cursor": encode_cursor(nxt) if nxt else None,
-                "total_size": system.store.count(resource, since, before),
+                "total_size": system.store.count(resource, since, before, include_deleted=deleted),
             },
         )
 
@@ -110,8 +128,9 @@ def _add_reads(app: FastAPI, system: System, client_of: Callable[[Request], str]
             modified_before: str | None = None,
             limit: int = Query(200, ge=1, le=2000),
             cursor: str | None = None,
+            include_deleted: bool = False,
         ) -> Response:
-            return listing(resource, request, modified_since, modified_before, limit, cursor)
+            return listing(resource, request, modified_since, modified_before, limit, cursor, include_deleted)
 
     add_listing("accounts")
     add_listing("contacts")
@@ -120,7 +139,8 @@ def _add_reads(app: FastAPI, system: System, client_of: Callable[[Request], str]
     async def changes(request: Request, since: str | None = None) -> dict:
         client_of(request)
         since = parse_ts(since, "since")
-        count = sum(system.store.count(r, since) for r in ("accounts", "contacts"))
+        # A deletion is a change too: the load that follows lists it (`include_deleted`).
+        count = sum(system.store.count(r, since, include_deleted=True) for r in ("accounts", "contacts"))
         latest = max(filter(None, (system.store.latest(r) for r in ("accounts", "contacts"))), default=None)
         return {"changed": count > 0, "count": count, "latest": latest}
 
@@ -159,6 +179,27 @@ def _add_upsert(app: FastAPI, system: System, client_of: Callable[[Request], str
                 for o in outcomes
             ]
         }
+
+
+def _add_soft_deletes(app: FastAPI, system: System) -> None:
+    """Admin: soft-delete a record, or bring it back (Salesforce's undelete)."""
+
+    def change(resource: str, record_id: str, deleted: bool) -> dict:
+        body = system.store.get(resource, record_id)
+        if body is None or resource not in ("accounts", "contacts"):
+            raise ApiError(404, "not_found", f"no {resource} record {record_id[:40]!r}")
+        stamp = now_ts()
+        body |= {"IsDeleted": deleted, "LastModifiedDate": stamp}
+        (system.store.soft_delete if deleted else system.store.undelete)(resource, record_id, stamp, body)
+        return body
+
+    @app.post("/_admin/records/{resource}/{record_id}/delete")
+    async def delete(resource: str, record_id: str) -> dict:
+        return change(resource, record_id, True)
+
+    @app.post("/_admin/records/{resource}/{record_id}/undelete")
+    async def undelete(resource: str, record_id: str) -> dict:
+        return change(resource, record_id, False)
 
 
 def match(record: dict) -> tuple[object, list[str]]:

@@ -6,6 +6,11 @@ orders on and an optional match key (the field upserts match on). Lists are orde
 Table `api_created` notes the records created through the API that the sandbox's truth
 follows (billing invoices, CRM accounts: the hub's writes; seed and tick never write it), in
 the transaction that creates them (`hub_sandbox.truth`).
+
+Deletions, as the vendors keep them: a hard delete removes the record and logs it in
+`deletions` (Shopify lists these as `destroy` events); a soft delete (Salesforce's
+`IsDeleted`, listed by `queryAll`) keeps the record and notes it in `soft_deleted`. Lists and
+counts leave soft-deleted records out unless asked for them.
 """
 
 from __future__ import annotations
@@ -22,11 +27,19 @@ CREATE TABLE IF NOT EXISTS records (
 CREATE TABLE IF NOT EXISTS idempotency (key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, record_id NOT NULL);
 CREATE TABLE IF NOT EXISTS api_created (
     resource TEXT NOT NULL, id NOT NULL, match_key TEXT, created_at TEXT NOT NULL, PRIMARY KEY (resource, id));
+CREATE TABLE IF NOT EXISTS deletions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, resource TEXT NOT NULL, id NOT NULL, label TEXT, deleted_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS soft_deleted (
+    resource TEXT NOT NULL, id NOT NULL, deleted_at TEXT NOT NULL, PRIMARY KEY (resource, id));
 """
 INDEXES = """
 CREATE INDEX IF NOT EXISTS records_by_updated ON records (resource, updated_at, id);
 CREATE INDEX IF NOT EXISTS records_by_match_key ON records (resource, match_key, id);
+CREATE INDEX IF NOT EXISTS deletions_by_time ON deletions (resource, deleted_at, seq);
 """
+# A record is listed and counted unless it is soft-deleted (`include_deleted` lists those too).
+ALIVE = "NOT EXISTS (SELECT 1 FROM soft_deleted s WHERE s.resource = records.resource AND s.id = records.id)"
+SOFT_DELETED_IDS = "SELECT id FROM soft_deleted s WHERE s.resource = records.resource"
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -64,8 +77,10 @@ class Store:
     def close(self) -> None:
         self.con.close()
 
-    def _where(self, resource: str, since: str | None, before: str | None) -> tuple[str, list]:
-        sql, args = "resource = ?", [resource]
+    def _where(
+        self, resource: str, since: str | None, before: str | None, include_deleted: bool = False
+    ) -> tuple[str, list]:
+        sql, args = "resource = ?" + ("" if include_deleted else f" AND {ALIVE}"), [resource]
         if since:
             sql, args = sql + " AND updated_at >= ?", [*args, since]
         if before:
@@ -77,14 +92,22 @@ class Store:
         if version != self._version:
             self._counts, self._numbers, self._version = {}, {}, version
 
-    def count(self, resource: str, since: str | None = None, before: str | None = None) -> int:
+    def count(
+        self,
+        resource: str,
+        since: str | None = None,
+        before: str | None = None,
+        include_deleted: bool = False,
+    ) -> int:
+        """Records in the window; soft-deleted ones only with `include_deleted`. All records minus
+        the few soft-deleted ones: the index answers both, where a filter would read every row."""
         self._forget_if_others_wrote()
-        key = (resource, since, before)
+        key = (resource, since, before, include_deleted)
         if key not in self._counts:
-            where, args = self._where(resource, since, before)
-            self._counts[key] = self.con.execute(
-                f"SELECT count(*) FROM records WHERE {where}", args
-            ).fetchone()[0]
+            where, args = self._where(resource, since, before, include_deleted=True)
+            total = self.con.execute(f"SELECT count(*) FROM records WHERE {where}", args).fetchone()[0]
+            gone = f"SELECT count(*) FROM records WHERE {where} AND id IN ({SOFT_DELETED_IDS})"
+            self._counts[key] = total - (0 if include_deleted else self.con.execute(gone, args).fetchone()[0])
         return self._counts[key]
 
     def page_after(
@@ -94,11 +117,12 @@ class Store:
         limit: int,
         since: str | None = None,
         before: str | None = None,
+        include_deleted: bool = False,
     ) -> list[tuple]:
         """Up to `limit` (updated_at, id, body) rows after the keyset position `after`."""
         # A position lies within the filter, so `since` adds nothing past it; kept, it made SQLite
         # range over `updated_at >= since` and skip every earlier page again (quadratic paging).
-        where, args = self._where(resource, None if after else since, before)
+        where, args = self._where(resource, None if after else since, before, include_deleted)
         if after:
             where, args = where + " AND (updated_at, id) > (?, ?)", [*args, *after]
         return self.con.execute(
@@ -177,8 +201,58 @@ class Store:
         self._numbers[resource] = next_number
 
     def counts(self) -> dict[str, int]:
+        """Records per resource, soft-deleted ones left out."""
         return dict(
-            self.con.execute("SELECT resource, count(*) FROM records GROUP BY 1 ORDER BY 1").fetchall()
+            self.con.execute(
+                f"SELECT resource, count(*) FROM records WHERE {ALIVE} GROUP BY 1 ORDER BY 1"
+            ).fetchall()
+        )
+
+    def delete(self, resource: str, deleted: list[tuple], at: str) -> None:
+        """Hard-delete records (id, label) in one transaction, each logged in `deletions` at `at`."""
+        with self.transaction():
+            self.con.executemany(
+                "DELETE FROM records WHERE resource = ? AND id = ?", [(resource, i) for i, _ in deleted]
+            )
+            self.con.executemany(
+                "INSERT INTO deletions (resource, id, label, deleted_at) VALUES (?, ?, ?, ?)",
+                [(resource, i, label, at) for i, label in deleted],
+            )
+
+    def deletions_after(
+        self, resource: str, after: tuple | None, limit: int, since: str | None, before: str | None
+    ) -> list[tuple]:
+        """Up to `limit` logged hard deletions (deleted_at, seq, id, label) in [since, before), after
+        the keyset position `after`, oldest first."""
+        sql, args = "resource = ?", [resource]
+        for clause, value in (("deleted_at >= ?", since), ("deleted_at < ?", before)):
+            if value:
+                sql, args = f"{sql} AND {clause}", [*args, value]
+        if after:
+            sql, args = f"{sql} AND (deleted_at, seq) > (?, ?)", [*args, *after]
+        return self.con.execute(
+            f"SELECT deleted_at, seq, id, label FROM deletions WHERE {sql} ORDER BY deleted_at, seq LIMIT ?",
+            [*args, limit],
+        ).fetchall()
+
+    def soft_delete(self, resource: str, record_id, at: str, body: dict) -> None:
+        """Mark a record deleted (kept, listed only when asked for deleted ones), with its new body."""
+        with self.transaction():
+            self._put_body(resource, record_id, at, body)
+            self.con.execute(
+                "INSERT OR REPLACE INTO soft_deleted VALUES (?, ?, ?)", [resource, record_id, at]
+            )
+
+    def undelete(self, resource: str, record_id, at: str, body: dict) -> None:
+        """Bring a soft-deleted record back, with its new body."""
+        with self.transaction():
+            self._put_body(resource, record_id, at, body)
+            self.con.execute("DELETE FROM soft_deleted WHERE resource = ? AND id = ?", [resource, record_id])
+
+    def _put_body(self, resource: str, record_id, at: str, body: dict) -> None:
+        self.con.execute(
+            "UPDATE records SET updated_at = ?, body = ? WHERE resource = ? AND id = ?",
+            [at, json.dumps(body, separators=(",", ":")), resource, record_id],
         )
 
     def transaction(self) -> _Transaction:

@@ -1,4 +1,5 @@
-"""The business runs on: one `tick` adds orders, fulfils open ones and changes customers' phones.
+"""The business runs on: one `tick` adds orders, fulfils open ones, deletes a few open ones
+(`tick_deletes.py`) and changes customers' phones.
 
 Every change is written consistently to every system that holds the record (ERP, shop,
 billing and a new settlement file, CRM), stamped `updated_at` = the tick's time, which is
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from hub_sandbox import tick_deletes
 from hub_sandbox.seed import read_world_info, write_settlements, write_world_info
 from hub_sandbox.store import Store
 from hub_sandbox.truth import read_record, write_record
@@ -112,6 +114,7 @@ def run_tick(home: Path, fraction: float = 0.01) -> dict:
         tick.close()
     files = _write_settlement_file(home, info, tick)
     _count_in_truth(record, tick)
+    tick_deletes.note_in_record(record, tick)
     write_record(home, record)
     write_world_info(home, info | {"ticks": number, "last_tick_at": tick.stamp})
     return {
@@ -146,7 +149,7 @@ class Tick:
         self.shop, self.billing, self.crm = (
             Store(box / "shop.sqlite"), Store(box / "billing.sqlite"), Store(box / "crm.sqlite")
         )  # fmt: skip
-        self.counts = {name: {"new": 0, "changed": 0} for name in [
+        self.counts = {name: {"new": 0, "changed": 0, "deleted": 0} for name in [
             "erp.customers", "erp.sales_orders", "erp.sales_order_lines", "shop.orders", "shop.customers",
             "crm.accounts", "crm.contacts", "billing.invoices", "billing.payments", "payments.settlement"]}  # fmt: skip
         self.customers: dict[int, tuple] = {}  # ERP customer id -> (email, phone)
@@ -157,6 +160,8 @@ class Tick:
         self.invoices: list[tuple] = []
         self.payments: list[tuple] = []
         self.settlement: list[dict] = []
+        self.deleted: dict[str, list] = {}  # "<system>.<resource>" -> the keys deleted (truth.py)
+        self.shop_deleted: list[tuple] = []  # (shop order id, name, line item ids)
 
     def run(self, fraction: float, skip_orders: set[int], skip_customers: set[int]) -> None:
         """New orders, fulfilled open orders and new phones, about `fraction` of each population."""
@@ -172,8 +177,10 @@ class Tick:
             "SELECT order_id, customer_id, channel, total_amount, order_number, order_date FROM {t}sales_orders "
             "WHERE status = 'open' ORDER BY 1") if r[0] not in skip_orders]  # fmt: skip
         self.place_orders(range(last_order_id + 1, last_order_id + 1 + size), eligible, products)
-        self.fulfil(open_orders, size)
+        fulfilled = self.fulfil(open_orders, size)
         self.change_phones(eligible, max(1, round(fraction * len(self.customers))))
+        gone = tick_deletes.choose(self.rng, open_orders, fulfilled, fraction, self.billing)
+        tick_deletes.delete_orders(self, gone)
         self.save()
 
     def place_orders(self, order_ids: range, eligible: list[int], products: list[tuple]) -> None:
@@ -206,8 +213,9 @@ class Tick:
         self.counts["erp.sales_order_lines"]["new"] = len(lines_rows)
         self.counts["shop.orders"]["new"] = new_shop_orders
 
-    def fulfil(self, open_orders: list[tuple], size: int) -> None:
-        """Up to `size` open orders become fulfilled in the ERP (and the shop), and are billed and paid."""
+    def fulfil(self, open_orders: list[tuple], size: int) -> set[int]:
+        """Up to `size` open orders become fulfilled in the ERP (and the shop), and are billed and
+        paid; returns their order ids."""
         fulfil = sorted(self.rng.sample(open_orders, min(size, len(open_orders))))
         self.erp.write("UPDATE {t}sales_orders SET status = 'fulfilled', updated_at = ? WHERE order_id = ?",
                        [(self.erp.stamp(self.now), o[0]) for o in fulfil])  # fmt: skip
@@ -224,6 +232,7 @@ class Tick:
             if isinstance(order_date, str):
                 order_date = dt.date.fromisoformat(order_date)
             self.bill(order_id, number, customer_id, Decimal(str(total)).quantize(CENT), order_date)
+        return {o[0] for o in fulfil}
 
     def change_phones(self, eligible: list[int], n: int) -> None:
         """Up to `n` customers get a new phone number (unique) in the ERP, the CRM and the shop."""
@@ -280,6 +289,7 @@ class Tick:
         self.crm.put("accounts", self.accounts)
         self.crm.put("contacts", self.contacts)
         self.shop.put("orders", self.shop_orders)
+        tick_deletes.save_shop_deletions(self)
         self.shop.put("customers", self.shop_customers)
         self.billing.put("invoices", self.invoices)
         self.billing.put("payments", self.payments)

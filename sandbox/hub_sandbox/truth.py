@@ -18,6 +18,11 @@ reader: the record with those creations applied, as the reconciliation flows
 What the hub writes to the destinations (marketing contacts, support orders) is no part of
 the truth: its stores are not noted, and the truth has no counts of them.
 
+Deletions (`tick_deletes.py`) are listed under `deleted` ("<system>.<resource>" -> the keys the
+sources deleted: ERP order numbers, `[order number, line number]` pairs, shop order and line
+item ids). `counts` and `expected` keep counting them: the hub keeps a deleted record in raw as
+a tombstone, and canonical is built from raw; `at_source` gives what the sources hold now.
+
 A creation the truth cannot place (an invoice for an order that was not missing one, an
 account for no planted missing customer) is listed in `hub_writes.not_followed`, not guessed:
 the truth then no longer describes that record, and says so.
@@ -90,6 +95,7 @@ def follow_writes(record: dict, created: dict[str, list[tuple]]) -> dict:
     """A copy of the record with the creations applied; `created` maps "<system>.<resource>"
     to its created (id, match key) pairs, oldest first."""
     truth = copy.deepcopy(record)
+    truth.setdefault("deleted", {})
     found, placed, not_followed = truth["discrepancies"], {}, []
     for kind, (name, key_of) in RESOLVED_BY_WRITES.items():
         open_entries = {key_of(entry): entry for entry in found[kind]}
@@ -116,3 +122,9 @@ def follow_writes(record: dict, created: dict[str, list[tuple]]) -> dict:
         "not_followed": not_followed,
     }
     return truth
+
+
+def at_source(truth: dict) -> dict[str, int]:
+    """Records each system resource holds now: those counted, less those deleted at the source."""
+    deleted = truth.get("deleted", {})
+    return {name: n - len(deleted.get(name, [])) for name, n in truth["counts"].items()}
