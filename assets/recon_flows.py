@@ -21,10 +21,11 @@ from integration_hub.warehouse import Warehouse
 
 ERP_WEB_ORDERS = """
     SELECT erp_order_number AS id, shop_order_id, total_amount, status
-    FROM canonical.sales_order WHERE erp_order_id IS NOT NULL AND channel = 'web'"""
+    FROM canonical.sales_order WHERE erp_order_id IS NOT NULL AND channel = 'web' AND NOT is_deleted"""
 FULFILLED_ORDERS = """
     SELECT erp_order_number AS id, order_id, total_amount AS amount_usd
-    FROM canonical.sales_order WHERE erp_order_id IS NOT NULL AND status = 'fulfilled'"""
+    FROM canonical.sales_order WHERE erp_order_id IS NOT NULL AND status = 'fulfilled' AND NOT is_deleted"""
+# Orders deleted at their source are kept in canonical as tombstones, never called missing.
 # The ERP loads its nightly export: a shop order changed since that export began cannot be in
 # the ERP's data yet, so it is not called missing there before the next export.
 ERP_CADENCE_GRACE = Grace("right", "updated_at", "erp")
@@ -76,7 +77,8 @@ FLOWS = [
         entity="sales_order",
         description="Every web-shop order is in the ERP with the same total and status, and the reverse.",
         left=ERP_WEB_ORDERS,
-        right="SELECT shop_order_id AS id, shop_order_id, total_amount, status, updated_at FROM staging.shop__sales_order",
+        right="SELECT shop_order_id AS id, shop_order_id, total_amount, status, updated_at FROM staging.shop__sales_order "
+        "WHERE NOT is_deleted",
         on=("shop_order_id",),
         grace=ERP_CADENCE_GRACE,
         compares=(

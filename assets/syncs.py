@@ -88,7 +88,7 @@ SYNCS: dict[str, Sync] = {
             name="support_orders",
             description="Every order into the support desk, so agents see status and total; matched by order id.",
             source="""
-                SELECT o.order_id, o.status, o.total_amount, o.currency, o.order_date, o.channel,
+                SELECT o.order_id, o.status, o.is_deleted, o.total_amount, o.currency, o.order_date, o.channel,
                        greatest(o.updated_at, c.updated_at) AS changed_at,
                        lower(trim(c.email)) AS customer_email, c.name AS customer_name, c.phone AS customer_phone
                 FROM canonical.sales_order o LEFT JOIN canonical.customer c ON c.customer_id = o.customer_id
@@ -119,7 +119,7 @@ SYNCS: dict[str, Sync] = {
                        o.updated_at AS changed_at,
                        CAST(round(o.total_amount * 100) AS BIGINT) AS amount_due, o.order_date AS invoice_date
                 FROM canonical.sales_order o JOIN canonical.customer c ON c.customer_id = o.customer_id
-                WHERE o.status = 'fulfilled' AND o.erp_order_id IS NOT NULL
+                WHERE o.status = 'fulfilled' AND o.erp_order_id IS NOT NULL AND NOT o.is_deleted
                   AND NOT EXISTS (SELECT 1 FROM canonical.invoice i WHERE i.order_id = o.order_id)
                 ORDER BY o.order_id""",
             destination="billing", object="invoices", mode="insert", key="order_ref",

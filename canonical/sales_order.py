@@ -39,6 +39,8 @@ class SalesOrder(pa.DataFrameModel):
     channel: Series[str] = field("Where it was placed: web or direct.", "erp", isin=CHANNELS)
     source_system: Series[str] = field("The system whose record won survivorship.", "hub")
     updated_at: Series[pd.Timestamp] = field("Last change (UTC).", "erp", nullable=True)
+    is_deleted: Series[bool] = field("Deleted at its source: kept, not silently dropped.", "hub")
+    deleted_at: Series[pd.Timestamp] = field("When its source deleted it (UTC).", "hub", nullable=True)
 
     class Config:
         coerce = True

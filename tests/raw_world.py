@@ -29,7 +29,7 @@ def _dlt_shape(db: duckdb.DuckDBPyConnection, table: pa.Table, key: str) -> pa.T
     cols = ", ".join(f"CAST({n} AS TIMESTAMPTZ) AS {n}" if n in _ISO else n for n in names)
     out = db.sql(
         f"SELECT {cols}, md5('{key}:' || CAST(row_number() OVER () AS VARCHAR)) AS _dlt_id, "
-        f"'{LOAD_ID}' AS _dlt_load_id FROM t"
+        f"'{LOAD_ID}' AS _dlt_load_id, CAST(NULL AS TIMESTAMP) AS _hub_deleted_at FROM t"
     )
     result = out.to_arrow_table()
     db.unregister("t")
@@ -53,7 +53,7 @@ def raw_tables(world: World) -> dict[str, dict[str, pa.Table]]:
                customer.id AS customer__id, customer.email AS customer__email,
                customer.first_name AS customer__first_name, customer.last_name AS customer__last_name,
                customer.phone AS customer__phone, md5('shop.orders:' || CAST(id AS VARCHAR)) AS _dlt_id,
-               '""" + LOAD_ID + """' AS _dlt_load_id
+               '""" + LOAD_ID + """' AS _dlt_load_id, CAST(NULL AS TIMESTAMP) AS _hub_deleted_at
         FROM o""").to_arrow_table()
     lines = db.sql("""
         SELECT li.id, li.sku, li.quantity, li.price, li.total_discount, li.line_total,

@@ -2,6 +2,7 @@
 -- order across systems (a web order the ERP refers to by its external reference is the same
 -- order) and keeps its id sticky; the best-ranked record (the ERP's, when the ERP holds the
 -- order) wins survivorship, and the customer is the canonical customer of its customer record.
+-- An order deleted at its source stays, with `is_deleted` and `deleted_at`.
 {{ config(materialized='incremental', unique_key='order_id') }}
 SELECT DISTINCT ON (x.order_id)
     x.order_id,
@@ -18,6 +19,8 @@ SELECT DISTINCT ON (x.order_id)
     o.channel,
     o.source_system,
     o.updated_at,
+    o.is_deleted,
+    o.deleted_at,
     c.customer_id
 FROM {{ union_staging('sales_order') }} AS o
 JOIN canonical.order_xref AS x ON x.source_order_id = o.order_id

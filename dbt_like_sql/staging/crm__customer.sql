@@ -10,7 +10,9 @@ SELECT
     cc.iso_code AS country_code,
     upper(trim(a.industry)) AS segment,
     CAST(a.created_date AS TIMESTAMP) AS created_at,
-    CAST(a.last_modified_date AS TIMESTAMP) AS updated_at
+    CAST(a.last_modified_date AS TIMESTAMP) AS updated_at,
+    a._hub_deleted_at IS NOT NULL AS is_deleted,
+    CAST(a._hub_deleted_at AS TIMESTAMP) AS deleted_at
 FROM raw_crm.accounts AS a
 LEFT JOIN seeds.country_codes AS cc ON cc.country_name = upper(trim(a.billing_country))
 

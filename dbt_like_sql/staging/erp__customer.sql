@@ -11,7 +11,9 @@ SELECT
     cc.iso_code AS country_code,
     upper(trim(c.segment)) AS segment,
     CAST(c.created_at AS TIMESTAMP) AS created_at,
-    CAST(c.updated_at AS TIMESTAMP) AS updated_at
+    CAST(c.updated_at AS TIMESTAMP) AS updated_at,
+    c._hub_deleted_at IS NOT NULL AS is_deleted,
+    CAST(c._hub_deleted_at AS TIMESTAMP) AS deleted_at
 FROM raw_erp.customers AS c
 LEFT JOIN seeds.country_codes AS cc ON cc.country_name = upper(trim(c.country))
 

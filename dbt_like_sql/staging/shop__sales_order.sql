@@ -21,7 +21,9 @@ SELECT
     CAST(fx.rate_to_usd AS DECIMAL(12, 6)) AS fx_rate,
     'web' AS channel,
     'shop' AS source_system,
-    CAST(o.updated_at AS TIMESTAMP) AS updated_at
+    CAST(o.updated_at AS TIMESTAMP) AS updated_at,
+    o._hub_deleted_at IS NOT NULL AS is_deleted,
+    CAST(o._hub_deleted_at AS TIMESTAMP) AS deleted_at
 FROM raw_shop.orders AS o
 LEFT JOIN seeds.fx_rates AS fx ON fx.currency = upper(o.currency)
 
