@@ -26,7 +26,11 @@ def test_dependencies_are_read_from_the_sql():
     # dlt's child table orders__line_items is loaded by the orders asset.
     assert models["staging/shop__order_line"].upstream == keys("raw/shop/orders")
     assert models["canonical/order_line"].upstream == keys(
-        "canonical/product", "canonical/sales_order", "staging/erp__order_line", "staging/shop__order_line"
+        "canonical/order_xref", "canonical/product", "staging/erp__order_line", "staging/shop__order_line"
+    )
+    # The changed-keys block's tables are read too, but never the model's own table.
+    assert models["canonical/invoice"].upstream == keys(
+        "canonical/customer", "canonical/order_xref", "staging/billing__invoice"
     )
     # CTE names are not tables; schema-less names are not assets.
     sql = "WITH recent AS (SELECT * FROM raw_crm.accounts) SELECT * FROM recent JOIN seeds.fx_rates ON true"
@@ -35,9 +39,11 @@ def test_dependencies_are_read_from_the_sql():
 
 def test_every_model_transpiles_to_postgres():
     for model in sql_models.discover():
-        sql = sql_models.to_dialect(sql_models.expand(model.template, model.root), "postgres")
+        sql = sql_models.to_dialect(sql_models.expand(model.parsed.body, model.root), "postgres")
         assert "DISTINCT ON" in sql or model.layer != "canonical" or model.name == "customer"
         assert "{{" not in sql
+        block = sql_models.expand(sql_models.incremental.plain(model.changed_keys or "SELECT 1"), model.root)
+        assert "{{" not in sql_models.to_dialect(block, "postgres")
 
 
 def test_an_unknown_entity_in_a_union_says_what_to_add(tmp_path):
