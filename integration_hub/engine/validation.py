@@ -39,6 +39,7 @@ _TYPE_FAMILIES = {
     "int": ("BIGINT", "INTEGER", "SMALLINT", "HUGEINT", "INT"),
     "float": ("DECIMAL", "NUMERIC", "DOUBLE", "REAL", "FLOAT"),
     "datetime": ("TIMESTAMP", "DATE"),
+    "bool": ("BOOLEAN",),
 }
 
 
@@ -194,6 +195,8 @@ def _delete_keys(con: Connection, schema: str, table: str, keys: list[str], valu
 
 def _family(dtype: str) -> str:
     d = dtype.lower()
+    if d == "bool":
+        return "bool"
     if "int" in d:
         return "int"
     if "float" in d:
