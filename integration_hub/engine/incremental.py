@@ -202,11 +202,21 @@ class Window:
 
 
 def window(
-    con: Connection, model: str, refs: list[tuple[str, str]], fp: str, exists: bool, full: bool = False
+    con: Connection,
+    model: str,
+    refs: list[tuple[str, str]],
+    fp: str,
+    exists: bool,
+    full: bool = False,
+    watch: list[str] = (),
 ) -> Window:
-    """Whether `model` can build from changes, and the range of changes of each table it reads."""
+    """Whether `model` can build from changes, and the range of changes of each table it reads.
+
+    `watch` names other hub-built tables it reads without reading their changes (a model that
+    is not incremental, say): rebuilt in full since, they make this build full too."""
     state = read_state(con, model)
-    high = {f"{s}.{t}": _high(con, s, t) for s, t in refs}
+    watch = [w for w in watch if w not in {f"{s}.{t}" for s, t in refs}]
+    high = {f"{s}.{t}": _high(con, s, t) for s, t in [*refs, *(tuple(w.split(".", 1)) for w in watch)]}
     reason = (
         "asked for a full build" if full
         else "first build" if state is None or not exists
@@ -229,6 +239,11 @@ def window(
                 reason = f"{name} was rebuilt in full since"
             if reason:
                 break
+    for name in watch if reason is None else ():
+        low, upstream = state.marks.get(name), read_state(con, name)
+        if low is None or upstream is None or upstream.full_seq > int(low):
+            reason = f"{name} was rebuilt in full since"
+            break
     if reason:
         return Window(True, reason, high=high)
     return Window(False, "changes since the last build", low=dict(state.marks), high=high)

@@ -63,8 +63,9 @@ def build(warehouse: Warehouse, model: SqlModel, vet: Vet | None = None, full: b
         refs = incremental.references(model.changed_keys) if model.changed_keys else []
         exists = bool(con.rows(_EXISTS, [model.layer, model.name]))
         win = incremental.window(
-            con, model.table, refs, model.fingerprint, exists, full=full or not model.config.incremental
-        )
+            con, model.table, refs, model.fingerprint, exists,
+            full=full or not model.config.incremental, watch=model.hub_upstream,
+        )  # fmt: skip
         if not model.config.incremental:
             win.reason = "the model is not incremental"
         try:

@@ -57,7 +57,7 @@ def update(warehouse: Warehouse, full: bool = False) -> OrderXrefUpdate:
     with warehouse.connect() as con, model_build._building(con, LAYER, NAME):
         incremental.ensure_state(con)
         exists = bool(con.rows(model_build._EXISTS, [LAYER, NAME]))
-        win = incremental.window(con, TABLE, refs, fp, exists, full=full)
+        win = incremental.window(con, TABLE, refs, fp, exists, full=full, watch=_staged("sales_order"))
         records = sql_models.expand(_RECORDS, columns=lambda s, t: sql_models.table_columns(con, s, t))
         changed = (
             None
@@ -145,6 +145,10 @@ def _write(con: Connection, rows: pa.Table, members: pd.DataFrame, before: pd.Da
     return len(ids)
 
 
+def _staged(entity: str) -> list[str]:
+    return [f"staging.{m}" for m in sql_models.union_members(entity)]
+
+
 def _stage(con: Connection, name: str, table: pa.Table) -> None:
     """`table` as a temporary table of this connection (dropped at its end)."""
     if con.dialect == "duckdb":
@@ -181,7 +185,9 @@ def update_customers(warehouse: Warehouse, full: bool = False) -> identity.XrefU
     with warehouse.connect() as con:
         incremental.ensure_state(con)
         exists = bool(con.rows(model_build._EXISTS, ["canonical", "customer_xref"]))
-        win = incremental.window(con, CUSTOMER_XREF, incremental.references(block), fp, exists, full=full)
+        win = incremental.window(
+            con, CUSTOMER_XREF, incremental.references(block), fp, exists, full=full, watch=_staged("customer")
+        )
         changed = None
         if not win.full:
             sql = sql_models.expand(

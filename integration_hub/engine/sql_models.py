@@ -92,6 +92,11 @@ class SqlModel:
         block = self.parsed.changed_keys
         return None if block is None else expand_changes(block, self.root)
 
+    @property
+    def hub_upstream(self) -> list[str]:
+        """The hub-built tables it reads (`layer.name`): a full rebuild of one makes this build full."""
+        return [f"{k[0]}.{k[1]}" for k in self.upstream if k[0] in LAYERS]
+
     @cached_property
     def fingerprint(self) -> str:
         seeds = [self.root / "seeds" / f"{k[1]}.csv" for k in self.upstream if k[0] == SEEDS_SCHEMA]
@@ -190,8 +195,10 @@ _UNION_CHANGES = re.compile(r"\{\{\s*union_changes\(\s*'(\w+)'\s*\)\s*\}\}")
 
 
 def expand_changes(block: str, root: Path = SQL_DIR) -> str:
-    """Replace every `{{ union_changes('e') }}` by the UNION ALL of the changes of e's staging
-    models (their keys are the same columns)."""
+    """Replace every `{{ union_changes('e') }}` by the UNION ALL of the changes of e's incremental
+    staging models (their keys are the same columns). A member that is not incremental logs no
+    change: it is rebuilt in full each time, which makes its readers build in full
+    (`incremental.window`'s `watch`)."""
 
     def union(match: re.Match) -> str:
         members = union_members(match.group(1), root)

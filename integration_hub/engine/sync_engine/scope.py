@@ -47,7 +47,10 @@ def open_scope(sync: Sync, warehouse: Warehouse, full: bool = False) -> Scope:
         incremental.ensure_state(con)
         if not sync.changed_keys:
             return Scope(None, incremental.Window(True, "the sync declares no changed keys"), fp)
-        win = incremental.window(con, _name(sync), incremental.references(sync.changed_keys), fp, True, full)
+        read = [f"{a}.{b}" for a, b, *_ in sync.deps if a in ("staging", "canonical")]
+        win = incremental.window(
+            con, _name(sync), incremental.references(sync.changed_keys), fp, True, full, watch=read
+        )
     return Scope(None if win.full else win.expand(sync.changed_keys), win, fp)
 
 
