@@ -22,6 +22,11 @@ from integration_hub.warehouse import Warehouse
 from resources.warehouse import WAREHOUSE_POOL, warehouse_from_env
 
 OWNERS = ["team:data-platform"]
+FULL_REFRESH_TAG = "hub/full_refresh"  # a run tagged "true" builds every model in full (`hub run --full-refresh`)
+
+
+def _full(context: dg.AssetExecutionContext) -> bool:
+    return context.run.tags.get(FULL_REFRESH_TAG) == "true"
 KEYS_AND_TYPES_DOC = "Blocking: key unique and not null, every model column present with a compatible type."
 
 
@@ -88,7 +93,7 @@ def sql_asset(model: sql_models.SqlModel) -> dg.AssetsDefinition:
         started = now()
         with warehouse.session():
             vet = validation.RowValidator(warehouse, model.entity, context.run_id) if validated else None
-            built = model_build.build(warehouse, model, vet=vet)
+            built = model_build.build(warehouse, model, vet=vet, full=_full(context))
             _audit(warehouse, context.run_id, asset_key(model.key), model.system or "hub", started, built)
             metadata = {**built_metadata(built), "preview": preview_md(warehouse, model.layer, model.name)}
             checks = []
@@ -137,7 +142,7 @@ def customer_xref(
     context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse]
 ) -> dg.MaterializeResult:
     started = now()
-    update = order_identity.update_customers(warehouse)
+    update = order_identity.update_customers(warehouse, full=_full(context))
     with warehouse.connect() as con:
         xref = con.arrow("SELECT customer_id, match_rule, source_id FROM canonical.customer_xref")
     rules = xref.group_by("match_rule").aggregate([("source_id", "count")]).to_pylist()
@@ -176,7 +181,7 @@ def order_xref(
     context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse]
 ) -> dg.MaterializeResult:
     started = now()
-    result = order_identity.update(warehouse)
+    result = order_identity.update(warehouse, full=_full(context))
     record(
         warehouse,
         Movement(run_id=context.run_id, asset=ORDER_XREF_KEY.to_user_string(), system="hub", direction="transform",
@@ -186,6 +191,7 @@ def order_xref(
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": warehouse.row_count("canonical", "order_xref"),
+            "preview": preview_md(warehouse, "canonical", "order_xref"),
             "dagster/column_schema": dg.TableSchema(
                 columns=[dg.TableColumn(name=n, type=t) for n, t in columns]
             ),

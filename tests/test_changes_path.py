@@ -86,9 +86,25 @@ def test_shop_first_then_the_nightly_leaves_one_desk_record_per_order(hub):
             "SELECT count(*) FROM canonical.sales_order WHERE order_id LIKE 'SHOP-%' AND erp_order_number IS NOT NULL"
         )
     assert matched > 0, "the ERP's records of the shop-first orders joined them"
-    desk = live_desk(box)
-    assert set(desk) == set(after)
-    assert {k: desk[k]["status"] for k in after} == {k: v[0] for k, v in after.items()}
+    with warehouse.connect() as con:
+        deleted = {
+            r[0] for r in con.rows("SELECT erp_order_number FROM canonical.sales_order WHERE is_deleted")
+        }
+    gone = set(box.truth["deleted"]["erp.sales_orders"])
+    assert gone and deleted == gone, "every order the ERP deleted is kept, marked deleted"
+    desk, gone_ids = live_desk(box), _ids(warehouse, gone)
+    live = {k: v for k, v in after.items() if k not in gone_ids}
+    assert set(desk) == set(live)
+    assert {k: desk[k]["status"] for k in live} == {k: v[0] for k, v in live.items()}
+    archived = {o["external_id"] for o in support_orders(box) if o.get("status") == "deleted"}
+    assert archived == gone_ids, "the desk archived exactly the deleted orders"
+
+
+def _ids(warehouse: Warehouse, numbers: set[str]) -> set[str]:
+    """The canonical ids of orders by ERP number."""
+    with warehouse.connect() as con:
+        rows = con.rows("SELECT order_id, erp_order_number FROM canonical.sales_order")
+    return {order_id for order_id, number in rows if number in numbers}
 
 
 def test_incremental_runs_equal_a_full_rebuild(hub):

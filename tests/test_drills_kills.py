@@ -62,7 +62,7 @@ def execute_then_pause(self, sql, params=None):
         time.sleep(3600)
 
 Connection.execute = execute_then_pause
-sys.argv = ["hub", "run", "nightly"]
+sys.argv = ["hub", "run", "nightly", "--full-refresh"]  # a full build swaps its table in
 main()
 """
 PUSH_STEP = "sync__support_orders"

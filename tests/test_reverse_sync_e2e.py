@@ -31,7 +31,7 @@ from integration_hub.engine import sql_models
 from integration_hub.engine import sync_engine as rs
 from integration_hub.warehouse import Warehouse
 
-CANONICAL_TABLES = ["customer", "customer_xref", "sales_order", "invoice"]
+CANONICAL_TABLES = ["customer", "customer_xref", "order_xref", "sales_order", "invoice"]
 
 
 def copy_canonical(canonical_world, warehouse: Warehouse) -> None:

@@ -43,7 +43,7 @@ def _defs():
 # ---- hub run ------------------------------------------------------------------------------
 
 
-def run_job(name: str, partition: str | None = None, defs=None):
+def run_job(name: str, partition: str | None = None, defs=None, full_refresh: bool = False):
     """Execute a job in this process against the hub's instance; returns Dagster's result.
 
     A partitioned job without `partition` runs its live edge (the newest partition). A
@@ -51,6 +51,7 @@ def run_job(name: str, partition: str | None = None, defs=None):
     """
     import dagster as dg
 
+    from assets.transforms import FULL_REFRESH_TAG
     from integration_hub.definitions import run_guard
     from integration_hub.definitions.instance import get_instance
     from integration_hub.definitions.scale_out import resolve_job
@@ -65,7 +66,7 @@ def run_job(name: str, partition: str | None = None, defs=None):
     partition = _partition(job, partition)
     _check_config(job)
     _check_warehouse()
-    tags = {"hub/trigger": "cli"}
+    tags = {"hub/trigger": "cli", **({FULL_REFRESH_TAG: "true"} if full_refresh else {})}
     with get_instance() as instance:
         if job.executor_def.name != CELERY_EXECUTOR:
             return run_guard.guarded_execute(
@@ -179,10 +180,13 @@ def run_command(
     job: str = typer.Argument(..., help="Job to run: nightly or hourly (or any job of the code location)."),
     partition: str | None = typer.Option(None, help="Partition key; default: the newest (live edge)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    full_refresh: bool = typer.Option(
+        False, "--full-refresh", help="Build every model and identity map in full, not by changed keys."
+    ),
 ) -> None:
     """Run a job now, in this process, against the instance in $DAGSTER_HOME; print a summary."""
     t0 = time.monotonic()
-    summary = summarize(run_job(job, partition))
+    summary = summarize(run_job(job, partition, full_refresh=full_refresh))
     summary["seconds"] = round(time.monotonic() - t0, 1)
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))

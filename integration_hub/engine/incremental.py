@@ -250,16 +250,19 @@ def window(
 
 
 def _high(con: Connection, schema: str, table: str) -> str | int | None:
-    """The newest change of a table now: its newest dlt load id ('' when empty, None when it has
-    no load ids), or its last logged build."""
+    """The newest change of a table now: its newest dlt load id ('' when empty, None when some
+    row has none), or its last logged build."""
     if schema.startswith("raw_"):
         has_mark = con.rows(
             "SELECT 1 FROM information_schema.columns WHERE table_schema = ? AND table_name = ? AND column_name = ?",
             [schema, table, RAW_MARK],
         )
-        if not has_mark:
+        newest, unmarked = con.rows(
+            f"SELECT max({RAW_MARK}), count(*) - count({RAW_MARK}) FROM {quote(schema, table)}"
+        )[0] if has_mark else (None, 1)  # fmt: skip
+        if unmarked:  # rows no load id tells apart: changes cannot be found by it
             return None
-        return str(con.scalar(f"SELECT max({RAW_MARK}) FROM {quote(schema, table)}") or "")
+        return str(newest or "")
     state = read_state(con, f"{schema}.{table}")
     return state.last_seq if state else 0
 

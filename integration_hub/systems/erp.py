@@ -93,7 +93,7 @@ def _table_resource(url: str, table: str, start, end, sink: ArrowSink | None):
     def rows(
         updated_at=dlt.sources.incremental(CURSOR, initial_value=_utc(start) or EPOCH, end_value=_utc(end)),
     ) -> Iterator[pa.Table]:
-        chunks = read_table(url, table, updated_at.last_value, updated_at.end_value)
+        chunks = _stamped(read_table(url, table, updated_at.last_value, updated_at.end_value))
         if sink is None:
             yield from chunks
             return
@@ -113,6 +113,19 @@ def _table_resource(url: str, table: str, start, end, sink: ArrowSink | None):
             yield schema[0].empty_table()  # dlt's schema learns the table (its load job is empty)
 
     return rows
+
+
+def _stamped(chunks: Iterator[pa.Table]) -> Iterator[pa.Table]:
+    """Each row with the `_dlt_load_id` of the load that brings it, as dlt gives a REST source's
+    rows: downstream models find what changed by it (dlt adds none to Arrow data)."""
+    load_id = None
+    for chunk in chunks:
+        if load_id is None:
+            with contextlib.suppress(Exception):  # read outside a pipeline: no load to name
+                load_id = dlt.current.load_package_state()["load_id"]
+        if load_id is not None and "_dlt_load_id" not in chunk.column_names:
+            chunk = chunk.append_column("_dlt_load_id", pa.array([load_id] * chunk.num_rows, pa.string()))
+        yield chunk
 
 
 def _known(table: str, schema: pa.Schema) -> bool:
