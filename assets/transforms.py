@@ -22,11 +22,15 @@ from integration_hub.warehouse import Warehouse
 from resources.warehouse import WAREHOUSE_POOL, warehouse_from_env
 
 OWNERS = ["team:data-platform"]
-FULL_REFRESH_TAG = "hub/full_refresh"  # a run tagged "true" builds every model in full (`hub run --full-refresh`)
+FULL_REFRESH_TAG = (
+    "hub/full_refresh"  # a run tagged "true" builds every model in full (`hub run --full-refresh`)
+)
 
 
 def _full(context: dg.AssetExecutionContext) -> bool:
     return context.run.tags.get(FULL_REFRESH_TAG) == "true"
+
+
 KEYS_AND_TYPES_DOC = "Blocking: key unique and not null, every model column present with a compatible type."
 
 

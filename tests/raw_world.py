@@ -47,14 +47,18 @@ def raw_tables(world: World) -> dict[str, dict[str, pa.Table]]:
                 continue
             out.setdefault(system, {})[resource] = _dlt_shape(db, table, f"{system}.{resource}")
     db.register("o", world.tables["shop"]["orders"])
-    orders = db.sql("""
+    orders = db.sql(
+        """
         SELECT * EXCLUDE (customer, line_items, created_at, updated_at),
                CAST(created_at AS TIMESTAMPTZ) AS created_at, CAST(updated_at AS TIMESTAMPTZ) AS updated_at,
                customer.id AS customer__id, customer.email AS customer__email,
                customer.first_name AS customer__first_name, customer.last_name AS customer__last_name,
                customer.phone AS customer__phone, md5('shop.orders:' || CAST(id AS VARCHAR)) AS _dlt_id,
-               '""" + LOAD_ID + """' AS _dlt_load_id, CAST(NULL AS TIMESTAMP) AS _hub_deleted_at
-        FROM o""").to_arrow_table()
+               '"""
+        + LOAD_ID
+        + """' AS _dlt_load_id, CAST(NULL AS TIMESTAMP) AS _hub_deleted_at
+        FROM o"""
+    ).to_arrow_table()
     lines = db.sql("""
         SELECT li.id, li.sku, li.quantity, li.price, li.total_discount, li.line_total,
                md5('shop.orders:' || CAST(o.id AS VARCHAR)) AS _dlt_parent_id,

@@ -236,12 +236,16 @@ def test_erp_columns_that_need_quoting_load_and_values_stay_data(erp_url, direct
     if direct:  # the rows went the direct way: appended, then the changed one upserted
         assert [(s.rows["customers"], s.modes["customers"]) for s in sinks] == [(3, "append"), (1, "upsert")]
     with warehouse.connect() as con:
-        # dlt's column names, whichever path wrote the rows
+        # dlt's column names, whichever path wrote the rows, and each row's load id
         columns = con.rows(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = 'raw_erp' "
             "AND table_name = 'customers'"
         )
-    assert {c for (c,) in columns} == {"customer_id", "credit_limit", "order", "updated_at"}
+        loads = con.rows(
+            "SELECT count(DISTINCT _dlt_load_id), count(*) - count(_dlt_load_id) FROM raw_erp.customers"
+        )
+    assert {c for (c,) in columns} == {"customer_id", "credit_limit", "order", "updated_at", "_dlt_load_id"}
+    assert loads == [(2, 0)], "every row names its load: the first's three, then the changed one's"
 
 
 def test_a_rest_value_carrying_sql_lands_verbatim_and_runs_nothing(tmp_path, monkeypatch):

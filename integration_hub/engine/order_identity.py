@@ -186,7 +186,13 @@ def update_customers(warehouse: Warehouse, full: bool = False) -> identity.XrefU
         incremental.ensure_state(con)
         exists = bool(con.rows(model_build._EXISTS, ["canonical", "customer_xref"]))
         win = incremental.window(
-            con, CUSTOMER_XREF, incremental.references(block), fp, exists, full=full, watch=_staged("customer")
+            con,
+            CUSTOMER_XREF,
+            incremental.references(block),
+            fp,
+            exists,
+            full=full,
+            watch=_staged("customer"),
         )
         changed = None
         if not win.full:
