@@ -79,7 +79,8 @@ nightly_job = dg.define_asset_job(
 )
 changes_job = dg.define_asset_job(
     "changes",
-    selection=_EVERYTHING - _raw(*nightly_systems()),
+    # Seeds are files of the repository: they change with a deployment, and the nightly reloads them.
+    selection=_EVERYTHING - _raw(*nightly_systems()) - dg.AssetSelection.key_prefixes(["seeds"]),
     description="Every 15 minutes: the changes of every source but the nightly ones "
     f"({', '.join(nightly_systems())}), through every layer to the destinations, by changed keys.",
 )
