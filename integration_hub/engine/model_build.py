@@ -56,12 +56,12 @@ def build(warehouse: Warehouse, model: SqlModel, vet: Vet | None = None, full: b
     rejected (it must have kept them somewhere, e.g. quarantine). `full` forces a full build.
     """
     warehouse.ensure_schema(model.layer)
-    with warehouse.connect() as con, _building(con, model.layer, model.name):
+    with warehouse.connect() as con, building(con, model.layer, model.name):
         _set_utc(con)
         incremental.ensure_state(con)
         sql = expand(model.parsed.body, model.root, columns=lambda s, t: table_columns(con, s, t))
         refs = incremental.references(model.changed_keys) if model.changed_keys else []
-        exists = bool(con.rows(_EXISTS, [model.layer, model.name]))
+        exists = bool(con.rows(TABLE_EXISTS, [model.layer, model.name]))
         win = incremental.window(
             con, model.table, refs, model.fingerprint, exists,
             full=full or not model.config.incremental, watch=model.hub_upstream,
@@ -88,7 +88,7 @@ def build(warehouse: Warehouse, model: SqlModel, vet: Vet | None = None, full: b
     )  # fmt: skip
 
 
-_EXISTS = "SELECT 1 FROM information_schema.tables WHERE table_schema = ? AND table_name = ?"
+TABLE_EXISTS = "SELECT 1 FROM information_schema.tables WHERE table_schema = ? AND table_name = ?"
 
 
 def _build_full(con: Connection, model: SqlModel, sql: str, vet: Vet | None, win) -> tuple[int, int]:
@@ -191,7 +191,7 @@ def _scratch_name(table: str, kind: str = "") -> str:
 
 
 @contextlib.contextmanager
-def _building(con: Connection, schema: str, table: str) -> Iterator[None]:
+def building(con: Connection, schema: str, table: str) -> Iterator[None]:
     """While a table is (re)built: the only build of it, with the scratch tables of builds that
     died before their swap (a killed process) dropped first, so they cannot pile up.
 
@@ -232,7 +232,7 @@ def replace_table(warehouse: Warehouse, schema: str, table: str, data: pa.Table)
     """Atomically replace a table with Arrow data (written to a scratch table first)."""
     scratch = _scratch_name(table)
     warehouse.ensure_schema(schema)
-    with warehouse.connect() as con, _building(con, schema, table):
+    with warehouse.connect() as con, building(con, schema, table):
         warehouse.write_arrow(schema, scratch, data, mode="replace")
         try:
             _swap(con, schema, scratch, table)

@@ -54,9 +54,9 @@ def update(warehouse: Warehouse, full: bool = False) -> OrderXrefUpdate:
     block = sql_models.expand_changes(_CHANGED)
     refs = incremental.references(block)
     fp = incremental.fingerprint(_RECORDS + block + repr(identity.ranked()), [])
-    with warehouse.connect() as con, model_build._building(con, LAYER, NAME):
+    with warehouse.connect() as con, model_build.building(con, LAYER, NAME):
         incremental.ensure_state(con)
-        exists = bool(con.rows(model_build._EXISTS, [LAYER, NAME]))
+        exists = bool(con.rows(model_build.TABLE_EXISTS, [LAYER, NAME]))
         win = incremental.window(con, TABLE, refs, fp, exists, full=full, watch=_staged("sales_order"))
         records = sql_models.expand(_RECORDS, columns=lambda s, t: sql_models.table_columns(con, s, t))
         changed = (
@@ -184,7 +184,7 @@ def update_customers(warehouse: Warehouse, full: bool = False) -> identity.XrefU
     fp = incremental.fingerprint(block + repr(identity.ranked()), [])
     with warehouse.connect() as con:
         incremental.ensure_state(con)
-        exists = bool(con.rows(model_build._EXISTS, ["canonical", "customer_xref"]))
+        exists = bool(con.rows(model_build.TABLE_EXISTS, ["canonical", "customer_xref"]))
         win = incremental.window(
             con,
             CUSTOMER_XREF,
