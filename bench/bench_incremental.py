@@ -21,7 +21,8 @@ fresh warehouse (embedded DuckDB) and Dagster instance (in-process executor) the
    order-free, the incremental run's; a complete push leaves a whole plan nothing to send
    (insert, update, retire or delete), so such a plan counts as a difference too;
 5. **changes cycle**: another tick, then one `changes` job run (the 15-minute path as
-   scheduled) on the incremental warehouse: `changes_cycle_s`.
+   scheduled) on the incremental warehouse: `changes_cycle_s`; its result is checked against
+   a full rebuild as in 4 (`changes_cycle_equal_to_full_rebuild`).
 
 Wall times are taken around `dg.execute_job`; the load average is recorded with each.
 """
@@ -116,7 +117,14 @@ def full_rebuild(warehouse) -> dict:
     from assets.recon_flows import FLOWS, completeness_flows
     from assets.syncs import SYNCS
     from canonical import MODELS
-    from integration_hub.engine import identity, model_build, order_identity, sql_models, sync_engine, validation
+    from integration_hub.engine import (
+        identity,
+        model_build,
+        order_identity,
+        sql_models,
+        sync_engine,
+        validation,
+    )
     from integration_hub.engine.recon_engine import run_flow
 
     started, steps = time.perf_counter(), {}
@@ -138,7 +146,9 @@ def full_rebuild(warehouse) -> dict:
             timed(model.table, model_build.build, warehouse, model, vet=vet, full=True)
     for flow in [*FLOWS, *completeness_flows(warehouse)]:
         timed(f"recon/{flow.name}", run_flow, warehouse, flow, REBUILD_RUN)
-    plans = {name: timed(f"plan/{name}", sync_engine.plan, sync, warehouse).counts for name, sync in SYNCS.items()}
+    plans = {
+        name: timed(f"plan/{name}", sync_engine.plan, sync, warehouse).counts for name, sync in SYNCS.items()
+    }
     return {"full_rebuild_s": round(time.perf_counter() - started, 2), "load_avg": round(os.getloadavg()[0], 2),
             "plans": plans, "slowest_steps": dict(sorted(steps.items(), key=lambda kv: -kv[1])[:8])}  # fmt: skip
 
@@ -188,14 +198,22 @@ def _differ(con, name: str, left: str, right: str) -> list[str]:
     except Exception as exc:  # a table on one side only, or with other columns
         return [f"{name}: cannot compare ({str(exc).splitlines()[0]})"]
     if only_inc or only_full:
-        return [f"{name}: {only_inc} rows only in the incremental result, {only_full} only in the full rebuild"]
+        return [
+            f"{name}: {only_inc} rows only in the incremental result, {only_full} only in the full rebuild"
+        ]
     return []
 
 
-def copy_warehouse(source: Path, target: Path) -> None:
+def rebuild_and_compare(home: Path, name: str) -> tuple[dict, list[str]]:
+    """Copy the warehouse (no connection is open between runs), rebuild the copy in full, compare."""
+    from integration_hub.warehouse import Warehouse
+
+    source, copy = home / "warehouse.duckdb", home / f"{name}.duckdb"
     for suffix in ("", ".wal"):
         if Path(f"{source}{suffix}").exists():
-            shutil.copyfile(f"{source}{suffix}", f"{target}{suffix}")
+            shutil.copyfile(f"{source}{suffix}", f"{copy}{suffix}")
+    rebuild = full_rebuild(Warehouse(path=copy))
+    return rebuild, compare(source, copy, rebuild["plans"])
 
 
 def tick() -> dict:
@@ -204,7 +222,10 @@ def tick() -> dict:
     from integration_hub import settings
 
     report = run_tick(settings.hub_home(), 0.01)
-    return {"records_changed": sum(sum(c.values()) for c in report["records"].values()), "tick": report["records"]}
+    return {
+        "records_changed": sum(sum(c.values()) for c in report["records"].values()),
+        "tick": report["records"],
+    }
 
 
 def child(scale: float) -> dict:
@@ -227,13 +248,14 @@ def child(scale: float) -> dict:
         incremental = run_job(instance, all_but_housekeeping)
         out |= {"records_changed": changed["records_changed"], "incremental": incremental}
         out |= latency(Warehouse(path=home / "warehouse.duckdb"), incremental["run_id"])
-        copy_warehouse(home / "warehouse.duckdb", home / "rebuild.duckdb")
-        rebuild = full_rebuild(Warehouse(path=home / "rebuild.duckdb"))
-        differences = compare(home / "warehouse.duckdb", home / "rebuild.duckdb", rebuild["plans"])
+        rebuild, differences = rebuild_and_compare(home, "rebuild")
         out |= {"full_rebuild": rebuild, "equal_to_full_rebuild": not differences, "differences": differences}
         second = tick()
         cycle = run_job(instance, changes)
-        out |= {"changes_cycle": cycle | {"records_changed": second["records_changed"]}}
+        _, after_cycle = rebuild_and_compare(home, "rebuild_after_cycle")
+        out |= {"changes_cycle": cycle | {"records_changed": second["records_changed"]},
+                "changes_cycle_equal_to_full_rebuild": not after_cycle,
+                "changes_cycle_differences": after_cycle}  # fmt: skip
     out |= {
         "full_s": full["wall_s"], "incremental_s": incremental["wall_s"],
         "incremental_over_full": round(incremental["wall_s"] / full["wall_s"], 4),
@@ -277,7 +299,9 @@ def verdicts(r: dict) -> dict[str, str]:
         if r.get(figure) is None:
             continue
         met = "met" if r[figure] <= limit else "NOT met"
-        out[figure] = f"<= {limit:g} at SF {scale:g}: " + (met if r["scale"] == scale else f"n/a here ({met} at this SF)")
+        out[figure] = f"<= {limit:g} at SF {scale:g}: " + (
+            met if r["scale"] == scale else f"n/a here ({met} at this SF)"
+        )
     return out
 
 
@@ -290,10 +314,19 @@ def human(r: dict) -> str:
         ("records changed by the tick", r["records_changed"], ""),
         ("incremental run s", r["incremental_s"], f"load {r['incremental']['load_avg']}"),
         ("incremental / full", r["incremental_over_full"], v["incremental_over_full"]),
-        ("changes cycle s", r["changes_cycle_s"], v["changes_cycle_s"] + f"; load {r['changes_cycle']['load_avg']}"),
+        (
+            "changes cycle s",
+            r["changes_cycle_s"],
+            v["changes_cycle_s"] + f"; load {r['changes_cycle']['load_avg']}",
+        ),
         ("latency p95 s (support_orders)", f"{r['latency_p95_s']} ({r['latency_p95_support_orders_s']})", ""),
         ("full rebuild s", r["full_rebuild_s"], f"load {r['full_rebuild']['load_avg']}"),
         ("equal to full rebuild", r["equal_to_full_rebuild"], "; ".join(r["differences"])[:300]),
+        (
+            "changes cycle equal to full rebuild",
+            r["changes_cycle_equal_to_full_rebuild"],
+            "; ".join(r["changes_cycle_differences"])[:300],
+        ),
     ]
     lines = [f"SF {r['scale']:g}", "| figure | value | target / note |", "|---|---:|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
@@ -303,7 +336,9 @@ def human(r: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--scale", type=float, default=0.01)
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
     parser.add_argument("--keep", action="store_true", help="keep HUB_HOME (both warehouses) for inspection")
