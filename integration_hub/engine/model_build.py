@@ -21,12 +21,12 @@ from integration_hub.engine.sql_models import (
     Key,
     SqlModel,
     SqlModelError,
-    _set_utc,
-    _upstream_schema,
     column_lineage,
     expand,
+    set_utc,
     table_columns,
     to_dialect,
+    upstream_schema,
 )
 from integration_hub.warehouse import Connection, Warehouse, literal, quote
 
@@ -57,7 +57,7 @@ def build(warehouse: Warehouse, model: SqlModel, vet: Vet | None = None, full: b
     """
     warehouse.ensure_schema(model.layer)
     with warehouse.connect() as con, building(con, model.layer, model.name):
-        _set_utc(con)
+        set_utc(con)
         incremental.ensure_state(con)
         sql = expand(model.parsed.body, model.root, columns=lambda s, t: table_columns(con, s, t))
         refs = incremental.references(model.changed_keys) if model.changed_keys else []
@@ -81,9 +81,9 @@ def build(warehouse: Warehouse, model: SqlModel, vet: Vet | None = None, full: b
             ) from exc
         columns = table_columns(con, model.layer, model.name)
         row_count = int(con.scalar(f"SELECT count(*) FROM {quote(model.layer, model.name)}"))
-        upstream_schema = _upstream_schema(con, sql)
+        read_schema = upstream_schema(con, sql)
     return Built(
-        rows_built, rejected, row_count, columns, column_lineage(sql, upstream_schema, columns),
+        rows_built, rejected, row_count, columns, column_lineage(sql, read_schema, columns),
         incremental=not win.full, reason=win.reason, keys_changed=keys,
     )  # fmt: skip
 

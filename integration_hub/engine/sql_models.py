@@ -261,7 +261,7 @@ def _sql_type(data_type: str, precision: int | None, scale: int | None) -> str:
             "TIMESTAMP WITH TIME ZONE": "TIMESTAMPTZ", "DOUBLE PRECISION": "DOUBLE"}.get(t, t)  # fmt: skip
 
 
-def _set_utc(con: Connection) -> None:
+def set_utc(con: Connection) -> None:
     """Timestamps are UTC everywhere: casting a zoned source time must not depend on the host."""
     con.execute("SET TimeZone = 'UTC'" if con.dialect == "duckdb" else "SET TIME ZONE 'UTC'")
 
@@ -280,7 +280,7 @@ def batches(con: Connection, sql: str, size: int = 250_000) -> Iterator[pa.Recor
             yield pa.RecordBatch.from_pydict({n: [r[i] for r in rows] for i, n in enumerate(names)})
 
 
-def _upstream_schema(con: Connection, sql: str) -> dict:
+def upstream_schema(con: Connection, sql: str) -> dict:
     tree = sqlglot.parse_one(sql, read="duckdb")
     ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
     schema: dict = {}
