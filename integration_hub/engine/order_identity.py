@@ -131,9 +131,9 @@ def _write(con: Connection, rows: pa.Table, members: pd.DataFrame, before: pd.Da
         "order_id VARCHAR, member_rank BIGINT)"
     )
     scope = sorted(set(members["source_order_id"]) | set(before["source_order_id"]))
-    _stage(con, "_ox_scope", pa.table({"source_order_id": pa.array(scope, pa.string())}))
-    _stage(con, "_ox_rows", rows)
-    _stage(con, "_ox_ids", pa.table({"order_id": pa.array(ids, pa.string())}))
+    con.stage("_ox_scope", pa.table({"source_order_id": pa.array(scope, pa.string())}))
+    con.stage("_ox_rows", rows)
+    con.stage("_ox_ids", pa.table({"order_id": pa.array(ids, pa.string())}))
     if not win.full:
         con.execute(f"DELETE FROM {target} WHERE source_order_id IN (SELECT source_order_id FROM _ox_scope)")
     con.execute(f"INSERT INTO {target} SELECT * FROM _ox_rows")
@@ -147,22 +147,6 @@ def _write(con: Connection, rows: pa.Table, members: pd.DataFrame, before: pd.Da
 
 def _staged(entity: str) -> list[str]:
     return [f"staging.{m}" for m in sql_models.union_members(entity)]
-
-
-def _stage(con: Connection, name: str, table: pa.Table) -> None:
-    """`table` as a temporary table of this connection (dropped at its end)."""
-    if con.dialect == "duckdb":
-        con.raw.register(f"{name}_arrow", table)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {name}_arrow")
-        con.raw.unregister(f"{name}_arrow")
-        return
-    con.execute(f"DROP TABLE IF EXISTS {name}")
-    types = {pa.string(): "TEXT", pa.int64(): "BIGINT"}
-    cols = ", ".join(f"{f.name} {types[f.type]}" for f in table.schema)
-    con.execute(f"CREATE TEMP TABLE {name} ({cols})")
-    with con.raw.cursor() as cur, cur.copy(f"COPY {name} FROM STDIN") as cp:
-        for row in table.to_pylist():
-            cp.write_row(list(row.values()))
 
 
 # ---- the customer map's change log -----------------------------------------------------------
@@ -204,7 +188,7 @@ def update_customers(warehouse: Warehouse, full: bool = False) -> identity.XrefU
     ids = pa.table({"customer_id": pa.array(sorted(update.affected_customers), pa.string())})
     full_update = win.full or update.full
     with warehouse.connect() as con, con.transaction():
-        _stage(con, "_cx_ids", ids)
+        con.stage("_cx_ids", ids)
         seq = incremental.next_seq(con)
         incremental.log_keys(
             con,

@@ -84,6 +84,20 @@ class Connection:
     def df(self, sql: str, params: Sequence | None = None):
         return self.arrow(sql, params).to_pandas()
 
+    def stage(self, name: str, table: pa.Table) -> None:
+        """Make Arrow `table` queryable as `name` until the current transaction ends: DuckDB
+        reads it in place; Postgres copies it into a temporary table dropped at commit."""
+        if self.dialect == "duckdb":
+            self.raw.register(name, table)
+            return
+        cols = ", ".join(f"{quote(f.name)} {_pg_type(f.type)}" for f in table.schema)
+        with self.raw.cursor() as cur:
+            cur.execute(f"DROP TABLE IF EXISTS {name}")
+            cur.execute(f"CREATE TEMP TABLE {name} ({cols}) ON COMMIT DROP")
+            with cur.copy(f"COPY {name} FROM STDIN") as cp:
+                for row in table.to_pylist():
+                    cp.write_row(list(row.values()))
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Connection]:
         """One transaction on both dialects: committed when the block ends, rolled back if it raises.

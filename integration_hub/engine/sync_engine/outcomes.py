@@ -57,7 +57,7 @@ def record(
     deletes = any(c.operation == "delete" and status == DELIVERED for c, _, status in done)
     at = audit.now()
     with con.transaction():
-        _stage(con, _outcome_table(sync, done))
+        con.stage("_outcomes", _outcome_table(sync, done))
         delivered = "SELECT key FROM _outcomes WHERE status = 'delivered'"
         if deletes:
             con.execute(f"DELETE FROM {sync.state_table} WHERE key IN ({delivered} AND operation = 'delete')")
@@ -98,21 +98,6 @@ def _outcome_table(sync: Sync, done: list[tuple[Change, Outcome, str]]) -> pa.Ta
         ],
         schema=_OUTCOME_SCHEMA,
     )  # fmt: skip
-
-
-def _stage(con: Connection, table: pa.Table) -> None:
-    """Make the batch's outcomes queryable as `_outcomes` inside the current transaction."""
-    if con.dialect == "duckdb":
-        con.raw.register("_outcomes", table)
-        return
-    cols = ", ".join(
-        f"{f.name} {'TIMESTAMP' if pa.types.is_timestamp(f.type) else 'TEXT'}" for f in _OUTCOME_SCHEMA
-    )
-    with con.raw.cursor() as cur:
-        cur.execute(f"CREATE TEMP TABLE _outcomes ({cols}) ON COMMIT DROP")
-        with cur.copy("COPY _outcomes FROM STDIN") as cp:
-            for row in table.to_pylist():
-                cp.write_row([row[n] for n in _OUTCOME_SCHEMA.names])
 
 
 def _dead_letter_rejections(con: Connection, sync: Sync, at) -> None:
