@@ -93,6 +93,7 @@ def built_metadata(built: Built) -> dict[str, Any]:
         "rows_rejected": built.rows_rejected,
         "build": "incremental" if built.incremental else "full",
         "build_reason": built.reason,
+        **({"keys_recomputed": built.keys_recomputed} if built.keys_recomputed is not None else {}),
         **({"keys_changed": built.keys_changed} if built.keys_changed is not None else {}),
         "dagster/column_schema": dg.TableSchema(
             columns=[dg.TableColumn(name=n, type=t) for n, t in built.columns]

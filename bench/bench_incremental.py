@@ -7,6 +7,9 @@ The parent seeds the sandbox world at the scale and starts its servers; a child 
 fresh warehouse (embedded DuckDB) and Dagster instance (in-process executor) then runs:
 
 1. **full**: every asset but housekeeping (what `nightly` selects) on the empty warehouse;
+   then **settle**: the same selection once more with no change in between, which absorbs the
+   CRM's echo of the full build's pushes (every account the hub wrote comes back modified) the
+   way the first scheduled cycle after a cold start does (`settle_s`, reported, not a target);
 2. `hub sandbox tick` (1 % inserts, updates and deletes in every system, the ERP included):
    `records_changed` = new + changed + deleted of its report;
 3. **incremental**: one run of the same selection without the nightly's full-plan tag, so
@@ -244,6 +247,11 @@ def child(scale: float) -> dict:
         out["full"] = full
         if not full["success"]:
             return out
+        # The full build's pushes stamp every CRM account, and the next CRM load brings them all
+        # back: a one-time echo of the first push. One run with no change absorbs it, as the
+        # first scheduled cycle after a cold start does; from then on a cycle's echo is the
+        # previous cycle's pushes, which follow the change.
+        out["settle"] = run_job(instance, all_but_housekeeping)
         changed = tick()
         incremental = run_job(instance, all_but_housekeeping)
         out |= {"records_changed": changed["records_changed"], "incremental": incremental}
@@ -259,7 +267,8 @@ def child(scale: float) -> dict:
     out |= {
         "full_s": full["wall_s"], "incremental_s": incremental["wall_s"],
         "incremental_over_full": round(incremental["wall_s"] / full["wall_s"], 4),
-        "changes_cycle_s": cycle["wall_s"], "full_rebuild_s": rebuild["full_rebuild_s"],
+        "settle_s": out["settle"]["wall_s"], "changes_cycle_s": cycle["wall_s"],
+        "full_rebuild_s": rebuild["full_rebuild_s"],
         "incremental_layers_s": incremental["layers_s"], "tick": changed["tick"],
     }  # fmt: skip
     return out
@@ -311,6 +320,7 @@ def human(r: dict) -> str:
     v = verdicts(r)
     rows = [
         ("full build s", r["full_s"], f"load {r['full']['load_avg']}"),
+        ("settle run s (absorbs the first push's echo)", r["settle_s"], f"load {r['settle']['load_avg']}"),
         ("records changed by the tick", r["records_changed"], ""),
         ("incremental run s", r["incremental_s"], f"load {r['incremental']['load_avg']}"),
         ("incremental / full", r["incremental_over_full"], v["incremental_over_full"]),
@@ -332,6 +342,8 @@ def human(r: dict) -> str:
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     lines.append(f"incremental run by layer (s): {r['incremental_layers_s']}")
     lines.append(f"slowest steps: {r['incremental']['slowest_steps']}")
+    lines.append(f"changes cycle by layer (s): {r['changes_cycle']['layers_s']}")
+    lines.append(f"changes cycle slowest steps: {r['changes_cycle']['slowest_steps']}")
     return "\n".join(lines)
 
 

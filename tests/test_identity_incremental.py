@@ -334,3 +334,31 @@ def test_an_id_two_clusters_hold_is_resolved_again_as_a_full_resolution_would(du
     update = check_step(duck, set())
     assert update.changed_records == {shop}
     assert update.affected_customers == {identity.customer_id_for(*crm), identity.customer_id_for(*shop)}
+
+
+@pytest.mark.parametrize("dialect", ["duckdb", "postgres"])
+def test_only_records_whose_matching_fields_changed_are_resolved_again(duck, dialect, request):
+    """A record touched in a field resolution does not read (its `updated_at`, a field the hub
+    pushed) is left out; one whose email changed, one deleted, one new are kept."""
+    warehouse = duck if dialect == "duckdb" else request.getfixturevalue("pg_warehouse")
+    if dialect == "postgres":
+        make_tables(warehouse)
+    world = World(warehouse, random.Random(5))
+    keys = [world.new_record(system) for system in SYSTEMS * 3]
+    identity.update_xref(warehouse, None)
+    with warehouse.connect() as con, con.transaction():
+        con.execute("CREATE SCHEMA IF NOT EXISTS _hub")
+        identity_scope.remember_inputs(con, identity_scope.records_sql(con), None)
+    touched, moved, deleted = keys[0], keys[1], keys[2]
+    with warehouse.connect() as con:
+        con.execute(f"UPDATE staging.{touched[0]}__customer SET updated_at = now() WHERE source_id = ?", [touched[1]])
+    world.put(moved, {"email": "someone.else@x.org"})
+    world.put(deleted, {}, deleted=True)
+    new = world.new_record("crm")
+    with warehouse.connect() as con:
+        records = identity_scope.records_sql(con)
+        found = identity_scope.matching_changed(con, records, {touched, moved, deleted, new})
+        assert found == {moved, deleted, new}
+        with con.transaction():
+            identity_scope.remember_inputs(con, records, found)
+        assert identity_scope.matching_changed(con, records, {touched, moved, deleted, new}) == set()

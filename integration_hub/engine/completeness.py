@@ -113,13 +113,13 @@ def _alive(warehouse: Warehouse | None, system: str, resource: str) -> str:
 
 def landed_sql(warehouse: Warehouse | None = None) -> str:
     """One row per raw table: its distinct records (`rows`, tombstones included, as canonical
-    counts them) and those the source still holds plus the ones quarantined at load (`landed`)."""
+    counts them) and those the source still holds plus the ones quarantined at load (`landed`).
+    Both counts come from one scan of the table."""
     keys = raw_keys()
     parts = [
-        f"SELECT '{s}.{r}' AS id, '{s}.{r}' AS resource, (SELECT count(DISTINCT {keys[(s, r)]}) FROM raw_{s}.{r} "
-        f"WHERE {_alive(warehouse, s, r)}) + {_refused_now(warehouse, s, r)} AS landed, "
-        f"(SELECT count(DISTINCT {keys[(s, r)]}) "
-        f"FROM raw_{s}.{r}) AS rows FROM (SELECT 1) one"
+        f"SELECT '{s}.{r}' AS id, '{s}.{r}' AS resource, c.alive + {_refused_now(warehouse, s, r)} AS landed, "
+        f"c.every AS rows FROM (SELECT count(DISTINCT {keys[(s, r)]}) FILTER (WHERE {_alive(warehouse, s, r)}) "
+        f"AS alive, count(DISTINCT {keys[(s, r)]}) AS every FROM raw_{s}.{r}) AS c"
         for s, r in present(warehouse)
     ]
     return " UNION ALL ".join(parts) or NO_ROWS.format(column="landed, 0 AS rows")

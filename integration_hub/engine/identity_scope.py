@@ -21,7 +21,7 @@ import functools
 
 import pyarrow as pa
 
-from integration_hub.engine import sql_models
+from integration_hub.engine import model_build, sql_models
 from integration_hub.warehouse import Connection, literal, quote
 
 XREF = quote("canonical", "customer_xref")
@@ -172,3 +172,60 @@ def insert(con: Connection, table: str, data: pa.Table) -> None:
     with con.raw.cursor() as cur, cur.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
         for row in zip(*(column.to_pylist() for column in data.columns), strict=True):
             copy.write_row(row)
+
+
+# ---- which changed records changed what the resolution reads ---------------------------------
+
+INPUTS = quote("_hub", "identity_inputs")  # (system, source_id, fp) of each record as last resolved
+_FP_COLUMNS = (*KEY_COLUMNS, "name")  # every field resolution reads (`_RECORDS`)
+
+
+def _fingerprint(alias: str) -> str:
+    """SQL of a record's matching fields as one value; NULL for a record not staged (or deleted)."""
+    fields = ", '|', ".join(f"coalesce(CAST({alias}.{c} AS VARCHAR), '∅')" for c in _FP_COLUMNS)
+    return f"CASE WHEN {alias}.source_id IS NULL THEN NULL ELSE md5(concat({fields})) END"
+
+
+def matching_changed(con: Connection, records: str, changed: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Of the `changed` records, those whose matching fields differ from when they were last
+    resolved, or that came or went: a record touched in a field resolution does not read (its
+    `updated_at`, a field the hub itself pushed) re-resolves nothing. Without a record of the
+    last resolution, all of them."""
+    if not changed or not con.rows(model_build.TABLE_EXISTS, ["_hub", "identity_inputs"]):
+        return changed
+    with con.transaction():
+        con.stage("_identity_touched", keys_table(changed))
+        rows = con.rows(
+            sql(
+                con,
+                "SELECT t.system, t.source_id FROM _identity_touched AS t "
+                f"LEFT JOIN ({records}) AS r ON r.source_system = t.system AND r.source_id = t.source_id "
+                f"LEFT JOIN {INPUTS} AS p ON p.system = t.system AND p.source_id = t.source_id "
+                f"WHERE {_fingerprint('r')} IS DISTINCT FROM p.fp",
+            )
+        )
+    return {(s, str(i)) for s, i in rows}
+
+
+def remember_inputs(con: Connection, records: str, changed: set[tuple[str, str]] | None) -> None:
+    """Record the matching fields of the `changed` records (every record when None) as resolved,
+    inside the caller's transaction."""
+    con.execute(f"CREATE TABLE IF NOT EXISTS {INPUTS} (system VARCHAR, source_id VARCHAR, fp VARCHAR)")
+    current = f"SELECT r.source_system, r.source_id, {_fingerprint('r')} FROM ({records}) AS r"
+    if changed is None:
+        con.execute(f"DELETE FROM {INPUTS}")
+        con.execute(sql(con, f"INSERT INTO {INPUTS} {current}"))
+        return
+    con.stage("_identity_remember", keys_table(changed))
+    con.execute(
+        f"DELETE FROM {INPUTS} WHERE EXISTS (SELECT 1 FROM _identity_remember AS t "
+        f"WHERE t.system = {INPUTS}.system AND t.source_id = {INPUTS}.source_id)"
+    )
+    con.execute(
+        sql(
+            con,
+            f"INSERT INTO {INPUTS} {current} WHERE EXISTS (SELECT 1 FROM _identity_remember AS t "
+            "WHERE t.system = r.source_system AND t.source_id = r.source_id)",
+        )
+    )
+

@@ -42,7 +42,8 @@ class Built:
     lineage: dict[str, list[tuple[Key, str]]]  # output column -> (upstream table's key, column)
     incremental: bool = False
     reason: str = ""  # why it built in full, or "changes since the last build"
-    keys_changed: int | None = None  # keys recomputed by an incremental build
+    keys_recomputed: int | None = None  # keys an incremental build recomputed
+    keys_changed: int | None = None  # of those, the keys whose rows it changed (and logged)
 
 
 Vet = Callable[[Connection, str, str], int]
@@ -70,9 +71,9 @@ def build(warehouse: Warehouse, model: SqlModel, vet: Vet | None = None, full: b
             win.reason = "the model is not incremental"
         try:
             if win.full:
-                rows_built, rejected, keys = *_build_full(con, model, sql, vet, win), None
+                rows_built, rejected, keys, moved = *_build_full(con, model, sql, vet, win), None, None
             else:
-                rows_built, rejected, keys = _build_changes(con, model, sql, vet, win)
+                rows_built, rejected, keys, moved = _build_changes(con, model, sql, vet, win)
         except Exception as exc:
             reads = ", ".join("/".join(k) for k in model.upstream)
             raise SqlModelError(
@@ -84,7 +85,7 @@ def build(warehouse: Warehouse, model: SqlModel, vet: Vet | None = None, full: b
         read_schema = upstream_schema(con, sql)
     return Built(
         rows_built, rejected, row_count, columns, column_lineage(sql, read_schema, columns),
-        incremental=not win.full, reason=win.reason, keys_changed=keys,
+        incremental=not win.full, reason=win.reason, keys_recomputed=keys, keys_changed=moved,
     )  # fmt: skip
 
 
@@ -108,13 +109,24 @@ def _build_full(con: Connection, model: SqlModel, sql: str, vet: Vet | None, win
     return rows_built, rejected
 
 
-def _build_changes(con: Connection, model: SqlModel, sql: str, vet: Vet | None, win) -> tuple[int, int, int]:
+def _build_changes(con: Connection, model: SqlModel, sql: str, vet: Vet | None, win) -> tuple[int, int, int, int]:
     """Recompute the changed keys' rows into a scratch table, vet them, then in one transaction
-    replace the target's rows of those keys, log the keys and move the watermarks."""
-    layer, scratch, keys = model.layer, _scratch_name(model.name), _scratch_name(model.name, "k")
+    replace the rows of the keys whose rows differ, log those keys and move the watermarks.
+
+    Only keys whose rows a build changed are logged: a key recomputed to the same rows (a source
+    record touched without a change this model sees) costs its readers nothing.
+    """
+    layer, name = model.layer, model.name
+    scratch, keys, moved = (_scratch_name(name, kind) for kind in ("", "k", "d"))
     names = ", ".join(quote(c) for c in model.config.unique_key)
     block = expand(win.expand(model.changed_keys), model.root, columns=lambda s, t: table_columns(con, s, t))
-    match = " AND ".join(f"k.{quote(c)} IS NOT DISTINCT FROM m.{quote(c)}" for c in model.config.unique_key)
+
+    def among(keys_table: str, alias: str = "m") -> str:
+        match = " AND ".join(
+            f"k.{quote(c)} IS NOT DISTINCT FROM {alias}.{quote(c)}" for c in model.config.unique_key
+        )
+        return f"EXISTS (SELECT 1 FROM {quote(layer, keys_table)} AS k WHERE {match})"
+
     try:
         with con.transaction():
             con.execute(
@@ -123,29 +135,33 @@ def _build_changes(con: Connection, model: SqlModel, sql: str, vet: Vet | None, 
             )
             con.execute(
                 f"CREATE TABLE {quote(layer, scratch)} AS SELECT m.* FROM ({to_dialect(sql, con.dialect)}) AS m "
-                f"WHERE EXISTS (SELECT 1 FROM {quote(layer, keys)} AS k WHERE {match})"
+                f"WHERE {among(keys)}"
             )
             n_keys = int(con.scalar(f"SELECT count(*) FROM {quote(layer, keys)}"))
             rows_built = int(con.scalar(f"SELECT count(*) FROM {quote(layer, scratch)}"))
         with con.transaction():
             rejected = vet(con, layer, scratch) if vet else 0
-        columns = ", ".join(quote(c) for c, _ in table_columns(con, layer, model.name))
+        columns = ", ".join(quote(c) for c, _ in table_columns(con, layer, name))
+        target, new = quote(layer, name), quote(layer, scratch)
+        old = f"SELECT {columns} FROM {target} AS m WHERE {among(keys)}"
         with con.transaction():
+            # EXCEPT ALL compares whole rows, NULLs equal: the keys with a row added, gone or changed.
             con.execute(
-                f"DELETE FROM {quote(layer, model.name)} AS m WHERE EXISTS "
-                f"(SELECT 1 FROM {quote(layer, keys)} AS k WHERE {match})"
+                f"CREATE TABLE {quote(layer, moved)} AS SELECT DISTINCT {names} FROM ("
+                f"(SELECT {columns} FROM {new} EXCEPT ALL {old}) UNION ALL "
+                f"({old} EXCEPT ALL SELECT {columns} FROM {new})) AS d"
             )
-            con.execute(
-                f"INSERT INTO {quote(layer, model.name)} ({columns}) SELECT {columns} FROM {quote(layer, scratch)}"
-            )
-            _finish(con, model, win, keys_table=quote(layer, keys))
-            con.execute(f"DROP TABLE {quote(layer, scratch)}")
-            con.execute(f"DROP TABLE {quote(layer, keys)}")
+            con.execute(f"DELETE FROM {target} AS m WHERE {among(moved)}")
+            con.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {new} AS m WHERE {among(moved)}")
+            n_moved = int(con.scalar(f"SELECT count(*) FROM {quote(layer, moved)}"))
+            _finish(con, model, win, keys_table=quote(layer, moved))
+            for table in (scratch, keys, moved):
+                con.execute(f"DROP TABLE {quote(layer, table)}")
     except Exception:
-        _drop(con, layer, scratch)
-        _drop(con, layer, keys)
+        for table in (scratch, keys, moved):
+            _drop(con, layer, table)
         raise
-    return rows_built, rejected, n_keys
+    return rows_built, rejected, n_keys, n_moved
 
 
 def _finish(con: Connection, model: SqlModel, win, keys_table: str | None = None) -> None:

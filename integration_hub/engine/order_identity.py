@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import pandas as pd
 import pyarrow as pa
 
-from integration_hub.engine import identity, incremental, model_build, sql_models
+from integration_hub.engine import identity, identity_scope, incremental, model_build, sql_models
 from integration_hub.warehouse import Connection, Warehouse, quote
 
 LAYER, NAME = "canonical", "order_xref"
@@ -156,9 +156,9 @@ _CHANGED_CUSTOMERS = "SELECT source_system, source_id FROM {{ union_changes('cus
 
 
 def update_customers(warehouse: Warehouse, full: bool = False) -> identity.XrefUpdate:
-    """`identity.update_xref` on the customer records staged since its last run (every record
-    the first time, or when `full`), then the log of every customer id that gained or lost a
-    record, for the canonical models that read it.
+    """`identity.update_xref` on the customer records staged since its last run whose matching
+    fields changed (every record the first time, or when `full`), then the log of every
+    customer id that gained or lost a record, for the canonical models that read it.
 
     The xref and its log commit apart: if a run dies between them, the next one reads the same
     staged changes again, and the canonical customer model, whose own watermark did not move
@@ -184,10 +184,13 @@ def update_customers(warehouse: Warehouse, full: bool = False) -> identity.XrefU
                 win.expand(block), columns=lambda s, t: sql_models.table_columns(con, s, t)
             )
             changed = {(s, str(i)) for s, i in con.rows(sql_models.to_dialect(sql, con.dialect))}
+            records = identity_scope.records_sql(con)
+            changed = identity_scope.matching_changed(con, records, changed)
     update = identity.update_xref(warehouse, changed)
     ids = pa.table({"customer_id": pa.array(sorted(update.affected_customers), pa.string())})
     full_update = win.full or update.full
     with warehouse.connect() as con, con.transaction():
+        identity_scope.remember_inputs(con, identity_scope.records_sql(con), None if full_update else changed)
         con.stage("_cx_ids", ids)
         seq = incremental.next_seq(con)
         incremental.log_keys(
