@@ -3,6 +3,7 @@ and says when and why it builds in full."""
 
 from __future__ import annotations
 
+import datetime as dt
 import multiprocessing
 import os
 import random
@@ -171,3 +172,64 @@ def test_a_full_build_is_taken_when_incremental_cannot_be_trusted(world):
 def test_a_wrong_config_says_what_to_write(sql, message):
     with pytest.raises(incremental.IncrementalError, match=message):
         incremental.parse(sql, "x.sql")
+
+
+LATE_STAGING = """-- Orders with their customer's name: the customer's record may land after its orders.
+{{ config(materialized='incremental', unique_key='order_id') }}
+SELECT o.id AS order_id, o.customer, c.name AS customer_name, o.changed_at
+FROM raw_shop.orders AS o LEFT JOIN raw_shop.customers AS c ON c.id = o.customer
+
+{% changed_keys %}
+SELECT id AS order_id FROM {{ changes('raw_shop.orders') }}
+UNION ALL
+SELECT o.id FROM raw_shop.orders AS o WHERE o.customer IN (SELECT id FROM {{ changes('raw_shop.customers') }})
+"""
+
+
+def test_late_arriving_records_are_picked_up_by_their_load_not_their_timestamp(tmp_path):
+    """Orders land before their customer, and a record changed at its source before the last
+    build lands after it (a backdated `changed_at`): each reaches the model on the build after
+    its load, and every build equals a full one."""
+    root = tmp_path / "sql"
+    (root / "staging").mkdir(parents=True)
+    (root / "staging" / "shop__order_named.sql").write_text(LATE_STAGING)
+    warehouse = Warehouse(path=str(tmp_path / "w.duckdb"))
+    warehouse.ensure_schema("raw_shop")
+    with warehouse.connect() as con:
+        con.execute(
+            "CREATE TABLE raw_shop.orders (id BIGINT, customer VARCHAR, changed_at TIMESTAMP, _dlt_load_id VARCHAR)"
+        )
+        con.execute("CREATE TABLE raw_shop.customers (id VARCHAR, name VARCHAR, _dlt_load_id VARCHAR)")
+    (model,) = models(root)
+
+    def load(n: int, orders=(), customers=()) -> None:
+        with warehouse.connect() as con, con.transaction():
+            for oid, customer, changed_at in orders:
+                con.execute("DELETE FROM raw_shop.orders WHERE id = ?", [oid])
+                con.execute(
+                    "INSERT INTO raw_shop.orders VALUES (?, ?, ?, ?)",
+                    [oid, customer, changed_at, f"17000000{n}.0"],
+                )
+            for cid, name in customers:
+                con.execute("DELETE FROM raw_shop.customers WHERE id = ?", [cid])
+                con.execute("INSERT INTO raw_shop.customers VALUES (?, ?, ?)", [cid, name, f"17000000{n}.0"])
+
+    def build_and_compare() -> Counter:
+        built = model_build.build(warehouse, model)
+        after = rows(warehouse, "staging.shop__order_named")
+        model_build.build(warehouse, model, full=True)
+        assert rows(warehouse, "staging.shop__order_named") == after
+        return built, after
+
+    load(1, orders=[(1, "a", "2026-12-01 10:00"), (2, "b", "2026-12-01 11:00")], customers=[("a", "Ada")])
+    build_and_compare()
+    load(2, orders=[(3, "b", "2026-12-02 09:00")])  # b's orders still without b
+    built, after = build_and_compare()
+    assert built.incremental and after[(3, "b", None, dt.datetime(2026, 12, 2, 9))] == 1
+    # b's record lands at last; order 1 changed at the source a day ago lands only now
+    load(3, orders=[(1, "a", "2026-11-30 08:00")], customers=[("b", "Grace")])
+    built, after = build_and_compare()
+    assert built.incremental and built.keys_changed == 3
+    assert after == Counter({(1, "a", "Ada", dt.datetime(2026, 11, 30, 8)): 1,
+                             (2, "b", "Grace", dt.datetime(2026, 12, 1, 11)): 1,
+                             (3, "b", "Grace", dt.datetime(2026, 12, 2, 9)): 1})  # fmt: skip
