@@ -13,6 +13,7 @@ from importlib.metadata import entry_points
 
 import typer
 
+from integration_hub.cli.access import access_app
 from integration_hub.cli.audit import audit_app
 from integration_hub.cli.recon import app as recon_app
 from integration_hub.cli.retention import retention_app
@@ -22,6 +23,7 @@ from integration_hub.cli.sync import dlq_app, sync_app
 PLUGINS = "integration_hub.cli"
 
 app = typer.Typer(no_args_is_help=True, help="Integration Hub: connect every business system once.")
+app.add_typer(access_app, name="access", help="Access control on the Postgres warehouse: roles and grants.")
 app.add_typer(audit_app, name="audit", help="The audit trail: trace one record end to end.")
 app.command("run")(run_command)
 app.command("backfill")(backfill_command)
