@@ -19,6 +19,7 @@ from integration_hub.cli.recon import app as recon_app
 from integration_hub.cli.retention import retention_app
 from integration_hub.cli.run import backfill_command, run_command
 from integration_hub.cli.sync import dlq_app, sync_app
+from integration_hub.cli.ui import ui_app
 
 PLUGINS = "integration_hub.cli"
 
@@ -30,6 +31,7 @@ app.command("backfill")(backfill_command)
 app.add_typer(sync_app, name="sync", help="Reverse syncs: plan (dry run) and apply.")
 app.add_typer(dlq_app, name="dlq", help="Dead letters of the reverse syncs: list, replay, discard.")
 app.add_typer(recon_app, name="recon", help="Reconciliation: where the systems agree and where they do not.")
+app.add_typer(ui_app, name="ui", help="The Dagster UI on 127.0.0.1 behind a login (nginx, HTTP basic auth).")
 app.add_typer(
     retention_app, name="retention", help="Retention: rows past their rule's age, shown or deleted."
 )
