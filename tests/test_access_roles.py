@@ -156,29 +156,43 @@ def test_apply_is_idempotent_and_takes_back_grants_beyond_it(world, roles):
 def test_grants_survive_a_rebuild_and_cover_new_tables(world, roles):
     access.apply(world, roles)
     analyst, auditor, writer = (as_role(world, r.name) for r in (roles.analyst, roles.auditor, roles.writer))
+    with writer.connect() as con:  # an analysts' view on top of theirs, made by the writer
+        con.execute(
+            "CREATE VIEW analyst_canonical.segments AS "
+            "SELECT segment, count(*) AS customers FROM analyst_canonical.customer GROUP BY segment"
+        )
 
-    # A full rebuild as the hub does it (scratch table, swap in one transaction), run as the writer.
-    rebuilt = CUSTOMERS.slice(0, 1).set_column(6, "segment", pa.array(["enterprise"]))
+    # A full rebuild as the hub does it (scratch table, swap in one transaction), run as the
+    # writer, of a model that dropped `phone` and gained `loyalty_tier`.
+    rebuilt = CUSTOMERS.slice(0, 1).drop_columns(["phone"]).append_column("loyalty_tier", pa.array(["gold"]))
     replace_table(writer, "canonical", "customer", rebuilt)
-    assert rows(analyst, "SELECT customer_id, email, segment FROM analyst_canonical.customer") == [
-        ("cus_1", MASK, "enterprise")
+    assert rows(analyst, "SELECT customer_id, name, email, loyalty_tier FROM analyst_canonical.customer") == [
+        ("cus_1", MASK, MASK, "gold")
     ]
+    assert "phone" not in [c for c, _ in world.columns("analyst_canonical", "customer")]
+    assert rows(analyst, "SELECT segment, customers FROM analyst_canonical.segments") == [("retail", 1)]
     assert denied(analyst, "SELECT * FROM canonical.customer")
+
+    # A canonical table the hub builds for the first time is the analyst's at once, masked.
+    replace_table(
+        writer, "canonical", "contact", pa.table({"contact_id": ["k1"], "email": ["k@example.com"]})
+    )
+    assert rows(analyst, "SELECT contact_id, email FROM analyst_canonical.contact") == [("k1", MASK)]
+    assert denied(analyst, "SELECT * FROM canonical.contact")
 
     # A table the writer adds to audit is the auditor's at once (default privileges).
     with writer.connect() as con:
         con.execute("CREATE TABLE audit.access_log (who text)")
         con.execute("INSERT INTO audit.access_log VALUES ('auditor-visible')")
+        con.execute("CREATE TABLE recon.new_flow__results (flow text, left_key text)")
+        con.execute("INSERT INTO recon.new_flow__results VALUES ('new_flow', 'k1')")
     assert rows(auditor, "SELECT who FROM audit.access_log") == [("auditor-visible",)]
     assert denied(analyst, "SELECT * FROM audit.access_log")
 
-    # A new canonical table is no analyst's until `apply` derives its masked view.
-    replace_table(
-        writer, "canonical", "contact", pa.table({"contact_id": ["k1"], "email": ["k@example.com"]})
-    )
-    assert denied(analyst, "SELECT * FROM canonical.contact")
+    # A new recon table (a new flow's findings) waits for the next `apply`.
+    assert not world.table_exists("analyst_recon", "new_flow__results")
     access.apply(world, roles)
-    assert rows(analyst, "SELECT contact_id, email FROM analyst_canonical.contact") == [("k1", MASK)]
+    assert rows(analyst, "SELECT flow, left_key FROM analyst_recon.new_flow__results") == [("new_flow", "k1")]
 
 
 def test_cli_shows_who_reads_what_and_never_a_password(world, roles, monkeypatch):

@@ -14,9 +14,11 @@ between runs of `apply`:
 - tables the writer creates in `audit` and views it creates in the analyst schemas are
   readable by their role at once (default privileges);
 - a table the hub rebuilds is swapped in one transaction that creates the views on it again
-  with their owner and grants (`model_build._swap`), so the analyst's masked views survive it;
-- a canonical or recon table that did not exist when `apply` ran has no analyst view until
-  `apply` runs again (the view's masking is derived from the table's columns then).
+  with their owner and grants (`model_build._swap`); the analyst's view of it is derived anew
+  from the new table's columns (`views_after_swap`), and a canonical table swapped in for the
+  first time gets one, so a model's new or dropped column never leaves a view behind;
+- a recon table that did not exist when `apply` ran (a new flow's findings) has no analyst
+  view until `apply` runs again.
 
 Postgres only: an embedded DuckDB file has one user, the owner of the file.
 """
@@ -25,16 +27,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from integration_hub import settings
 from integration_hub.engine import pii
-from integration_hub.engine.sync_engine.declaration import CHANGELOG
-from integration_hub.engine.sync_engine.declaration import SCHEMA as SYNC_SCHEMA
+from integration_hub.engine.dependent_views import View
 from integration_hub.warehouse import Connection, Warehouse, literal, quote
 
 AUDIT_SCHEMA = "audit"
-CHANGELOG_TABLE = CHANGELOG.split(".")[-1]
 MASKED_LAYERS = ("canonical", "recon")
 VIEW_SCHEMA = "analyst_{layer}"
 # The schemas the hub writes (raw_<system>, dlt's raw_<system>_staging, every layer, the
@@ -134,7 +134,8 @@ def apply(warehouse: Warehouse, roles: Roles) -> dict:
             "the embedded DuckDB file is protected by its file permissions (docs/security.md)"
         )
     roles.check()
-    from integration_hub.engine.sync_engine.declaration import ensure_tables
+    # Imported here: `model_build._swap` imports this module, and needs none of the syncs.
+    from integration_hub.engine.sync_engine.declaration import CHANGELOG, ensure_tables
 
     ensure_tables(warehouse)  # the changelog exists before it is granted
     with warehouse.connect() as con, con.transaction():
@@ -163,8 +164,9 @@ def apply(warehouse: Warehouse, roles: Roles) -> dict:
         con.execute(
             f"ALTER DEFAULT PRIVILEGES FOR ROLE {w} IN SCHEMA {quote(AUDIT_SCHEMA)} GRANT SELECT ON TABLES TO {auditor}"
         )
-        con.execute(f"GRANT USAGE ON SCHEMA {quote(SYNC_SCHEMA)} TO {auditor}")
-        con.execute(f"GRANT SELECT ON {quote(SYNC_SCHEMA, CHANGELOG_TABLE)} TO {auditor}")
+        sync_schema, changelog = CHANGELOG.split(".")
+        con.execute(f"GRANT USAGE ON SCHEMA {quote(sync_schema)} TO {auditor}")
+        con.execute(f"GRANT SELECT ON {quote(sync_schema, changelog)} TO {auditor}")
         views = {layer: _masked_views(con, layer, roles) for layer in MASKED_LAYERS}
     return {
         "database": warehouse.display_name,
@@ -267,10 +269,7 @@ def _masked_views(con: Connection, layer: str, roles: Roles) -> dict[str, list[s
             con.execute(f"CREATE VIEW {view} AS {sql}")
         con.execute("RELEASE SAVEPOINT masked_view")
         con.execute(f"ALTER VIEW {view} OWNER TO {writer}")
-        con.execute(
-            f"COMMENT ON VIEW {view} IS "
-            + literal(f"{layer}.{table} for analysts; personal data masked: {', '.join(hidden) or 'none'}")
-        )
+        con.execute(_comment(layer, table, hidden))
         made[f"{target}.{table}"] = hidden
     s = quote(target)
     con.execute(f"GRANT USAGE ON SCHEMA {s} TO {analyst}")
@@ -279,6 +278,37 @@ def _masked_views(con: Connection, layer: str, roles: Roles) -> dict[str, list[s
         f"ALTER DEFAULT PRIVILEGES FOR ROLE {writer} IN SCHEMA {s} GRANT SELECT ON TABLES TO {analyst}"
     )
     return made
+
+
+def _comment(layer: str, table: str, hidden: list[str]) -> str:
+    note = f"{layer}.{table} for analysts; personal data masked: {', '.join(hidden) or 'none'}"
+    return f"COMMENT ON VIEW {quote(view_schema(layer), table)} IS {literal(note)}"
+
+
+def views_after_swap(con: Connection, layer: str, table: str, views: list[View]) -> list[View]:
+    """The views to create on `layer.table` just swapped in (Postgres), given those that read the
+    old one: the analyst's view of it derived from the new table's columns, or a new one when
+    `apply` has set up the layer's analyst schema and the table had none. Readable by whoever
+    may use that schema (the analyst), owned by the schema's owner (the writer)."""
+    if layer not in MASKED_LAYERS or _NOT_SERVED.match(table):
+        return views
+    target = view_schema(layer)
+    owner = con.scalar("SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = ?", [target])
+    if owner is None:  # `apply` never ran here: no analyst schema, no analyst view
+        return views
+    sql, hidden = masked_select(con, layer, table)
+    comment = _comment(layer, table, hidden)
+    for i, view in enumerate(views):
+        if (view.schema, view.name) == (target, table):
+            kept = tuple(s for s in view.statements if not s.startswith("COMMENT ON"))
+            return [*views[:i], replace(view, definition=sql, statements=(*kept, comment)), *views[i + 1 :]]
+    readers = con.rows(
+        "SELECT quote_ident(pg_get_userbyid(a.grantee)) FROM pg_namespace n, aclexplode(n.nspacl) a "
+        "WHERE n.nspname = ? AND a.privilege_type = 'USAGE' AND a.grantee NOT IN (0, n.nspowner)",
+        [target],
+    )
+    grants = tuple(f"GRANT SELECT ON {quote(target, table)} TO {r}" for (r,) in readers)
+    return [*views, View(target, table, False, sql, owner, (*grants, comment))]
 
 
 def show(warehouse: Warehouse, roles: Roles) -> list[dict]:
