@@ -29,3 +29,17 @@ def test_dlt_gets_a_private_file_too_and_an_existing_file_keeps_its_mode(tmp_pat
     with Warehouse(path=path).connect() as con:
         con.execute("CREATE TABLE t AS SELECT 1 AS x")
     assert mode(path) == 0o640
+
+
+def test_roles_need_postgres_and_the_cli_says_what_protects_the_file(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from integration_hub.cli import app
+
+    monkeypatch.setenv("HUB_HOME", str(tmp_path))
+    monkeypatch.delenv("HUB_WAREHOUSE_URL", raising=False)
+    monkeypatch.delenv("HUB_ACCESS_ADMIN_URL", raising=False)
+    for command in ("apply", "show"):
+        result = CliRunner().invoke(app, ["access", command])
+        assert result.exit_code == 2, result.output
+        assert "need the Postgres warehouse" in result.output and "file permissions" in result.output

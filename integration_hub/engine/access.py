@@ -199,10 +199,13 @@ def _ensure_roles(con: Connection, roles: Roles) -> None:
             ).decode()
             con.execute(f"ALTER ROLE {name} PASSWORD {literal(verifier)}")
     # Membership in another hub role would hand over its rights (a writer granted to the analyst).
-    for member in roles:
-        for granted in roles:
-            if member is not granted:
-                con.execute(f"REVOKE {quote(granted.name)} FROM {quote(member.name)}")
+    names = [r.name for r in roles]
+    for granted, member in con.rows(
+        "SELECT pg_get_userbyid(roleid), pg_get_userbyid(member) FROM pg_auth_members "
+        "WHERE pg_get_userbyid(roleid) = ANY(?) AND pg_get_userbyid(member) = ANY(?)",
+        [names, names],
+    ):
+        con.execute(f"REVOKE {quote(granted)} FROM {quote(member)}")
 
 
 _KINDS = {
