@@ -182,7 +182,9 @@ def ui_credentials() -> tuple[str, str]:
         missing = " and ".join(n for n, v in (("HUB_UI_USER", user), ("HUB_UI_PASSWORD", password)) if not v)
         raise ConfigError(f"{missing} not set: set the login the UI proxy will ask for")
     if ":" in user:
-        raise ConfigError("HUB_UI_USER must not contain ':' (it separates user and hash in the htpasswd file)")
+        raise ConfigError(
+            "HUB_UI_USER must not contain ':' (it separates user and hash in the htpasswd file)"
+        )
     return user, password
 
 

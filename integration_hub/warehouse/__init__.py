@@ -219,7 +219,9 @@ class Warehouse:
         import dlt
 
         if self.dialect == "duckdb":
-            if _private_directory(self.duckdb_path):  # created here, not by dlt, so it is private from the start
+            if _private_directory(
+                self.duckdb_path
+            ):  # created here, not by dlt, so it is private from the start
                 _open_duckdb(self.duckdb_path).close()
             return dlt.destinations.duckdb(str(self.duckdb_path))
         from dlt.destinations.impl.postgres.configuration import PostgresCredentials
