@@ -219,9 +219,8 @@ class Warehouse:
         import dlt
 
         if self.dialect == "duckdb":
-            if _private_directory(
-                self.duckdb_path
-            ):  # created here, not by dlt, so it is private from the start
+            # Created here rather than by dlt, so the file is private from the start.
+            if _private_directory(self.duckdb_path):
                 _open_duckdb(self.duckdb_path).close()
             return dlt.destinations.duckdb(str(self.duckdb_path))
         from dlt.destinations.impl.postgres.configuration import PostgresCredentials
