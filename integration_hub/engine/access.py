@@ -127,7 +127,7 @@ def masked_select(con: Connection, layer: str, table: str) -> tuple[str, list[st
 def apply(warehouse: Warehouse, roles: Roles) -> dict:
     """Create the roles if missing and set every grant as the module docstring says; returns what
     it did (no secret). The connection must be allowed to create roles and to give the hub's
-    tables to the writer (a superuser, or the tables' owner with CREATEROLE)."""
+    tables to the writer (a superuser, or a CREATEROLE role that owns them and is a member of the writer)."""
     if warehouse.dialect != "postgres":
         raise AccessError(
             "access roles need the Postgres warehouse (HUB_WAREHOUSE_URL or HUB_ACCESS_ADMIN_URL); "
