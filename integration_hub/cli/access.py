@@ -53,8 +53,10 @@ def apply(as_json: bool = typer.Option(False, "--json", help="Print what was don
     )
     for layer, views in done["analyst_views"].items():
         masked = {v.split(".", 1)[1]: cols for v, cols in views.items() if cols}
-        shown = "; ".join(f"{t}: {', '.join(c)}" for t, c in masked.items()) or "nothing to mask"
-        console.print(f"{layer}: {len(views)} analyst views (masked {shown})")
+        shown = "; ".join(f"{t}: {', '.join(c)}" for t, c in masked.items())
+        console.print(
+            f"{layer}: {len(views)} analyst views ({'masked ' + shown if shown else 'nothing to mask'})"
+        )
 
 
 @access_app.command("show")
