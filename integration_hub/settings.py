@@ -155,3 +155,39 @@ def ui_url(default: str) -> str:
 
 def alert_webhook_url() -> str | None:
     return env("HUB_ALERT_WEBHOOK_URL")
+
+
+ACCESS_KINDS = ("writer", "analyst", "auditor")
+
+
+def access_role(kind: str) -> tuple[str, str | None]:
+    """(name, password) of the warehouse role of `kind` (`writer`, `analyst`, `auditor`):
+    `HUB_ACCESS_<KIND>_ROLE` (default `hub_<kind>`) and `HUB_ACCESS_<KIND>_PASSWORD` (unset: the
+    role's password is left as it is). Never log the password."""
+    upper = kind.upper()
+    return env(f"HUB_ACCESS_{upper}_ROLE", f"hub_{kind}"), env(f"HUB_ACCESS_{upper}_PASSWORD")
+
+
+def access_admin_url() -> str | None:
+    """The Postgres URL `hub access` connects with to create roles and set grants
+    (`HUB_ACCESS_ADMIN_URL`: a role that may create roles and owns the warehouse's tables);
+    unset: `HUB_WAREHOUSE_URL`."""
+    return env("HUB_ACCESS_ADMIN_URL") or warehouse_url()
+
+
+def ui_credentials() -> tuple[str, str]:
+    """The login the UI proxy asks for (`HUB_UI_USER`, `HUB_UI_PASSWORD`); both required."""
+    user, password = env("HUB_UI_USER"), env("HUB_UI_PASSWORD")
+    if not user or not password:
+        missing = " and ".join(n for n, v in (("HUB_UI_USER", user), ("HUB_UI_PASSWORD", password)) if not v)
+        raise ConfigError(f"{missing} not set: set the login the UI proxy will ask for")
+    if ":" in user:
+        raise ConfigError(
+            "HUB_UI_USER must not contain ':' (it separates user and hash in the htpasswd file)"
+        )
+    return user, password
+
+
+def ui_proxy_listen() -> tuple[str, int]:
+    """Where the UI proxy listens: `HUB_UI_PROXY_HOST` (default 127.0.0.1), `HUB_UI_PROXY_PORT` (3080)."""
+    return env("HUB_UI_PROXY_HOST", "127.0.0.1"), int(env("HUB_UI_PROXY_PORT", "3080"))

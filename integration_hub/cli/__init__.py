@@ -13,21 +13,25 @@ from importlib.metadata import entry_points
 
 import typer
 
+from integration_hub.cli.access import access_app
 from integration_hub.cli.audit import audit_app
 from integration_hub.cli.recon import app as recon_app
 from integration_hub.cli.retention import retention_app
 from integration_hub.cli.run import backfill_command, run_command
 from integration_hub.cli.sync import dlq_app, sync_app
+from integration_hub.cli.ui import ui_app
 
 PLUGINS = "integration_hub.cli"
 
 app = typer.Typer(no_args_is_help=True, help="Integration Hub: connect every business system once.")
+app.add_typer(access_app, name="access", help="Access control on the Postgres warehouse: roles and grants.")
 app.add_typer(audit_app, name="audit", help="The audit trail: trace one record end to end.")
 app.command("run")(run_command)
 app.command("backfill")(backfill_command)
 app.add_typer(sync_app, name="sync", help="Reverse syncs: plan (dry run) and apply.")
 app.add_typer(dlq_app, name="dlq", help="Dead letters of the reverse syncs: list, replay, discard.")
 app.add_typer(recon_app, name="recon", help="Reconciliation: where the systems agree and where they do not.")
+app.add_typer(ui_app, name="ui", help="The Dagster UI on 127.0.0.1 behind a login (nginx, HTTP basic auth).")
 app.add_typer(
     retention_app, name="retention", help="Retention: rows past their rule's age, shown or deleted."
 )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from integration_hub.engine import incremental
+from integration_hub.engine import access, incremental
 from integration_hub.engine.dependent_views import dependent_views
 from integration_hub.engine.sql_models import (
     Key,
@@ -191,6 +191,8 @@ def _swap(
         views = dependent_views(con, schema, table) if con.dialect == "postgres" else []
         con.execute(f"DROP TABLE IF EXISTS {quote(schema, table)}" + (" CASCADE" if views else ""))
         con.execute(f"ALTER TABLE {quote(schema, scratch)} RENAME TO {quote(table)}")
+        if con.dialect == "postgres":  # the analyst's masked view follows the new columns (docs/security.md)
+            views = access.views_after_swap(con, schema, table, views)
         for view in views:
             view.create(con)
         if then is not None:  # bookkeeping that must commit with the swap, or not at all

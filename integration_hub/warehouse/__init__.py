@@ -219,7 +219,9 @@ class Warehouse:
         import dlt
 
         if self.dialect == "duckdb":
-            self.duckdb_path.parent.mkdir(parents=True, exist_ok=True)
+            # Created here rather than by dlt, so the file is private from the start.
+            if _private_directory(self.duckdb_path):
+                _open_duckdb(self.duckdb_path).close()
             return dlt.destinations.duckdb(str(self.duckdb_path))
         from dlt.destinations.impl.postgres.configuration import PostgresCredentials
 
@@ -284,14 +286,30 @@ def _libpq_url(url: str) -> str:
     )
 
 
+def _private_directory(path: Path) -> bool:
+    """Create the warehouse file's directory owner-only (0700) when it is missing; whether the
+    file itself is still to be created (then `_make_private` closes it to others once it is)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return not path.exists()
+
+
+def _make_private(path: Path) -> None:
+    """The warehouse file the hub just created: owner read/write only (0600), before any row is in it."""
+    if path.exists():
+        path.chmod(0o600)
+
+
 def _open_duckdb(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
+    new = _private_directory(path)
     wait = settings.warehouse_lock_wait()
     deadline = time.monotonic() + wait
     delay = 0.05
     while True:
         try:
-            return duckdb.connect(str(path))
+            raw = duckdb.connect(str(path))
+            if new:
+                _make_private(path)
+            return raw
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower() or time.monotonic() > deadline:
                 if "lock" in str(exc).lower():
