@@ -132,11 +132,6 @@ def git_branch() -> str:
     return env("HUB_GIT_BRANCH", "main")
 
 
-def ui_url() -> str:
-    """The Dagster UI's base URL, for links to runs in reports (`HUB_UI_URL`)."""
-    return env("HUB_UI_URL", "http://127.0.0.1:3000").rstrip("/")
-
-
 def load_max_retries() -> int:
     return int(env("HUB_LOAD_MAX_RETRIES", "3"))
 
