@@ -14,6 +14,7 @@ from importlib.metadata import entry_points
 import typer
 
 from integration_hub.cli.audit import audit_app
+from integration_hub.cli.landscape import landscape_command
 from integration_hub.cli.recon import app as recon_app
 from integration_hub.cli.retention import retention_app
 from integration_hub.cli.run import backfill_command, run_command
@@ -23,6 +24,7 @@ PLUGINS = "integration_hub.cli"
 
 app = typer.Typer(no_args_is_help=True, help="Integration Hub: connect every business system once.")
 app.add_typer(audit_app, name="audit", help="The audit trail: trace one record end to end.")
+app.command("landscape")(landscape_command)
 app.command("run")(run_command)
 app.command("backfill")(backfill_command)
 app.add_typer(sync_app, name="sync", help="Reverse syncs: plan (dry run) and apply.")

@@ -33,7 +33,7 @@ SOURCE_SCHEDULES = {
     "hourly": "every 15 min + hourly",
 }
 FOLDER_SCHEDULE = "on file drop + nightly"
-SYNC_SCHEDULE = "every 15 min (changed keys), whole plan nightly"
+SYNC_SCHEDULE = "every 15 min + nightly full plan"
 
 
 class LandscapeError(ValueError):
@@ -327,14 +327,15 @@ def _positions(systems: list[str]) -> dict[str, tuple[float, float]]:
     }
 
 
-def _curve(a, b, bend: float) -> tuple[str, tuple[float, float]]:
-    """A quadratic curve from a to b bowed `bend` pixels sideways, and its midpoint."""
+def _curve(a, b, bend: float, t: float = 0.5) -> tuple[str, tuple[float, float]]:
+    """A quadratic curve from a to b bowed `bend` pixels sideways, and its point at `t`."""
     (x1, y1), (x2, y2) = a, b
     length = math.hypot(x2 - x1, y2 - y1) or 1
     nx, ny = -(y2 - y1) / length, (x2 - x1) / length
     qx, qy = (x1 + x2) / 2 + nx * bend, (y1 + y2) / 2 + ny * bend
-    mid = (0.25 * x1 + 0.5 * qx + 0.25 * x2, 0.25 * y1 + 0.5 * qy + 0.25 * y2)
-    return f"M{x1:.1f},{y1:.1f} Q{qx:.1f},{qy:.1f} {x2:.1f},{y2:.1f}", mid
+    u = 1 - t
+    at = (u * u * x1 + 2 * u * t * qx + t * t * x2, u * u * y1 + 2 * u * t * qy + t * t * y2)
+    return f"M{x1:.1f},{y1:.1f} Q{qx:.1f},{qy:.1f} {x2:.1f},{y2:.1f}", at
 
 
 def to_svg(landscape: Landscape) -> str:
@@ -357,9 +358,14 @@ def to_svg(landscape: Landscape) -> str:
         pair = frozenset((link.source, link.target))
         n = pairs[pair] = pairs.get(pair, -1) + 1
         # Flows between the same two ends fan out, alternating sides; legacy links bow outwards.
-        bend = (20 + 28 * (n // 2)) * (1 if n % 2 == 0 else -1) if link.hub else 60 + 30 * n
+        if link.hub:  # alternate sides of the pair, counted the same way whichever way a flow runs
+            bend = (30 + 30 * (n // 2)) * (1 if n % 2 == 0 else -1) * (-1 if link.source > link.target else 1)
+        else:  # bowed to its own right: the two directions of a pair part
+            bend = 60 + 30 * n
         a, b = _shrink(at[link.source], at[link.target])
-        path, (mx, my) = _curve(a, b, bend)
+        # Hub flows are labelled near their system, where the lines are apart; legacy links midway.
+        t = 0.5 if not link.hub else (0.45 if link.target == "hub" else 0.78)
+        path, (mx, my) = _curve(a, b, bend, t)
         kind = "hub" if link.hub else link.status
         dash = "" if link.hub or link.status == "live" else " stroke-dasharray='6 4'"
         label = f"{link.schedule}" + (f" · last {link.last_success}" if link.last_success else "")
