@@ -42,7 +42,9 @@ def test_the_landscape_picture_draws_every_link_and_the_figures(tmp_path, monkey
                     length: g.querySelector('path').getTotalLength(),
                     label: g.querySelector('text').textContent}))""",
             )
-            systems = page.eval_on_selector_all("svg#landscape g.system", "gs => gs.map(g => g.dataset.system)")
+            systems = page.eval_on_selector_all(
+                "svg#landscape g.system", "gs => gs.map(g => g.dataset.system)"
+            )
             figures = page.text_content("svg#landscape #figures")
             page.screenshot(path=str(shot), full_page=True)
         finally:

@@ -22,7 +22,11 @@ from hub_sandbox import secret
 from integration_hub import settings
 from integration_hub.cli.run import run_job
 from integration_hub.warehouse import Warehouse
-from tests.test_drills_world import assert_rejects_and_letters_equal_the_warehouse, audit_report, build_everything
+from tests.test_drills_world import (
+    assert_rejects_and_letters_equal_the_warehouse,
+    audit_report,
+    build_everything,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

@@ -185,7 +185,9 @@ def assert_audit_report_equals_the_warehouse() -> None:
     warehouse = Warehouse(url=settings.warehouse_url())
     with warehouse.connect() as con:
         count = lambda sql, *p: int(con.scalar(sql, list(p) or None))  # noqa: E731
-        assert sum(g["movements"] for g in pack["movements"]) == count("SELECT count(*) FROM audit.data_movement")
+        assert sum(g["movements"] for g in pack["movements"]) == count(
+            "SELECT count(*) FROM audit.data_movement"
+        )
         for (system, direction, resource), g in by.items():
             if direction == "load":  # rows landed in raw_<system>.<resource> (the build is its first load)
                 assert g["rows_out"] == count(f'SELECT count(*) FROM "raw_{system}"."{resource}"'), resource
@@ -214,13 +216,13 @@ def assert_rejects_and_letters_equal_the_warehouse(pack: dict, con) -> None:
     reasons = {(r["table"], r["reason"]): r["rows"] for r in pack["rejected_by_reason"]}
     quarantined = {
         (f"quarantine.{t}", reason): int(n)
-        for (t,) in con.rows("SELECT table_name FROM information_schema.tables WHERE table_schema = 'quarantine'")
+        for (t,) in con.rows(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'quarantine'"
+        )
         for reason, n in con.rows(f'SELECT reason, count(*) FROM quarantine."{t}" GROUP BY 1')
     }
     assert reasons == quarantined
-    letters = {
-        d["sync"]: (d["opened"], d["delivered"], d["discarded"]) for d in pack["dead_letters"]
-    }
+    letters = {d["sync"]: (d["opened"], d["delivered"], d["discarded"]) for d in pack["dead_letters"]}
     stored = {}
     if con.scalar("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'sync' "
                   "AND table_name = 'dead_letter'"):  # fmt: skip
