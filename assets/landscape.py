@@ -15,6 +15,7 @@ from assets.retention import GROUP
 from assets.syncs import SYNCS
 from integration_hub import settings, systems
 from integration_hub.engine import landscape as engine
+from integration_hub.engine import landscape_picture as drawing
 from integration_hub.warehouse import Warehouse
 from resources.warehouse import WAREHOUSE_POOL
 
@@ -49,11 +50,11 @@ def landscape(context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[War
     found = build(warehouse)
     picture = settings.hub_home() / "reports" / "landscape.html"
     picture.parent.mkdir(parents=True, exist_ok=True)
-    picture.write_text(engine.to_html(found))
+    picture.write_text(drawing.to_html(found))
     figures = found.figures
     yield dg.MaterializeResult(
         metadata={
-            "table": dg.MetadataValue.md(engine.to_markdown(found)),
+            "table": dg.MetadataValue.md(drawing.to_markdown(found)),
             "picture": dg.MetadataValue.path(str(picture)),
             "figures": dg.MetadataValue.json(figures),
             "share_through_hub": figures["share_through_hub"],

@@ -24,6 +24,7 @@ def landscape_command(
     inventory), each with its schedule and last success, and the migration figures."""
     from assets.landscape import build
     from integration_hub.engine import landscape as engine
+    from integration_hub.engine import landscape_picture as picture
     from integration_hub.warehouse import warehouse_from_env
 
     try:
@@ -33,7 +34,7 @@ def landscape_command(
         raise typer.Exit(2) from None
     if html_file:
         html_file.parent.mkdir(parents=True, exist_ok=True)
-        html_file.write_text(engine.to_html(found))
+        html_file.write_text(picture.to_html(found))
     if as_json:
         typer.echo(json.dumps(found.as_dict(), indent=2, default=str))
         return
