@@ -32,6 +32,7 @@ SOURCE_SCHEDULES = {
 }
 FOLDER_SCHEDULE = "on file drop + nightly"
 SYNC_SCHEDULE = "every 15 min + nightly full plan"
+HUB_OWNER = "data platform (the hub)"
 
 
 class LandscapeError(ValueError):
@@ -101,16 +102,17 @@ def hub_flows(registry: dict[str, Any], syncs: dict[str, Any]) -> list[Link]:
                 "hub",
                 ", ".join(sorted(system.resources)),
                 schedule,
+                HUB_OWNER,
                 hub=True,
                 system=name,
-            )
+            )  # fmt: skip
         )
     for name, sync in sorted(syncs.items()):
         fields = sorted(sync.allow) if sync.allow else sorted(sync.mapping)
         flows.append(
             Link(
                 f"sync/{name}", "hub", sync.destination, f"{sync.object}: {', '.join(fields)}", SYNC_SCHEDULE,
-                writes=tuple(f"{sync.object}.{f}" for f in fields), hub=True, system=sync.destination,
+                HUB_OWNER, writes=tuple(f"{sync.object}.{f}" for f in fields), hub=True, system=sync.destination,
             )
         )  # fmt: skip
     return flows
