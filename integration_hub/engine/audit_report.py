@@ -19,7 +19,7 @@ import re
 import stat
 from collections import defaultdict
 
-from integration_hub.engine.audit import SCHEMA, TABLE
+from integration_hub.engine.audit import DIRECTIONS, SCHEMA, TABLE
 from integration_hub.warehouse import Warehouse, quote
 
 # Dagster's run ids are dashed UUIDs; a hub CLI command outside Dagster records a plain hex id.
@@ -138,6 +138,7 @@ def _runs(movements: list[dict], ui_url: str) -> list[dict]:
     out = []
     for r in sorted(runs.values(), key=lambda r: (r["started_at"], r["run_id"])):
         dagster = bool(DAGSTER_RUN_ID.match(r["run_id"] or ""))
+        r["directions"].sort(key=DIRECTIONS.index)  # in the order data travels
         out.append(
             {**r, "started_at": _iso(r["started_at"]), "finished_at": _iso(r["finished_at"]),
              "url": f"{ui_url.rstrip('/')}/runs/{r['run_id']}" if dagster else None,
