@@ -164,15 +164,16 @@ def test_a_clean_build_matches_the_truth(hub):
 
 
 def audit_report() -> dict:
-    """`hub audit report --json` of today, through the CLI."""
+    """`hub audit report --json` of yesterday and today, through the CLI."""
     import json
 
     from typer.testing import CliRunner
 
     from integration_hub.cli import app
 
-    today = live_partition()
-    out = CliRunner().invoke(app, ["audit", "report", "--from", today, "--to", today, "--json"])
+    today = dt.datetime.now(dt.UTC).date()
+    period = ["--from", str(today - dt.timedelta(days=1)), "--to", str(today)]  # a build may cross midnight
+    out = CliRunner().invoke(app, ["audit", "report", *period, "--json"])
     assert out.exit_code == 0, out.output
     return json.loads(out.output)
 
