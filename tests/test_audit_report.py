@@ -153,7 +153,7 @@ def test_a_discarded_dead_letter_is_a_dead_letter_movement(warehouse):
 
 
 @pytest.mark.postgres
-def test_on_postgres_the_grants_are_read_from_the_catalog(pg_warehouse):
+def test_on_postgres_the_pack_reads_the_grants_from_the_catalog(pg_warehouse):
     role = f"hub_test_reader_{uuid.uuid4().hex[:8]}"
     audit.record(pg_warehouse, _movement("load", DAY))
     with pg_warehouse.connect() as con:
@@ -161,12 +161,15 @@ def test_on_postgres_the_grants_are_read_from_the_catalog(pg_warehouse):
         con.execute(f'GRANT USAGE ON SCHEMA audit TO "{role}"')
         con.execute(f'GRANT SELECT ON audit.data_movement TO "{role}"')
     try:
-        access = audit_report.access_grants(pg_warehouse)
+        pack = audit_report.build_report(pg_warehouse, DAY.date(), DAY.date(), "http://ui")
     finally:
         with pg_warehouse.connect() as con:
             con.execute(f'REVOKE ALL ON audit.data_movement FROM "{role}"')
             con.execute(f'REVOKE ALL ON SCHEMA audit FROM "{role}"')
             con.execute(f'DROP ROLE "{role}"')
+    (moved,) = pack["movements"]
+    assert (moved["system"], moved["direction"], moved["movements"]) == ("shop", "load", 1)
+    access = pack["access"]
     grants = {(g["role"], g["schema"]): g["privileges"] for g in access["grants"]}
     assert grants[(role, "audit")] == {"SELECT": 1}
     owner = pg_warehouse.resolved_url.split("//", 1)[1].split("@", 1)[0].split(":", 1)[0]
