@@ -124,7 +124,10 @@ def finish_load(
         name = event.asset_key.path[-1]
         loaded = int(row_counts.get(name, 0)) + (sink.rows.get(name, 0) if sink else 0)
         children = {t: int(n) for t, n in row_counts.items() if t.startswith(f"{name}__")}
-        rejected = quarantine(warehouse, f"{system}__{name}", run_id, rejects.by_resource.get(name, []))
+        rejected = quarantine(
+            warehouse, f"{system}__{name}", run_id, rejects.by_resource.get(name, []),
+            asset=event.asset_key.to_user_string(), system=system,
+        )  # fmt: skip
         movements.append(
             Movement(
                 run_id=run_id, asset=event.asset_key.to_user_string(), system=system, direction="load",

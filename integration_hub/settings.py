@@ -132,6 +132,12 @@ def git_branch() -> str:
     return env("HUB_GIT_BRANCH", "main")
 
 
+def landscape_path() -> Path:
+    """The integration landscape inventory (`HUB_LANDSCAPE`; default `landscape.yaml` in the repository)."""
+    default = Path(__file__).resolve().parents[1] / "landscape.yaml"
+    return Path(env("HUB_LANDSCAPE", str(default)))
+
+
 def load_max_retries() -> int:
     return int(env("HUB_LOAD_MAX_RETRIES", "3"))
 

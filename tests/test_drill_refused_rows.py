@@ -22,7 +22,11 @@ from hub_sandbox import secret
 from integration_hub import settings
 from integration_hub.cli.run import run_job
 from integration_hub.warehouse import Warehouse
-from tests.test_drills_world import build_everything
+from tests.test_drills_world import (
+    assert_rejects_and_letters_equal_the_warehouse,
+    audit_report,
+    build_everything,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -101,3 +105,9 @@ def test_refused_rows_are_read_again_and_no_order_is_billed_twice(hub):
     )
     assert raw_invoices == {i["id"] for i in invoices}, "raw equals what billing holds"
     assert raw_payments == {p["id"] for p in payments}
+    # The refused rows are in the audit trail: `hub audit report` counts them by reason as the
+    # quarantine tables do, and its dead letters are sync.dead_letter's.
+    pack = audit_report()
+    assert any(r["table"].startswith("quarantine.billing__") for r in pack["rejected_by_reason"])
+    with Warehouse(url=settings.warehouse_url()).connect() as con:
+        assert_rejects_and_letters_equal_the_warehouse(pack, con)

@@ -160,3 +160,94 @@ def test_a_clean_build_matches_the_truth(hub):
     assert fp["raw_shop.orders"][0] == hub.truth["counts"]["shop.orders"]
     assert fp["canonical.sales_order"][0] == hub.truth["expected"]["canonical.sales_order"]
     assert fp["support.orders"] > 0
+    assert_audit_report_equals_the_warehouse()
+
+
+def audit_report() -> dict:
+    """`hub audit report --json` of yesterday and today, through the CLI."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from integration_hub.cli import app
+
+    today = dt.datetime.now(dt.UTC).date()
+    period = ["--from", str(today - dt.timedelta(days=1)), "--to", str(today)]  # a build may cross midnight
+    out = CliRunner().invoke(app, ["audit", "report", *period, "--json"])
+    assert out.exit_code == 0, out.output
+    return json.loads(out.output)
+
+
+def assert_audit_report_equals_the_warehouse() -> None:
+    """`hub audit report` lists every movement of the build, and its counts are the tables' own."""
+    pack = audit_report()
+    by = {(g["system"], g["direction"], g["resource"]): g for g in pack["movements"]}
+    assert {"load", "transform", "reconcile", "push"} <= {d for _, d, _ in by}
+    warehouse = Warehouse(url=settings.warehouse_url())
+    with warehouse.connect() as con:
+        count = lambda sql, *p: int(con.scalar(sql, list(p) or None))  # noqa: E731
+        assert sum(g["movements"] for g in pack["movements"]) == count(
+            "SELECT count(*) FROM audit.data_movement"
+        )
+        for (system, direction, resource), g in by.items():
+            if direction == "load":  # rows landed in raw_<system>.<resource> (the build is its first load)
+                assert g["rows_out"] == count(f'SELECT count(*) FROM "raw_{system}"."{resource}"'), resource
+            elif direction == "transform":
+                schema = _layer_of(con, resource)
+                assert g["rows_out"] == count(f'SELECT count(*) FROM "{schema}"."{resource}"'), resource
+            elif direction == "reconcile":
+                table = resource.split(".", 1)[1]
+                assert g["rows_rejected"] == count(f'SELECT count(*) FROM recon."{table}"'), resource
+            elif direction == "push":
+                sync = _sync_of(system, resource)
+                delivered = count(
+                    "SELECT count(*) FROM sync.changelog WHERE sync = ? AND status = 'delivered'", sync
+                )
+                assert g["rows_out"] == delivered, sync
+        assert_rejects_and_letters_equal_the_warehouse(pack, con)
+        run_ids = {r for (r,) in con.rows("SELECT DISTINCT run_id FROM audit.data_movement")}
+    assert {r["run_id"] for r in pack["runs"]} == run_ids
+    assert all(r["url"].endswith(f"/runs/{r['run_id']}") for r in pack["runs"])
+    assert pack["access"]["note"].startswith("embedded DuckDB: file permissions")
+
+
+def assert_rejects_and_letters_equal_the_warehouse(pack: dict, con) -> None:
+    """The pack's rejected rows by reason are the quarantine tables' own, and its dead letters
+    opened, delivered and discarded per sync are `sync.dead_letter`'s."""
+    reasons = {(r["table"], r["reason"]): r["rows"] for r in pack["rejected_by_reason"]}
+    quarantined = {
+        (f"quarantine.{t}", reason): int(n)
+        for (t,) in con.rows(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'quarantine'"
+        )
+        for reason, n in con.rows(f'SELECT reason, count(*) FROM quarantine."{t}" GROUP BY 1')
+    }
+    assert reasons == quarantined
+    letters = {d["sync"]: (d["opened"], d["delivered"], d["discarded"]) for d in pack["dead_letters"]}
+    stored = {}
+    if con.scalar("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'sync' "
+                  "AND table_name = 'dead_letter'"):  # fmt: skip
+        stored = {
+            sync: (int(opened), int(delivered), int(discarded))
+            for sync, opened, delivered, discarded in con.rows(
+                "SELECT sync, count(*), count(*) FILTER (WHERE status = 'delivered'), "
+                "count(*) FILTER (WHERE status = 'discarded') FROM sync.dead_letter GROUP BY 1"
+            )
+        }
+    assert letters == stored
+
+
+def _layer_of(con, table: str) -> str:
+    (schema,) = con.rows(
+        "SELECT table_schema FROM information_schema.tables WHERE table_name = ? "
+        "AND table_schema IN ('staging', 'canonical') ORDER BY table_schema",
+        [table],
+    )[0]
+    return schema
+
+
+def _sync_of(system: str, resource: str) -> str:
+    from assets.syncs import SYNCS
+
+    (name,) = [s.name for s in SYNCS.values() if s.destination == system and s.object == resource]
+    return name

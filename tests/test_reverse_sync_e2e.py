@@ -252,6 +252,19 @@ def test_rejected_records_wait_in_the_dead_letter_queue_until_replayed(hub):
     again = rs.plan(sync, warehouse).counts
     assert (again["insert"], again["discarded"]) == (0, 1)  # the discarded content is never sent again
 
+    # Each transition is in the audit trail: `hub audit report` counts what sync.dead_letter holds.
+    pack = json.loads(CliRunner().invoke(app, ["audit", "report", "--json"]).output)
+    letters_in_pack = {d["sync"]: d for d in pack["dead_letters"]}
+    assert letters_in_pack[sync.name] == {
+        "sync": sync.name, "system": "marketing", "opened": result.rejected,
+        "delivered": result.rejected - 1, "discarded": 1,
+    }  # fmt: skip
+    with warehouse.connect() as con:
+        stored = dict(
+            con.rows("SELECT status, count(*) FROM sync.dead_letter WHERE sync = ? GROUP BY 1", [sync.name])
+        )
+    assert stored == {"delivered": result.rejected - 1, "discarded": 1}
+
 
 def test_the_next_run_retries_dead_letters_when_the_destination_accepts_again(hub):
     box, warehouse = hub

@@ -15,6 +15,7 @@ import typer
 
 from integration_hub.cli.access import access_app
 from integration_hub.cli.audit import audit_app
+from integration_hub.cli.landscape import landscape_command
 from integration_hub.cli.recon import app as recon_app
 from integration_hub.cli.retention import retention_app
 from integration_hub.cli.run import backfill_command, run_command
@@ -26,6 +27,7 @@ PLUGINS = "integration_hub.cli"
 app = typer.Typer(no_args_is_help=True, help="Integration Hub: connect every business system once.")
 app.add_typer(access_app, name="access", help="Access control on the Postgres warehouse: roles and grants.")
 app.add_typer(audit_app, name="audit", help="The audit trail: trace one record end to end.")
+app.command("landscape")(landscape_command)
 app.command("run")(run_command)
 app.command("backfill")(backfill_command)
 app.add_typer(sync_app, name="sync", help="Reverse syncs: plan (dry run) and apply.")

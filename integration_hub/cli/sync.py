@@ -160,10 +160,11 @@ def discard(
     reason: str = typer.Option(..., "--reason", help="Why it is given up on; kept with the letter."),
 ) -> None:
     """Give up on one dead letter: the same content is never sent again."""
+    from assets.syncs import SYNCS
     from integration_hub.engine import sync_engine
 
     try:
-        sync_engine.discard(_warehouse(), letter_id, reason)
+        sync_engine.discard(_warehouse(), letter_id, reason, SYNCS)
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets import ingestion, reconciliation, retention, reverse_sync, transforms
+from assets import ingestion, landscape, reconciliation, retention, reverse_sync, transforms
 from integration_hub import settings
 from integration_hub.definitions import alerts, automation, dagster_internals, run_guard, scale_out
 
@@ -32,6 +32,7 @@ LAYERS = [
     reconciliation,
     reverse_sync,
     retention,
+    landscape,
     automation,
     alerts,
     run_guard,

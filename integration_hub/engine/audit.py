@@ -1,7 +1,8 @@
 """`audit.data_movement`: one row for every hop a batch of records takes.
 
-Extract, load, transform, quarantine and push all record here, with the run that
-moved the rows, so "what happened to this data?" has one place to look.
+Extract, load, transform, quarantine, reconciliation, push, dead-letter transitions and
+retention all record here, with the run that moved the rows, so "what happened to this data?"
+has one place to look. What each direction's columns mean is in docs/warehouse-tables.md.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from integration_hub.warehouse import Warehouse
 
 SCHEMA = "audit"
 TABLE = "data_movement"
-DIRECTIONS = ("extract", "load", "transform", "quarantine", "push", "reconcile", "retention")
+DIRECTIONS = (
+    "extract", "load", "transform", "quarantine", "reconcile", "push", "dead_letter", "retention"
+)  # fmt: skip
 
 
 def now() -> dt.datetime:

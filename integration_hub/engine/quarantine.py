@@ -7,9 +7,11 @@ a rule is kept here, counted, and can be inspected or replayed.
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pyarrow as pa
 
+from integration_hub.engine import audit
 from integration_hub.engine.audit import now
 from integration_hub.warehouse import Warehouse, quote
 
@@ -26,8 +28,19 @@ _SCHEMA = pa.schema(
 )
 
 
-def quarantine(warehouse: Warehouse, name: str, run_id: str, rejects: list[tuple[str, str, dict]]) -> int:
-    """Store `(source_key, reason, payload)` rejects in `quarantine.<name>`; returns how many."""
+def quarantine(
+    warehouse: Warehouse,
+    name: str,
+    run_id: str,
+    rejects: list[tuple[str, str, dict]],
+    *,
+    asset: str = "",
+    system: str = "hub",
+) -> int:
+    """Store `(source_key, reason, payload)` rejects in `quarantine.<name>`; returns how many.
+
+    Each batch stored is also one `audit.data_movement` row (direction `quarantine`, the
+    reasons counted in its details), so the refused rows are part of the audit trail."""
     if not rejects:
         return 0
     at = now()
@@ -36,7 +49,17 @@ def quarantine(warehouse: Warehouse, name: str, run_id: str, rejects: list[tuple
          "payload": json.dumps(payload, default=str, sort_keys=True), "quarantined_at": at}
         for key, reason, payload in rejects
     ]  # fmt: skip
-    return warehouse.write_arrow(SCHEMA, name, pa.Table.from_pylist(rows, schema=_SCHEMA))
+    stored = warehouse.write_arrow(SCHEMA, name, pa.Table.from_pylist(rows, schema=_SCHEMA))
+    reasons = Counter(reason for _, reason, _ in rejects)
+    audit.record(
+        warehouse,
+        audit.Movement(
+            run_id=run_id, asset=asset or f"{SCHEMA}/{name}", system=system, direction="quarantine",
+            resource=f"{SCHEMA}.{name}", rows_in=len(rejects), rows_out=stored, started_at=at,
+            details={"reasons": dict(sorted(reasons.items()))},
+        ),
+    )  # fmt: skip
+    return stored
 
 
 def top_reasons(warehouse: Warehouse, name: str, run_id: str, limit: int = 3) -> str:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import sqlglot
 from sqlglot import exp
 
+from integration_hub.engine import audit
 from integration_hub.engine.recon_compiler import compile_flow, model_sql
 from integration_hub.engine.sql_models import to_dialect
 from integration_hub.warehouse import Warehouse, WarehouseLockedError, literal, quote
@@ -204,6 +205,7 @@ def run_flow(warehouse: Warehouse, flow: Flow, run_id: str, run_at: dt.datetime 
     with warehouse.connect() as con:
         con.execute(f"CREATE TABLE IF NOT EXISTS {results} ({RESULT_COLUMNS})")
         con.execute(f"CREATE TABLE IF NOT EXISTS {summary} ({SUMMARY_COLUMNS})")
+    started = audit.now()
     try:
         result = _reconcile(warehouse, flow, sql, results, summary, head, run_id, run_at)
     except WarehouseLockedError:
@@ -214,7 +216,24 @@ def run_flow(warehouse: Warehouse, flow: Flow, run_id: str, run_at: dt.datetime 
             f"flow {flow.name!r} could not run: {str(exc).splitlines()[0].rstrip('.!')}. "
             f"It reads {models}; materialize any that is missing. Earlier results are untouched."
         ) from exc
+    _audit(warehouse, flow, result, started)
     return result
+
+
+def _audit(warehouse: Warehouse, flow: Flow, result: FlowResult, started: dt.datetime) -> None:
+    """One `reconcile` movement per flow run: rows_in = both sides' rows, rows_out = matched
+    pairs, rows_rejected = findings (each kind counted in the details)."""
+    systems = sorted({schema.removeprefix("raw_") for schema, _ in flow.tables if schema.startswith("raw_")})
+    audit.record(
+        warehouse,
+        audit.Movement(
+            run_id=result.run_id, asset=f"recon/{flow.name}", system="hub", direction="reconcile",
+            resource=f"{SCHEMA}.{flow.results_table}", rows_in=result.left_rows + result.right_rows,
+            rows_out=result.matched, rows_rejected=result.total_findings, started_at=started,
+            details={"flow": flow.name, "entity": flow.entity, "left_rows": result.left_rows,
+                     "right_rows": result.right_rows, "findings": result.findings, "systems": systems},
+        ),
+    )  # fmt: skip
 
 
 def _reconcile(warehouse, flow, sql, results, summary, head, run_id, run_at) -> FlowResult:

@@ -45,6 +45,11 @@ class Rule:
     column: str
     keep_if: str | None = None
 
+    @property
+    def name(self) -> str:
+        """How reports name the rule: `<schema>.<table> after <days> days by <column>`."""
+        return f"{self.schema}.{self.table} after {self.days} days by {self.column}"
+
     def matches(self, schema: str, table: str) -> bool:
         return fnmatch.fnmatchcase(schema, self.schema) and fnmatch.fnmatchcase(table, self.table)
 
@@ -203,7 +208,12 @@ def record_deletions(warehouse: Warehouse, run_id: str, deletions: list[Deletion
                 resource=f"{d.schema}.{d.table}",
                 rows_in=d.rows_before,
                 rows_out=d.rows_deleted,
-                details={"days": d.rule.days, "column": d.rule.column, "cutoff": d.cutoff.isoformat()},
+                details={
+                    "rule": d.rule.name,
+                    "days": d.rule.days,
+                    "column": d.rule.column,
+                    "cutoff": d.cutoff.isoformat(),
+                },
             )
             for d in deletions
             if d.rows_deleted

@@ -174,7 +174,7 @@ class RowValidator:
             for checks in soft_failed.values():
                 self.report.soft_by_check.update(set(checks))
         self.report.quarantined = quarantine.quarantine(
-            self.warehouse, f"canonical_{self.entity}", self.run_id, rejects
+            self.warehouse, f"canonical_{self.entity}", self.run_id, rejects, asset=f"canonical/{self.entity}"
         )
         _delete_keys(con, schema, table, self.keys, reject_keys)
         self.report.seconds = time.perf_counter() - started

@@ -29,7 +29,7 @@ import httpx
 from integration_hub import systems
 from integration_hub.engine import audit
 from integration_hub.engine.sync_engine.declaration import Sync, ensure_tables, open_letters
-from integration_hub.engine.sync_engine.outcomes import DELIVERED, FAILED, REJECTED, record
+from integration_hub.engine.sync_engine.outcomes import DELIVERED, FAILED, REJECTED, audit_letters, record
 from integration_hub.engine.sync_engine.planning import Change, Plan, plan
 from integration_hub.systems.kit.writer import BatchRejected, Outcome, Record, TransientError, Writer
 from integration_hub.warehouse import Connection, Warehouse
@@ -260,6 +260,7 @@ def push(
     result.requests = next(requests)
     result.seconds = round(time.monotonic() - started, 3)
     _audit(warehouse, sync, result, len(changes), started_at)
+    audit_letters(warehouse, sync, result.run_id, started_at)
     return result
 
 

@@ -18,7 +18,7 @@ from integration_hub.engine import audit
 from integration_hub.engine.sync_engine.declaration import CHANGELOG, DEAD_LETTER, Sync
 from integration_hub.engine.sync_engine.planning import Change
 from integration_hub.systems.kit.writer import Outcome
-from integration_hub.warehouse import Connection
+from integration_hub.warehouse import Connection, Warehouse
 
 DELIVERED, REJECTED, FAILED = "delivered", "rejected", "failed"
 
@@ -122,3 +122,34 @@ def _dead_letter_rejections(con: Connection, sync: Sync, at) -> None:
         f"NULL, NULL FROM _outcomes WHERE status = 'rejected' AND letter_id NOT IN (SELECT id FROM {dl})",
         [sync.name, at, at],
     )
+
+
+def audit_letters(warehouse: Warehouse, sync: Sync, run_id: str, since) -> dict[str, int]:
+    """Record the dead-letter transitions of `sync` since `since` (one push) as one
+    `dead_letter` movement: rows_in = letters opened, rows_out = letters resolved (delivered
+    or discarded, each counted in the details). Nothing is written when none changed."""
+    with warehouse.connect() as con:
+        opened, delivered, discarded = con.rows(
+            "SELECT count(*) FILTER (WHERE first_failure_at >= ?), "
+            "count(*) FILTER (WHERE status = 'delivered' AND resolved_at >= ?), "
+            f"count(*) FILTER (WHERE status = 'discarded' AND resolved_at >= ?) FROM {DEAD_LETTER} WHERE sync = ?",
+            [since, since, since, sync.name],
+        )[0]
+    counts = {"opened": int(opened), "delivered": int(delivered), "discarded": int(discarded)}
+    if any(counts.values()):
+        record_letters(warehouse, run_id, sync.name, sync.destination, counts, since)
+    return counts
+
+
+def record_letters(
+    warehouse: Warehouse, run_id: str, sync: str, system: str, counts: dict[str, int], started_at, **details
+) -> None:
+    """One `dead_letter` movement of `sync`: `counts` holds opened, delivered and discarded."""
+    audit.record(
+        warehouse,
+        audit.Movement(
+            run_id=run_id, asset=f"sync/{sync}", system=system, direction="dead_letter", resource=DEAD_LETTER,
+            rows_in=counts.get("opened", 0), rows_out=counts.get("delivered", 0) + counts.get("discarded", 0),
+            started_at=started_at, details={"sync": sync, **counts, **details},
+        ),
+    )  # fmt: skip
