@@ -60,6 +60,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from assets.load_outcome import contract_specs, finish_load, load_failure, retry_or_fail
 from integration_hub import settings, systems
 from integration_hub.engine.audit import now
+from integration_hub.engine.progress import DltProgress, Meter
 from integration_hub.systems import System
 from integration_hub.systems.kit import deletions
 from integration_hub.systems.kit.contract import Rejects
@@ -133,11 +134,14 @@ def _window(context: dg.AssetExecutionContext) -> tuple[dt.datetime, dt.datetime
 
 
 def _pipeline(system: str, warehouse: Warehouse, name: str, pipelines_dir: Path) -> dlt.Pipeline:
+    """The load's dlt pipeline; a long extract, normalize or load logs dlt's counters in the run
+    (through the adapters' logger, `_adapter_logs_to`)."""
     return dlt.pipeline(
         pipeline_name=name,
         pipelines_dir=str(pipelines_dir),
         destination=warehouse.dlt_destination(),
         dataset_name=f"raw_{system}",
+        progress=DltProgress(logging.getLogger(f"{ADAPTER_LOG}.progress")),
     )
 
 
@@ -248,11 +252,14 @@ def _cursors_or(
     return dict.fromkeys(source_system.resources, bound.isoformat())
 
 
-def _sink(source_system: System, warehouse: Warehouse) -> DuckDBArrowSink | None:
-    """The direct Arrow load, when the system's source reads Arrow and the warehouse is DuckDB."""
+def _sink(context: dg.AssetExecutionContext, source_system: System, warehouse: Warehouse) -> DuckDBArrowSink | None:
+    """The direct Arrow load, when the system's source reads Arrow and the warehouse is DuckDB;
+    a long one logs its progress in the run (dlt's counters do not see these rows)."""
     enabled = settings.direct_arrow_load()
     if enabled and source_system.arrow_sink and warehouse.dialect == "duckdb":
-        return DuckDBArrowSink(warehouse, f"raw_{source_system.name}")
+        dataset = f"raw_{source_system.name}"
+        meter = Meter(f"{source_system.name}: direct load into {dataset}", "rows", None, context.log.info)
+        return DuckDBArrowSink(warehouse, dataset, on_rows=meter.add)
     return None
 
 
@@ -290,7 +297,7 @@ def incremental_assets(source_system: System) -> dg.AssetsDefinition:
         partition = context.partition_key if live else f"{start:%Y-%m-%d}..{end:%Y-%m-%dT%H:%M:%S}"
         rejects = Rejects()
         bounds = {} if live else {"start": start, "end": end}
-        sink = _sink(source_system, warehouse)
+        sink = _sink(context, source_system, warehouse)
         source = source_system.source(
             **getattr(context.resources, key).source_kwargs(), rejects=rejects, **bounds,
             **({"sink": sink} if sink else {}),

@@ -165,5 +165,10 @@ def reports_dir() -> Path:
     return hub_home() / "reports"
 
 
+def progress_seconds() -> float:
+    """Long work (a push, a large load, a backfill waited for) reports progress at most this often."""
+    return float(env("HUB_PROGRESS_SECONDS", "10"))
+
+
 def alert_webhook_url() -> str | None:
     return env("HUB_ALERT_WEBHOOK_URL")

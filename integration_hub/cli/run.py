@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from integration_hub import settings
 from integration_hub.cli import graphql
 from integration_hub.cli.graphql import CodeLocation
 
@@ -303,20 +304,42 @@ def backfill_status(backfill_id: str) -> str:
     return graphql.result(data, "partitionBackfillOrError", "PartitionBackfill")["status"]
 
 
-def wait_for_backfill(backfill_id: str, timeout: float) -> str:
-    """Poll until the backfill finishes; returns its final status name."""
+def backfill_progress(instance, backfill_id: str, status: str, seconds: float) -> str:
+    """One line: the backfill's status and its runs by status so far."""
+    records = instance.get_run_records(filters=_backfill_runs(backfill_id))
+    counts: dict[str, int] = {}
+    for record in records:
+        name = record.dagster_run.status.value.lower()
+        counts[name] = counts.get(name, 0) + 1
+    runs = ", ".join(f"{n} {name}" for name, n in sorted(counts.items())) or "none launched yet"
+    return f"backfill {backfill_id}: {status} after {seconds:.0f} s; runs: {runs}"
+
+
+def _backfill_runs(backfill_id: str, statuses=None):
+    import dagster as dg
+
+    return dg.RunsFilter(tags={BACKFILL_TAG: backfill_id}, statuses=statuses or [])
+
+
+def wait_for_backfill(backfill_id: str, timeout: float, progress=None) -> str:
+    """Poll until the backfill finishes; returns its final status name. `progress` (a callable) gets
+    a line with the backfill's runs by status at most every `HUB_PROGRESS_SECONDS`."""
     import dagster as dg
 
     from integration_hub.definitions.instance import get_instance
 
     finished = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
     unfinished = [s for s in dg.DagsterRunStatus if s not in finished]
-    runs = dg.RunsFilter(tags={BACKFILL_TAG: backfill_id}, statuses=unfinished)
-    deadline = time.monotonic() + timeout
-    status, asked = "REQUESTED", -STATUS_SECONDS
+    runs = _backfill_runs(backfill_id, unfinished)
+    started = time.monotonic()
+    deadline = started + timeout
+    status, asked, told = "REQUESTED", -STATUS_SECONDS, started
     with get_instance() as instance:
         while True:
             now = time.monotonic()
+            if progress is not None and now - told >= settings.progress_seconds():
+                progress(backfill_progress(instance, backfill_id, status, now - started))
+                told = now
             if now - asked >= STATUS_SECONDS and not instance.get_run_records(filters=runs, limit=1):
                 status, asked = backfill_status(backfill_id), now
                 if status in FINISHED_BACKFILL:
@@ -347,9 +370,9 @@ def backfill_command(
         raise typer.Exit(1) from None
     console.print(
         f"backfill [bold]{backfill_id}[/]: {len(keys)} partition(s) {keys[0]}..{keys[-1]} of "
-        f"{len(selection)} asset(s); the daemon runs it. UI: /runs/b/{backfill_id}"
+        f"{len(selection)} asset(s); the daemon runs it. UI: {settings.ui_link(f'runs/b/{backfill_id}')}"
     )
     if wait:
-        status = wait_for_backfill(backfill_id, timeout)
+        status = wait_for_backfill(backfill_id, timeout, progress=console.print)
         console.print(f"backfill {backfill_id}: {status}")
         raise typer.Exit(0 if status in ("COMPLETED", "COMPLETED_SUCCESS") else 1)
