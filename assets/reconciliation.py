@@ -13,6 +13,8 @@ the matched and compared counts, one entry per finding kind, and links to the re
 and its asset page, at `HUB_UI_URL`); the markdown summary adds a sample of each kind.
 """
 
+from dataclasses import dataclass
+
 import dagster as dg
 
 from assets.metadata import asset_key
@@ -61,26 +63,57 @@ def _rules(flow: Flow) -> list[Threshold]:
     return [flow.threshold(kind) for kind in dict.fromkeys(flow.kinds)]
 
 
-def _check_results(flow: Flow, result: FlowResult, overrides: dict[str, float]) -> list[dg.AssetCheckResult]:
-    checks = []
+@dataclass(frozen=True)
+class Verdict:
+    """One finding kind of one flow run, judged by the policy of `assets.recon_flows`."""
+
+    flow: str
+    kind: str
+    findings: int
+    share: float  # of the flow's left rows
+    max_share: float | None  # above it an ERROR (kinds that stop syncs only)
+
+    @property
+    def passed(self) -> bool:
+        return self.findings == 0
+
+    @property
+    def severity(self) -> str:
+        return "ERROR" if self.max_share is not None and self.share > self.max_share else "WARN"
+
+
+def verdicts(
+    flow: Flow, findings: dict[str, int], left_rows: int, overrides: dict[str, float] | None = None
+) -> list[Verdict]:
+    """Every finding kind of `flow` judged: what the asset checks say, and `hub recon report --fail-on`."""
+    out = []
     for rule in _rules(flow):
-        limit = overrides.get(rule.kind, rule.max_share)
-        found = result.findings.get(rule.kind, 0)
-        share = found / result.left_rows if result.left_rows else float(found > 0)
-        stops = rule.severity == "ERROR" and share > limit
-        checks.append(
-            dg.AssetCheckResult(
-                check_name=rule.kind,
-                passed=found == 0,
-                severity=dg.AssetCheckSeverity.ERROR if stops else dg.AssetCheckSeverity.WARN,
-                metadata={
-                    "findings": found,
-                    "share_of_left_rows_pct": dg.MetadataValue.float(round(share * 100, 2)),
-                    **({"max_share": limit} if rule.severity == "ERROR" else {}),
-                },
-            )
-        )  # fmt: skip
-    return checks
+        found = findings.get(rule.kind, 0)
+        share = found / left_rows if left_rows else float(found > 0)
+        limit = (overrides or {}).get(rule.kind, rule.max_share) if rule.severity == "ERROR" else None
+        out.append(Verdict(flow.name, rule.kind, found, share, limit))
+    return out
+
+
+def declared_flows() -> dict[str, Flow]:
+    """Every flow by name, as declared (the completeness flows' models unwritten)."""
+    return {f.name: f for f in [*FLOWS, *completeness_flows()]}
+
+
+def _check_results(flow: Flow, result: FlowResult, overrides: dict[str, float]) -> list[dg.AssetCheckResult]:
+    return [
+        dg.AssetCheckResult(
+            check_name=v.kind,
+            passed=v.passed,
+            severity=dg.AssetCheckSeverity[v.severity],
+            metadata={
+                "findings": v.findings,
+                "share_of_left_rows_pct": dg.MetadataValue.float(round(v.share * 100, 2)),
+                **({"max_share": v.max_share} if v.max_share is not None else {}),
+            },
+        )
+        for v in verdicts(flow, result.findings, result.left_rows, overrides)
+    ]
 
 
 def _check_description(rule: Threshold) -> str:
