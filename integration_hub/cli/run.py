@@ -359,6 +359,7 @@ def backfill_command(
     downstream: bool = typer.Option(True, help="Also rebuild staging, canonical, recon and sync after it."),
     wait: bool = typer.Option(False, help="Wait until the daemon has finished the backfill."),
     timeout: float = typer.Option(1800, help="Seconds to wait with --wait."),
+    as_json: bool = typer.Option(False, "--json", help="Print the backfill (and its outcome with --wait) as JSON."),
 ) -> None:
     """Reload a system's days after an outage: a real Dagster backfill, run by the daemon."""
     defs = _defs()
@@ -368,11 +369,19 @@ def backfill_command(
     except graphql.GraphQLError as exc:
         console.print(f"[red]the backfill was not registered:[/] {exc}")
         raise typer.Exit(1) from None
-    console.print(
+    # With --json, stdout is the JSON alone: what is said on the way goes to stderr.
+    say = Console(stderr=True).print if as_json else console.print
+    say(
         f"backfill [bold]{backfill_id}[/]: {len(keys)} partition(s) {keys[0]}..{keys[-1]} of "
         f"{len(selection)} asset(s); the daemon runs it. UI: {settings.ui_link(f'runs/b/{backfill_id}')}"
     )
-    if wait:
-        status = wait_for_backfill(backfill_id, timeout, progress=console.print)
+    status = wait_for_backfill(backfill_id, timeout, progress=say) if wait else None
+    if as_json:
+        typer.echo(json.dumps({
+            "backfill_id": backfill_id, "partitions": keys, "assets": [k.to_user_string() for k in selection],
+            "url": settings.ui_link(f"runs/b/{backfill_id}"), "status": status,
+        }, indent=2))  # fmt: skip
+    elif wait:
         console.print(f"backfill {backfill_id}: {status}")
+    if wait:
         raise typer.Exit(0 if status in ("COMPLETED", "COMPLETED_SUCCESS") else 1)
