@@ -12,7 +12,8 @@ Partitions (daily, UTC, from `HUB_PARTITION_START`) for incremental sources:
   stateless incremental): the live cursor is untouched and parallel partition runs never
   share dlt state. Rows merge into the same raw tables by primary key: no duplicates.
 This is dagster-dlt's documented pattern (pass a source built for the partition to
-`DagsterDltResource.run`), with a pipeline per window added against state races.
+`DagsterDltResource.run`, here its equal without the noise: `assets/dlt_run.py`), with a
+pipeline per window added against state races.
 `dlt_assets` takes no resource keys, so the assets are built from the same two parts it is
 made of: `build_dlt_asset_specs` and `multi_asset`.
 
@@ -52,11 +53,11 @@ from typing import Any
 import dagster as dg
 import dlt
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, build_dlt_asset_specs
-from dagster_dlt.constants import META_KEY_PIPELINE, META_KEY_SOURCE, META_KEY_TRANSLATOR
 from dagster_dlt.translator import DltResourceTranslatorData
 from dlt.common.storages.load_package import create_load_id
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from assets import dlt_run
 from assets.load_outcome import contract_specs, finish_load, load_failure, retry_or_fail
 from integration_hub import settings, systems
 from integration_hub.engine.audit import now
@@ -73,7 +74,6 @@ from resources.warehouse import WAREHOUSE_POOL, warehouse_from_env
 GROUP = "sources"
 OWNERS = ["team:data-platform"]
 ADAPTER_LOG = "integration_hub.systems"
-DLT_OBJECTS = {META_KEY_SOURCE, META_KEY_PIPELINE, META_KEY_TRANSLATOR}
 
 
 def daily_partitions() -> dg.DailyPartitionsDefinition:
@@ -167,37 +167,9 @@ def _run(
     failed load is retried as a step (`retry_or_fail`), `where` saying what was not loaded."""
     with _adapter_logs_to(context):
         try:
-            return list(_load(context, source, pipeline, translator))
+            return list(dlt_run.run(context, source, pipeline, translator))
         except PipelineStepFailed as exc:
             raise retry_or_fail(context, load_failure(source_system.name, exc, where)) from exc
-
-
-def _load(
-    context: dg.AssetExecutionContext, source: Any, pipeline: dlt.Pipeline, translator: DagsterDltTranslator
-) -> Iterator[dg.MaterializeResult]:
-    """`DagsterDltResource.run` as dagster-dlt 0.29 does it (the selected resources, one
-    materialization each with dlt's table metadata), less two things a reader only met as noise:
-    the pending packages of a failed load are aborted with dlt's current `abort_packages` (the
-    resource calls its deprecated alias, which warns at every run), and each materialization
-    leaves out dlt's `jobs` (the load package's file paths)."""
-    resources = {
-        translator.get_asset_spec(DltResourceTranslatorData(resource=r, pipeline=pipeline)).key: r
-        for r in source.selected_resources.values()
-    }
-    if context.is_subset:
-        resources = {key: r for key, r in resources.items() if key in context.selected_asset_keys}
-        source = source.with_resources(*(r.name for r in resources.values()))
-    # A package left pending by a failed load would be loaded first, and fail again.
-    if pipeline.config.restore_from_destination:
-        pipeline.drop()  # local state is restored from the destination by the run
-    else:
-        pipeline.abort_packages()  # keeps the local state: its cursors are not in the destination
-    info = pipeline.run(source)
-    info.raise_on_failed_jobs()
-    dlt_resource: DagsterDltResource = context.resources.dlt
-    for key, resource in resources.items():
-        metadata = dlt_resource.extract_resource_metadata(context, resource, info, pipeline)
-        yield dg.MaterializeResult(asset_key=key, metadata={k: v for k, v in metadata.items() if k != "jobs"})
 
 
 def _mark_deletions(
@@ -264,15 +236,8 @@ def _sink(context: dg.AssetExecutionContext, source_system: System, warehouse: W
 
 
 def _specs(source_system: System, translator: DagsterDltTranslator) -> list[dg.AssetSpec]:
-    """The system's asset specs, without the objects dagster-dlt attaches to each for its own
-    `run` (source, pipeline, translator): `_load` is handed them, and the UI could only show
-    them as "(unserializable)"."""
     template = source_system.source(**source_system.describe_kwargs())
-    specs = build_dlt_asset_specs(template, _spec_pipeline(source_system.name), translator)
-    return [
-        spec.replace_attributes(metadata={k: v for k, v in spec.metadata.items() if k not in DLT_OBJECTS})
-        for spec in specs
-    ]
+    return dlt_run.plain(build_dlt_asset_specs(template, _spec_pipeline(source_system.name), translator))
 
 
 def incremental_assets(source_system: System) -> dg.AssetsDefinition:
