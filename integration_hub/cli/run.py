@@ -209,7 +209,8 @@ def _print_summary(summary: dict) -> None:
     for c in summary["failed_checks"]:
         console.print(f"[yellow]check failed ({c['severity']}):[/] {c['asset']} {c['check']}")
     status = "[green]succeeded" if summary["success"] else "[red]failed"
-    console.print(f"{status}[/] in {summary['seconds']}s; open it with `make dev` → Runs.")
+    link = settings.ui_link(f"runs/{summary['run_id']}")
+    console.print(f"{status}[/] in {summary['seconds']}s; open it with `make dev`: {link}")
 
 
 # ---- hub backfill -------------------------------------------------------------------------
