@@ -12,7 +12,8 @@ Partitions (daily, UTC, from `HUB_PARTITION_START`) for incremental sources:
   stateless incremental): the live cursor is untouched and parallel partition runs never
   share dlt state. Rows merge into the same raw tables by primary key: no duplicates.
 This is dagster-dlt's documented pattern (pass a source built for the partition to
-`DagsterDltResource.run`), with a pipeline per window added against state races.
+`DagsterDltResource.run`, here its equal without the noise: `assets/dlt_run.py`), with a
+pipeline per window added against state races.
 `dlt_assets` takes no resource keys, so the assets are built from the same two parts it is
 made of: `build_dlt_asset_specs` and `multi_asset`.
 
@@ -56,9 +57,11 @@ from dagster_dlt.translator import DltResourceTranslatorData
 from dlt.common.storages.load_package import create_load_id
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from assets import dlt_run
 from assets.load_outcome import contract_specs, finish_load, load_failure, retry_or_fail
 from integration_hub import settings, systems
 from integration_hub.engine.audit import now
+from integration_hub.engine.progress import DltProgress, Meter
 from integration_hub.systems import System
 from integration_hub.systems.kit import deletions
 from integration_hub.systems.kit.contract import Rejects
@@ -131,11 +134,14 @@ def _window(context: dg.AssetExecutionContext) -> tuple[dt.datetime, dt.datetime
 
 
 def _pipeline(system: str, warehouse: Warehouse, name: str, pipelines_dir: Path) -> dlt.Pipeline:
+    """The load's dlt pipeline; a long extract, normalize or load logs dlt's counters in the run
+    (through the adapters' logger, `_adapter_logs_to`)."""
     return dlt.pipeline(
         pipeline_name=name,
         pipelines_dir=str(pipelines_dir),
         destination=warehouse.dlt_destination(),
         dataset_name=f"raw_{system}",
+        progress=DltProgress(logging.getLogger(f"{ADAPTER_LOG}.progress")),
     )
 
 
@@ -161,8 +167,7 @@ def _run(
     failed load is retried as a step (`retry_or_fail`), `where` saying what was not loaded."""
     with _adapter_logs_to(context):
         try:
-            return list(context.resources.dlt.run(context, dlt_source=source, dlt_pipeline=pipeline,
-                                                  dagster_dlt_translator=translator))  # fmt: skip
+            return list(dlt_run.run(context, source, pipeline, translator))
         except PipelineStepFailed as exc:
             raise retry_or_fail(context, load_failure(source_system.name, exc, where)) from exc
 
@@ -219,21 +224,27 @@ def _cursors_or(
     return dict.fromkeys(source_system.resources, bound.isoformat())
 
 
-def _sink(source_system: System, warehouse: Warehouse) -> DuckDBArrowSink | None:
-    """The direct Arrow load, when the system's source reads Arrow and the warehouse is DuckDB."""
+def _sink(context: dg.AssetExecutionContext, source_system: System, warehouse: Warehouse) -> DuckDBArrowSink | None:
+    """The direct Arrow load, when the system's source reads Arrow and the warehouse is DuckDB;
+    a long one logs its progress in the run (dlt's counters do not see these rows)."""
     enabled = settings.direct_arrow_load()
     if enabled and source_system.arrow_sink and warehouse.dialect == "duckdb":
-        return DuckDBArrowSink(warehouse, f"raw_{source_system.name}")
+        dataset = f"raw_{source_system.name}"
+        meter = Meter(f"{source_system.name}: direct load into {dataset}", "rows", None, context.log.info)
+        return DuckDBArrowSink(warehouse, dataset, on_rows=meter.add)
     return None
+
+
+def _specs(source_system: System, translator: DagsterDltTranslator) -> list[dg.AssetSpec]:
+    template = source_system.source(**source_system.describe_kwargs())
+    return dlt_run.plain(build_dlt_asset_specs(template, _spec_pipeline(source_system.name), translator))
 
 
 def incremental_assets(source_system: System) -> dg.AssetsDefinition:
     """The daily-partitioned assets of a system read by updated-at window."""
     system, key = source_system.name, resource_key(source_system.name)
     translator = RawTranslator(source_system)
-    template = source_system.source(**source_system.describe_kwargs())
-
-    specs = build_dlt_asset_specs(template, _spec_pipeline(system), translator)
+    specs = _specs(source_system, translator)
 
     @dg.multi_asset(
         name=f"raw_{system}",
@@ -251,7 +262,7 @@ def incremental_assets(source_system: System) -> dg.AssetsDefinition:
         partition = context.partition_key if live else f"{start:%Y-%m-%d}..{end:%Y-%m-%dT%H:%M:%S}"
         rejects = Rejects()
         bounds = {} if live else {"start": start, "end": end}
-        sink = _sink(source_system, warehouse)
+        sink = _sink(context, source_system, warehouse)
         source = source_system.source(
             **getattr(context.resources, key).source_kwargs(), rejects=rejects, **bounds,
             **({"sink": sink} if sink else {}),
@@ -292,9 +303,7 @@ def file_assets(source_system: System) -> dg.AssetsDefinition:
     """The assets of a system that drops files in a landing folder (each file loaded once)."""
     system, key = source_system.name, resource_key(source_system.name)
     translator = RawTranslator(source_system)
-    template = source_system.source(**source_system.describe_kwargs())
-
-    specs = build_dlt_asset_specs(template, _spec_pipeline(system), translator)
+    specs = _specs(source_system, translator)
 
     @dg.multi_asset(
         name=f"raw_{system}",

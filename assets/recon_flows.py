@@ -40,8 +40,13 @@ XREF = "SELECT source_id AS id, customer_id FROM canonical.customer_xref WHERE s
 
 # The checks of every flow, declared once. Each finding kind is an asset check on its flow's
 # asset; the keyed kinds (a key on one side only, or repeated) are named here per flow and role,
-# compared columns name theirs in `Compare`. A kind warns on any finding unless listed in
-# `STOPS`: those fail the check as an ERROR above `STOP_SHARE` of the left rows.
+# compared columns name theirs in `Compare`. One policy for every kind:
+# - any finding fails its kind's check, as a WARN: it shows, alerts, and stops nothing;
+# - the kinds in `STOPS` (an order or invoice missing or doubled: a sync would act on a wrong
+#   set of records) fail as an ERROR once their findings exceed `STOP_SHARE` of the flow's left
+#   rows; an ERROR holds back what reads the flow (the syncs) until someone looks.
+# A difference of value (amount, status, currency) or of identity never stops a run: the record
+# is there, and the sync carries the canonical value.
 KEYED_FINDINGS = {
     "shop_orders": {"missing_right": "erp_order_missing_in_shop", "missing_left": "shop_order_missing_in_erp",
                     "duplicate_right": "shop_order_duplicated"},

@@ -68,7 +68,9 @@ def sync_asset(sync: Sync) -> dg.AssetsDefinition:
         current = sync_engine.plan(sync, warehouse, scope.sql)
         context.log.info(f"{sync.name} plan over {scope.description}: {current.counts}")
         try:
-            result = sync_engine.apply(sync, warehouse, run_id=context.run_id, current=current)
+            result = sync_engine.apply(
+                sync, warehouse, run_id=context.run_id, current=current, progress=context.log.info
+            )
         except DestinationUnusable as exc:  # retrying cannot fix credentials or a URL
             raise dg.Failure(description=str(exc), allow_retries=False) from exc
         metadata = {

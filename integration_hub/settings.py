@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 DEFAULT_PORT_BASE = 8760  # the sandbox stand-ins answer on 127.0.0.1 at this base + their offset
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+UI_URL_DEFAULT = "http://127.0.0.1:3000"  # where `make dev` serves the Dagster UI
 
 
 class ConfigError(ValueError):
@@ -155,8 +156,24 @@ def direct_arrow_load() -> bool:
     return env("HUB_DIRECT_ARROW_LOAD", "1") != "0"
 
 
-def ui_url(default: str) -> str:
-    return env("HUB_UI_URL", default)
+def ui_url() -> str:
+    """The Dagster UI's base URL, for every link the hub builds (alerts, asset metadata, the CLI)."""
+    return (env("HUB_UI_URL", UI_URL_DEFAULT) or UI_URL_DEFAULT).rstrip("/")
+
+
+def ui_link(path: str) -> str:
+    """A page of the Dagster UI, e.g. `assets/recon/report`."""
+    return f"{ui_url()}/{path.lstrip('/')}"
+
+
+def reports_dir() -> Path:
+    """Where the reconciliation report is written: `$HUB_HOME/reports`."""
+    return hub_home() / "reports"
+
+
+def progress_seconds() -> float:
+    """Long work (a push, a large load, a backfill waited for) reports progress at most this often."""
+    return float(env("HUB_PROGRESS_SECONDS", "10"))
 
 
 def alert_webhook_url() -> str | None:

@@ -15,7 +15,6 @@ from pydantic import Field
 
 from integration_hub import settings, systems
 
-UI_URL_DEFAULT = "http://127.0.0.1:3000"
 # Environment variables holding URLs whose password must never be shown (and every system's URL).
 _URL_VARS = ("HUB_WAREHOUSE_URL", "HUB_DAGSTER_STORAGE_URL")
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]+:)(?P<password>[^@\s]+)(?=@)", re.I)
@@ -48,7 +47,7 @@ class AlertSink(dg.ConfigurableResource):
     webhook_url: str | None = Field(
         default=None, description="Incoming webhook (from HUB_ALERT_WEBHOOK_URL)."
     )
-    ui_url: str = Field(default=UI_URL_DEFAULT, description="Base URL of the Dagster UI, for links.")
+    ui_url: str = Field(default=settings.UI_URL_DEFAULT, description="Base URL of the Dagster UI, for links.")
     timeout_seconds: float = 10.0
 
     def link(self, path: str) -> str:
@@ -104,7 +103,7 @@ class AlertSink(dg.ConfigurableResource):
 
 def alert_sink_from_env() -> AlertSink:
     """The sink as the code location configures it: the webhook URL stays an EnvVar (never shown)."""
-    ui_url = settings.ui_url(UI_URL_DEFAULT)
+    ui_url = settings.ui_url()
     if settings.alert_webhook_url():
         return AlertSink(webhook_url=dg.EnvVar("HUB_ALERT_WEBHOOK_URL"), ui_url=ui_url)
     return AlertSink(ui_url=ui_url)

@@ -193,3 +193,13 @@ def test_unreachable_webhook_is_reported_without_leaking_its_url(hub, receiver):
         _tick(alerts.alert_on_check_failure, hub, None, alerts=dead)
     _tick(alerts.alert_on_check_failure, hub, None, alerts=_sink(receiver))
     assert len(receiver.received) == 1 and "amount_usd_not_null" in receiver.received[0]["text"]
+
+
+def test_alert_links_follow_hub_ui_url(monkeypatch):
+    """The UI may be served anywhere (another port, behind a proxy path): links follow HUB_UI_URL."""
+    from resources.alerts import alert_sink_from_env
+
+    monkeypatch.delenv("HUB_UI_URL", raising=False)
+    assert alert_sink_from_env().link("/runs/abc") == "http://127.0.0.1:3000/runs/abc"
+    monkeypatch.setenv("HUB_UI_URL", "https://hub.example.com/dagster/")
+    assert alert_sink_from_env().link("/runs/abc") == "https://hub.example.com/dagster/runs/abc"

@@ -88,8 +88,9 @@ def test_plan_rejects_bad_input_clearly(location):
     ]  # fmt: skip
 
 
-def test_backfill_runs_through_the_daemon_then_downstream_rebuilds(location):
+def test_backfill_runs_through_the_daemon_then_downstream_rebuilds(location, monkeypatch):
     home, defs = location
+    monkeypatch.setenv("HUB_PROGRESS_SECONDS", "1")
     backfill_id = launch_backfill(
         defs, "shop", "2026-11-01", "2026-11-03", location=CodeLocation("backfill_world", "defs", str(home))
     )
@@ -102,11 +103,15 @@ def test_backfill_runs_through_the_daemon_then_downstream_rebuilds(location):
             stdout=subprocess.DEVNULL, stderr=(home / "daemon.log").open("w"), start_new_session=True,
         )  # fmt: skip
         try:
-            status = wait_for_backfill(backfill_id, timeout=240)
+            progress: list[str] = []
+            status = wait_for_backfill(backfill_id, timeout=240, progress=progress.append)
         finally:
             os.killpg(daemon.pid, signal.SIGTERM)
             daemon.wait(30)
         assert status in ("COMPLETED", "COMPLETED_SUCCESS"), (home / "daemon.log").read_text()[-3000:]
+        # `hub backfill --wait` prints these: the backfill's runs by status as they go
+        assert progress and all(line.startswith(f"backfill {backfill_id}: ") for line in progress)
+        assert any(" success" in line or " started" in line for line in progress), progress
         records = instance.get_run_records(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
         runs = [record.dagster_run for record in records]
         assert runs and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)

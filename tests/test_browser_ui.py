@@ -221,3 +221,41 @@ def test_the_reconciliation_asset_shows_its_report(ui, page):
     page.screenshot(path=str(shots / "recon.png"), full_page=True)
     text = page.inner_text("body")
     assert "shop_orders" in text and "shop_order_missing_in_erp" in text
+
+
+def test_the_reconciliation_report_is_an_asset_its_flows_link(ui, page):
+    """`recon/report` writes the HTML report; the flows' pages show their key figures and link it."""
+    from dagster_graphql import DagsterGraphQLClient
+
+    url, inst, shots, port = ui
+    client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+    run_id = client.submit_job_execution(
+        "__ASSET_JOB", asset_selection=[["recon", "shop_orders"], ["recon", "report"]]
+    )
+    status = _poll(
+        "the report run to finish",
+        lambda: (s := client.get_run_status(run_id).value) in ("SUCCESS", "FAILURE", "CANCELED") and s,
+        timeout=180, every=2,
+    )  # fmt: skip
+    assert status == "SUCCESS"
+    report = inst.get_latest_materialization_event(dg.AssetKey(["recon", "report"])).asset_materialization
+    path = Path(report.metadata["report"].value)
+    assert path.name == "recon_report.html" and path.parent.name == "reports" and path.is_file()
+    flow = inst.get_latest_materialization_event(dg.AssetKey(["recon", "shop_orders"])).asset_materialization
+    assert flow.metadata["report"].value == str(path)
+    assert flow.metadata["report_asset"].value.endswith("/assets/recon/report")
+
+    page.goto(f"{url}/assets/recon/shop_orders")
+    page.get_by_text("match_rate_pct").first.wait_for()
+    text = page.inner_text("body")
+    assert f"{flow.metadata['match_rate_pct'].value}" in text, "the match rate reads without opening anything"
+    assert "findings/shop_status_mismatch" in text and str(path) in text
+    link = page.locator('a[href$="/assets/recon/report"]').first
+    assert link.is_visible(), "the flow's page links the report's asset"
+    page.goto(f"{url}/assets/recon/report")
+    page.get_by_text("report_file_url").first.wait_for()
+    page.screenshot(path=str(shots / "recon-report-asset.png"), full_page=True)
+    page.goto(path.as_uri())
+    page.locator('svg[data-chart="match-rate"]').wait_for()
+    assert "shop_orders" in page.inner_text("body")
+    page.screenshot(path=str(shots / "recon-report.png"), full_page=True)

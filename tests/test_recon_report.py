@@ -121,3 +121,42 @@ def test_html_report_renders_its_charts_in_headless_chromium(history_home, tmp_p
         assert charts["amount-differences"].locator("rect.bin").count() == 20
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
         browser.close()
+
+
+def test_fail_on_error_exits_non_zero_only_when_a_check_fails_as_an_error(
+    history_home, sandbox_world, tmp_path, monkeypatch
+):
+    """For CI: the sandbox's planted findings warn; losing 3 % of the invoices is an ERROR."""
+    monkeypatch.delenv("HUB_WAREHOUSE_URL", raising=False)
+    monkeypatch.setenv("HUB_HOME", str(history_home))
+    truth = sandbox_world.truth["discrepancies"]
+
+    assert runner.invoke(app, ["recon", "report", "--fail-on", "error"]).exit_code == 0
+    warned = runner.invoke(app, ["recon", "report", "--fail-on", "warn"])
+    assert warned.exit_code == 1 and "order_invoices/invoice_missing (WARN" in warned.stderr
+
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(history_home / "warehouse.duckdb", home / "warehouse.duckdb")
+    warehouse = Warehouse(path=str(home / "warehouse.duckdb"))
+    with warehouse.connect() as con:
+        invoices = con.scalar("SELECT count(*) FROM canonical.invoice")
+        con.execute(
+            "DELETE FROM canonical.invoice WHERE invoice_id IN (SELECT invoice_id FROM canonical.invoice "
+            f"ORDER BY invoice_id DESC LIMIT {invoices * 3 // 100})"
+        )
+    run_flow(warehouse, next(f for f in FLOWS if f.name == "order_invoices"), "night-3",
+             dt.datetime(2026, 11, 23, 2, 0))  # fmt: skip
+    monkeypatch.setenv("HUB_HOME", str(home))
+    failed = runner.invoke(app, ["recon", "report", "--json", "--fail-on", "error"])
+    assert failed.exit_code == 1
+    assert "order_invoices/invoice_missing (ERROR" in failed.stderr
+    checks = {(c["flow"], c["check"]): c for c in json.loads(failed.stdout)["checks"]}
+    missing = checks[("order_invoices", "invoice_missing")]
+    assert missing["severity"] == "ERROR" and not missing["passed"] and missing["share"] > 0.005
+    assert missing["findings"] > len(truth["invoice_missing"]) + 5
+    assert checks[("shop_orders", "shop_status_mismatch")] == {
+        "flow": "shop_orders", "check": "shop_status_mismatch", "findings": len(truth["shop_status_mismatch"]),
+        "share": checks[("shop_orders", "shop_status_mismatch")]["share"], "passed": False, "severity": "WARN",
+    }  # fmt: skip
+    assert runner.invoke(app, ["recon", "report"]).exit_code == 0, "without --fail-on it only reports"

@@ -353,10 +353,11 @@ def test_sync_plan_cli_shows_the_dry_run_and_sends_nothing(hub):
     assert unknown.exit_code == 2 and "declared: crm_accounts" in unknown.output
 
 
-def test_the_dagster_asset_shows_its_plan_pushes_it_and_warns_on_dead_letters(hub):
+def test_the_dagster_asset_shows_its_plan_pushes_it_and_warns_on_dead_letters(hub, monkeypatch):
     from assets import reverse_sync as layer
 
     box, warehouse = hub
+    monkeypatch.setenv("HUB_PROGRESS_SECONDS", "0")  # a line per finished batch, as a long push every period
     box.set_fault("marketing", "reject_writes", share=0.05)
     key = dg.AssetKey(["sync", "marketing_contacts"])
     [asset] = [a for a in layer.ASSETS if a.key == key]
@@ -369,11 +370,17 @@ def test_the_dagster_asset_shows_its_plan_pushes_it_and_warns_on_dead_letters(hu
         dg.AssetKey(["canonical", "customer"]),
         dg.AssetKey(["canonical", "sales_order"]),
     }
-    result = dg.materialize([asset], resources={"warehouse": warehouse})
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([asset], resources={"warehouse": warehouse}, instance=instance)
     assert result.success
     metadata = result.asset_materializations_for_node(asset.op.name)[0].metadata
-    rejected = metadata["rejected"].value
     customers = box.truth["expected"]["canonical.customer"]
+    prefix = "sync marketing_contacts → marketing: "
+    progress = [e.user_message for e in instance.all_logs(result.run_id) if e.user_message.startswith(prefix)]
+    sent = [int(line[len(prefix):].split(" of ")[0].replace(",", "")) for line in progress]
+    assert len(sent) > 1 and sent == sorted(sent) and sent[-1] == customers, progress
+    assert all(f" of {customers:,} (" in line for line in progress)
+    rejected = metadata["rejected"].value
     assert (
         metadata["plan_insert"].value == customers and metadata["delivered"].value == customers - rejected > 0
     )

@@ -44,8 +44,9 @@ def test_up_status_truth_down_and_up_again_without_reseeding(home_env, sandbox):
 
     assert "stopped" in hub("down", env=home_env).output
     assert not json.loads(hub("status", "--json", env=home_env).stdout)["running"]
-    result = hub("up", "--scale", "0.01", "--seed", "42", env=home_env)
-    assert result.exit_code == 0 and "not re-seeding" in result.output
+    result = hub("up", "--scale", "0.01", "--seed", "42", "--json", env=home_env)
+    assert result.exit_code == 0 and "not re-seeding" in result.stderr
+    assert json.loads(result.stdout)["world"]["generated_at"] == generated, "stdout is the status alone"
     assert json.loads(hub("status", "--json", env=home_env).stdout)["world"]["generated_at"] == generated
 
     faults = hub("faults", "shop", "outage", "--param", "seconds=30", env=home_env)

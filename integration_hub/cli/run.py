@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from integration_hub import settings
 from integration_hub.cli import graphql
 from integration_hub.cli.graphql import CodeLocation
 
@@ -208,7 +209,8 @@ def _print_summary(summary: dict) -> None:
     for c in summary["failed_checks"]:
         console.print(f"[yellow]check failed ({c['severity']}):[/] {c['asset']} {c['check']}")
     status = "[green]succeeded" if summary["success"] else "[red]failed"
-    console.print(f"{status}[/] in {summary['seconds']}s; open it with `make dev` → Runs.")
+    link = settings.ui_link(f"runs/{summary['run_id']}")
+    console.print(f"{status}[/] in {summary['seconds']}s; open it with `make dev`: {link}")
 
 
 # ---- hub backfill -------------------------------------------------------------------------
@@ -303,20 +305,42 @@ def backfill_status(backfill_id: str) -> str:
     return graphql.result(data, "partitionBackfillOrError", "PartitionBackfill")["status"]
 
 
-def wait_for_backfill(backfill_id: str, timeout: float) -> str:
-    """Poll until the backfill finishes; returns its final status name."""
+def backfill_progress(instance, backfill_id: str, status: str, seconds: float) -> str:
+    """One line: the backfill's status and its runs by status so far."""
+    records = instance.get_run_records(filters=_backfill_runs(backfill_id))
+    counts: dict[str, int] = {}
+    for record in records:
+        name = record.dagster_run.status.value.lower()
+        counts[name] = counts.get(name, 0) + 1
+    runs = ", ".join(f"{n} {name}" for name, n in sorted(counts.items())) or "none launched yet"
+    return f"backfill {backfill_id}: {status} after {seconds:.0f} s; runs: {runs}"
+
+
+def _backfill_runs(backfill_id: str, statuses=None):
+    import dagster as dg
+
+    return dg.RunsFilter(tags={BACKFILL_TAG: backfill_id}, statuses=statuses or [])
+
+
+def wait_for_backfill(backfill_id: str, timeout: float, progress=None) -> str:
+    """Poll until the backfill finishes; returns its final status name. `progress` (a callable) gets
+    a line with the backfill's runs by status at most every `HUB_PROGRESS_SECONDS`."""
     import dagster as dg
 
     from integration_hub.definitions.instance import get_instance
 
     finished = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
     unfinished = [s for s in dg.DagsterRunStatus if s not in finished]
-    runs = dg.RunsFilter(tags={BACKFILL_TAG: backfill_id}, statuses=unfinished)
-    deadline = time.monotonic() + timeout
-    status, asked = "REQUESTED", -STATUS_SECONDS
+    runs = _backfill_runs(backfill_id, unfinished)
+    started = time.monotonic()
+    deadline = started + timeout
+    status, asked, told = "REQUESTED", -STATUS_SECONDS, started
     with get_instance() as instance:
         while True:
             now = time.monotonic()
+            if progress is not None and now - told >= settings.progress_seconds():
+                progress(backfill_progress(instance, backfill_id, status, now - started))
+                told = now
             if now - asked >= STATUS_SECONDS and not instance.get_run_records(filters=runs, limit=1):
                 status, asked = backfill_status(backfill_id), now
                 if status in FINISHED_BACKFILL:
@@ -336,6 +360,7 @@ def backfill_command(
     downstream: bool = typer.Option(True, help="Also rebuild staging, canonical, recon and sync after it."),
     wait: bool = typer.Option(False, help="Wait until the daemon has finished the backfill."),
     timeout: float = typer.Option(1800, help="Seconds to wait with --wait."),
+    as_json: bool = typer.Option(False, "--json", help="Print the backfill (and its outcome with --wait) as JSON."),
 ) -> None:
     """Reload a system's days after an outage: a real Dagster backfill, run by the daemon."""
     defs = _defs()
@@ -345,11 +370,19 @@ def backfill_command(
     except graphql.GraphQLError as exc:
         console.print(f"[red]the backfill was not registered:[/] {exc}")
         raise typer.Exit(1) from None
-    console.print(
+    # With --json, stdout is the JSON alone: what is said on the way goes to stderr.
+    say = Console(stderr=True).print if as_json else console.print
+    say(
         f"backfill [bold]{backfill_id}[/]: {len(keys)} partition(s) {keys[0]}..{keys[-1]} of "
-        f"{len(selection)} asset(s); the daemon runs it. UI: /runs/b/{backfill_id}"
+        f"{len(selection)} asset(s); the daemon runs it. UI: {settings.ui_link(f'runs/b/{backfill_id}')}"
     )
-    if wait:
-        status = wait_for_backfill(backfill_id, timeout)
+    status = wait_for_backfill(backfill_id, timeout, progress=say) if wait else None
+    if as_json:
+        typer.echo(json.dumps({
+            "backfill_id": backfill_id, "partitions": keys, "assets": [k.to_user_string() for k in selection],
+            "url": settings.ui_link(f"runs/b/{backfill_id}"), "status": status,
+        }, indent=2))  # fmt: skip
+    elif wait:
         console.print(f"backfill {backfill_id}: {status}")
+    if wait:
         raise typer.Exit(0 if status in ("COMPLETED", "COMPLETED_SUCCESS") else 1)

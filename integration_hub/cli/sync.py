@@ -31,10 +31,17 @@ def _counts(counts: dict) -> str:
 
 
 @sync_app.command("list")
-def list_syncs() -> None:
+def list_syncs(as_json: bool = typer.Option(False, "--json", help="Print the syncs as JSON.")) -> None:
     """The declared syncs and where each one sends."""
     from assets.syncs import SYNCS
 
+    if as_json:
+        typer.echo(json.dumps([
+            {"name": s.name, "mode": s.mode, "destination": s.destination, "object": s.object,
+             "description": s.description, "latency_target_seconds": s.latency_target.total_seconds()}
+            for s in SYNCS.values()
+        ], indent=2))  # fmt: skip
+        return
     for s in SYNCS.values():
         typer.echo(f"{s.name:<20} {s.mode:<7} → {s.destination}.{s.object}  {s.description}")
 
@@ -63,7 +70,8 @@ def apply(name: str, as_json: bool = typer.Option(False, "--json", help="Print t
     from integration_hub.systems.kit.writer import DestinationUnusable
 
     try:
-        result = sync_engine.apply(_sync(name), _warehouse())
+        # Progress lines go to stderr: stdout stays the result (JSON with --json).
+        result = sync_engine.apply(_sync(name), _warehouse(), progress=lambda line: typer.echo(line, err=True))
     except DestinationUnusable as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -134,7 +142,10 @@ def list_letters(
 
 
 @dlq_app.command("replay")
-def replay(sync: str | None = typer.Option(None, "--sync", help="Only this sync's dead letters.")) -> None:
+def replay(
+    sync: str | None = typer.Option(None, "--sync", help="Only this sync's dead letters."),
+    as_json: bool = typer.Option(False, "--json", help="Print one result per sync as JSON."),
+) -> None:
     """Send every open dead letter again; delivered ones leave the queue."""
     from assets.syncs import SYNCS
     from integration_hub.engine import sync_engine
@@ -147,9 +158,11 @@ def replay(sync: str | None = typer.Option(None, "--sync", help="Only this sync'
     except DestinationUnusable as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    if not results:
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in results], default=str, indent=2))
+    elif not results:
         typer.echo("no open dead letters")
-    for r in results:
+    for r in [] if as_json else results:
         typer.echo(f"{r.sync}: delivered {r.delivered}, still rejected {r.rejected}, failed {r.failed}")
     raise typer.Exit(1 if any(r.rejected or r.failed for r in results) else 0)
 

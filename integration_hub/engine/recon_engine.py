@@ -74,7 +74,8 @@ class Compare:
 
 @dataclass(frozen=True)
 class Threshold:
-    """An asset-check rule: findings of `kind` may be at most `max_share` of the left rows.
+    """An asset-check rule: any finding of `kind` fails its check as a warning; with severity
+    ERROR, findings above `max_share` of the left rows fail it as an error.
 
     A kind without a declared threshold gets the default: warn on any finding.
     """

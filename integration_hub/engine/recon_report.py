@@ -11,6 +11,7 @@ import datetime as dt
 import html
 import json
 import math
+from pathlib import Path
 
 from integration_hub.engine.recon_engine import SCHEMA, SUMMARY, results_table, sample_findings
 from integration_hub.warehouse import Warehouse
@@ -80,6 +81,17 @@ def _differences(con, flow: str, run_id: str) -> list[float]:
         [run_id],
     )
     return [float(r[0]) for r in rows]
+
+
+REPORT_FILE = "recon_report.html"
+
+
+def write_html(warehouse: Warehouse, path: Path) -> dict:
+    """Write the HTML report of `warehouse` to `path` (its folder made); returns the report's data."""
+    data = build_report(warehouse)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(to_html(data), encoding="utf-8")
+    return data
 
 
 # ---- HTML -------------------------------------------------------------------------------------

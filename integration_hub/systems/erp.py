@@ -33,7 +33,7 @@ from psycopg import OperationalError, pq
 
 from integration_hub import settings
 from integration_hub.systems import System, TraceKeys
-from integration_hub.systems.kit.arrow import normalized
+from integration_hub.systems.kit.arrow import normalized, not_null
 from integration_hub.systems.kit.contract import Rejects
 from integration_hub.systems.kit.deletions import KeySet
 from integration_hub.systems.kit.dlt_internals import current_schema, incremental_rows
@@ -93,7 +93,10 @@ def _table_resource(url: str, table: str, start, end, sink: ArrowSink | None):
     def rows(
         updated_at=dlt.sources.incremental(CURSOR, initial_value=_utc(start) or EPOCH, end_value=_utc(end)),
     ) -> Iterator[pa.Table]:
-        chunks = _stamped(read_table(url, table, updated_at.last_value, updated_at.end_value))
+        chunks = (
+            not_null(chunk, PRIMARY_KEYS[table])
+            for chunk in _stamped(read_table(url, table, updated_at.last_value, updated_at.end_value))
+        )
         if sink is None:
             yield from chunks
             return

@@ -9,7 +9,7 @@ cursor and state stay dlt's.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from queue import Full, Queue
 from typing import Any
@@ -31,8 +31,9 @@ class DuckDBArrowSink:
     replace the rows with their keys (delete, then insert: dlt's upsert).
     """
 
-    def __init__(self, warehouse: Warehouse, dataset: str):
-        self.warehouse, self.dataset = warehouse, dataset
+    def __init__(self, warehouse: Warehouse, dataset: str, on_rows: Callable[[int], None] | None = None):
+        """`on_rows(n)` is told of each chunk handed to the writer (for progress lines)."""
+        self.warehouse, self.dataset, self.on_rows = warehouse, dataset, on_rows or (lambda n: None)
         self.rows: dict[str, int] = {}
         self.modes: dict[str, str] = {}
 
@@ -64,9 +65,11 @@ class DuckDBArrowSink:
             self._add_new_columns(con, table, first.schema)
         reader = pa.RecordBatchReader.from_batches(first.schema, self._batches(table, first, stream))
         done = writer.submit(self._statement, con, table, primary_key, reader, exists, append)
+        self.on_rows(first.num_rows)
         try:
             for chunk in chunks:
                 _hand(stream, chunk, done)
+                self.on_rows(chunk.num_rows)
             _hand(stream, None, done)
             done.result()
         except BaseException:

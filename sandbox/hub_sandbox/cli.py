@@ -74,6 +74,7 @@ def up(
     erp_url: str = typer.Option(
         None, help="postgresql:// URL: put the ERP in schema `erp` there, not SQLite."
     ),
+    as_json: bool = typer.Option(False, "--json", help="Print the status as JSON (as `status --json`)."),
 ) -> None:
     """Generate the world (unless the stores already hold it) and start every system in the background."""
     from hub_sandbox.runner import SandboxError, start
@@ -85,7 +86,10 @@ def up(
             current = start(settings.hub_home(), settings.port_base(), scale, seed, erp_url, progress=step)
     except SandboxError as exc:
         raise _fail(str(exc)) from None
-    _print_status(current)
+    if as_json:
+        typer.echo(json.dumps(current, indent=2))
+    else:
+        _print_status(current)
 
 
 @app.command()
@@ -218,8 +222,9 @@ def demo(
     scale: float = typer.Option(0.01, help="TPC-H scale factor of the sandbox world."),
     seed: int = typer.Option(42, help="Seed of the planted discrepancies."),
     keep_running: bool = typer.Option(False, help="Leave the sandbox systems running afterwards."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run's summary as JSON (the rest to stderr)."),
 ) -> None:
     """Start the sandbox, run the main job on the embedded warehouse, print what happened."""
     from hub_sandbox.demo import run_demo
 
-    raise typer.Exit(run_demo(scale=scale, seed=seed, keep_running=keep_running))
+    raise typer.Exit(run_demo(scale=scale, seed=seed, keep_running=keep_running, as_json=as_json))

@@ -21,10 +21,11 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the ev
 LAYER_SCHEMAS = ("raw_", "staging", "canonical", "quarantine", "recon", "sync", "audit")
 
 
-def run_demo(scale: float, seed: int, keep_running: bool = False) -> int:
+def run_demo(scale: float, seed: int, keep_running: bool = False, as_json: bool = False) -> int:
+    """`as_json`: stdout is the run's summary as JSON alone, everything else goes to stderr."""
     from hub_sandbox import runner
 
-    console = Console()
+    console = Console(stderr=as_json)
     home = settings.hub_home()
     console.rule("[bold]Integration Hub demo")
     console.print(f"HUB_HOME={home}")
@@ -35,7 +36,11 @@ def run_demo(scale: float, seed: int, keep_running: bool = False) -> int:
         f"{s} {url(s)}" for s in PORT_OFFSETS))  # fmt: skip
     try:
         ok, run_id, elapsed = _run_main_job(console)
-        _summary(console, run_id)
+        data = summary(run_id)
+        if as_json:
+            print(json.dumps({"run_id": run_id, "success": ok, "seconds": round(elapsed, 1), **data}, indent=2))
+        else:
+            _print_summary(console, data)
         status = "[green]succeeded" if ok else "[red]failed"
         console.print(f"Run {run_id} {status}[/] in {elapsed:.1f}s. `make dev` opens it in the Dagster UI.")
         return 0 if ok else 1
@@ -71,39 +76,56 @@ def _run_main_job(console: Console) -> tuple[bool, str, float]:
     return result.success, result.run_id, elapsed
 
 
-def _summary(console: Console, run_id: str) -> None:
+def summary(run_id: str) -> dict:
+    """Rows per warehouse table, the run's reconciliation and its pushes."""
     from integration_hub.warehouse import warehouse_from_env
 
     warehouse = warehouse_from_env()
+    data: dict = {"warehouse": warehouse.display_name, "tables": {}, "reconciliation": [], "pushes": []}
     with warehouse.connect() as con:
         tables = con.rows(
             "SELECT table_schema, table_name FROM information_schema.tables "
             "WHERE table_name NOT LIKE '\\_dlt%' ESCAPE '\\' ORDER BY 1, 2"
         )
-        table = Table(title=f"Warehouse {warehouse.display_name}")
-        table.add_column("table")
-        table.add_column("rows", justify="right")
         for schema, name in tables:
             if schema.startswith(LAYER_SCHEMAS) and not schema.endswith("_staging"):  # dlt's merge scratch
-                rows = con.scalar(f'SELECT count(*) FROM "{schema}"."{name}"')
-                table.add_row(f"{schema}.{name}", f"{rows:,}")
-        console.print(table)
+                data["tables"][f"{schema}.{name}"] = con.scalar(f'SELECT count(*) FROM "{schema}"."{name}"')
         if ("recon", "summary") in tables:
             flows = con.rows("SELECT flow, matched, findings, match_rate FROM recon.summary WHERE run_id = ? "
                              "ORDER BY flow", [run_id])  # fmt: skip
-            recon = Table(title="Reconciliation findings of this run")
-            for col in ("flow", "matched", "findings by kind", "match rate"):
-                recon.add_column(col)
-            for flow, matched, by_kind, rate in flows:
-                found = ", ".join(f"{k} {n}" for k, n in json.loads(by_kind).items() if n) or "none"
-                recon.add_row(flow, f"{matched:,}", found, f"{rate:.2%}")
-            console.print(recon)
+            data["reconciliation"] = [
+                {"flow": flow, "matched": matched, "findings": json.loads(by_kind), "match_rate": rate}
+                for flow, matched, by_kind, rate in flows
+            ]
         if ("sync", "changelog") in tables:
             pushes = con.rows("SELECT sync, operation, status, count(*) FROM sync.changelog WHERE run_id = ? "
                               "GROUP BY ALL ORDER BY ALL", [run_id])  # fmt: skip
-            sync = Table(title="Reverse sync: records pushed by this run")
-            for col in ("sync", "operation", "status", "records"):
-                sync.add_column(col)
-            for name, operation, status, n in pushes:
-                sync.add_row(name, operation, status, f"{n:,}")
-            console.print(sync)
+            data["pushes"] = [
+                {"sync": name, "operation": operation, "status": status, "records": n}
+                for name, operation, status, n in pushes
+            ]
+    return data
+
+
+def _print_summary(console: Console, data: dict) -> None:
+    table = Table(title=f"Warehouse {data['warehouse']}")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    for name, rows in data["tables"].items():
+        table.add_row(name, f"{rows:,}")
+    console.print(table)
+    if data["reconciliation"]:
+        recon = Table(title="Reconciliation findings of this run")
+        for col in ("flow", "matched", "findings by kind", "match rate"):
+            recon.add_column(col)
+        for f in data["reconciliation"]:
+            found = ", ".join(f"{k} {n}" for k, n in f["findings"].items() if n) or "none"
+            recon.add_row(f["flow"], f"{f['matched']:,}", found, f"{f['match_rate']:.2%}")
+        console.print(recon)
+    if data["pushes"]:
+        sync = Table(title="Reverse sync: records pushed by this run")
+        for col in ("sync", "operation", "status", "records"):
+            sync.add_column(col)
+        for p in data["pushes"]:
+            sync.add_row(p["sync"], p["operation"], p["status"], f"{p['records']:,}")
+        console.print(sync)

@@ -28,6 +28,7 @@ import httpx
 
 from integration_hub import systems
 from integration_hub.engine import audit
+from integration_hub.engine.progress import Meter, Report
 from integration_hub.engine.sync_engine.declaration import Sync, ensure_tables, open_letters
 from integration_hub.engine.sync_engine.outcomes import DELIVERED, FAILED, REJECTED, audit_letters, record
 from integration_hub.engine.sync_engine.planning import Change, Plan, plan
@@ -207,17 +208,20 @@ def push(
     changes: list[Change],
     run_id: str | None = None,
     counts: dict | None = None,
+    progress: Report | None = None,
 ) -> SyncResult:
     """Send `changes` and record every outcome; returns what happened.
 
     Rejections never raise (they are dead-lettered); `DestinationUnusable` (credentials, URL)
-    stops the push after recording what was confirmed.
+    stops the push after recording what was confirmed. `progress` gets a line now and then
+    (`integration_hub.engine.progress`) while a long push runs.
     """
     ensure_tables(warehouse, sync)
     run_id = run_id or uuid.uuid4().hex
     result = SyncResult(run_id, sync.name, dict(counts or {}))
     started, started_at = time.monotonic(), audit.now()
     batches = _batches(changes, sync.batch_size)
+    meter = Meter(f"sync {sync.name} → {sync.destination}", "records sent", len(changes), progress)
     requests = count()
     hooks = {"request": [lambda _request: next(requests)]}
     sender = _Sender(sync, systems.writer(sync.destination, sync.object), hooks)
@@ -250,6 +254,7 @@ def push(
                     outcomes = future.result()
                     recorder.pending.extend(outcomes)
                     _tally(result, outcomes)
+                    meter.add(len(outcomes))
                 if recorder.due():
                     recorder.flush()
         finally:
@@ -277,8 +282,12 @@ def _audit(warehouse: Warehouse, sync: Sync, result: SyncResult, sent: int, star
 
 
 def apply(
-    sync: Sync, warehouse: Warehouse, run_id: str | None = None, current: Plan | None = None
+    sync: Sync,
+    warehouse: Warehouse,
+    run_id: str | None = None,
+    current: Plan | None = None,
+    progress: Report | None = None,
 ) -> SyncResult:
     """Plan (unless given) and push the changes; open dead letters are in the plan again."""
     current = current or plan(sync, warehouse)
-    return push(sync, warehouse, current.changes, run_id, current.counts)
+    return push(sync, warehouse, current.changes, run_id, current.counts, progress)

@@ -209,7 +209,7 @@ def with_row_columns(table: pa.Table, key: str, nested: bool = False) -> pa.Tabl
     else:
         ids = pa.array(random_row_ids(table.num_rows), pa.string())
     table = table.append_column("_dlt_load_id", pa.array([load_id] * table.num_rows, pa.string()))
-    return required(table.append_column("_dlt_id", ids))
+    return required(not_null(table.append_column("_dlt_id", ids), [key]))
 
 
 def with_deletions(child: pa.Table | None, root_ids: pa.Array) -> pa.Table:
@@ -239,7 +239,18 @@ def with_deletions(child: pa.Table | None, root_ids: pa.Array) -> pa.Table:
 
 def required(table: pa.Table) -> pa.Table:
     """dlt's row columns declared not null, as dlt's schema has them (so the two agree)."""
-    return table.cast(pa.schema([f.with_nullable(f.name not in ROW_KEYS) for f in table.schema]))
+    return table.cast(pa.schema([f.with_nullable(f.nullable and f.name not in ROW_KEYS) for f in table.schema]))
+
+
+def not_null(table: pa.Table, columns: Sequence[str]) -> pa.Table:
+    """The primary key `columns` declared not null, as dlt's schema declares a primary key: when
+    the two differ, dlt warns at every extraction that it kept its own hints. A key column that
+    holds a null keeps its type, for the load to refuse as it would any row without a key."""
+    fields = [
+        f.with_nullable(False) if f.name in columns and not table.column(f.name).null_count else f
+        for f in table.schema
+    ]
+    return table if fields == list(table.schema) else table.cast(pa.schema(fields))
 
 
 def _is_list(kind: pa.DataType) -> bool:
