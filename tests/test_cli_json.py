@@ -21,6 +21,8 @@ NO_TABLE = {
     "sandbox down": "says stopped or not running",
     "sandbox seed": "prints the steps it took",
     "sandbox faults": "prints the system's faults as JSON already",
+    "ui serve": "runs the UI behind its login until stopped; prints where it listens",
+    "ui proxy": "runs the login in front of a webserver until stopped",
 }
 
 
