@@ -1,4 +1,4 @@
-"""Reconciliation assets: one asset per flow (`assets.recon_flows`) in group `reconciliation`, key `["recon", flow]`.
+"""Reconciliation assets: one asset per flow (`assets.recon_flows`) in group `recon`, key `["recon", flow]`.
 
 Each flow carries asset checks, one per finding kind, that fail (or warn) when that kind's
 findings exceed a share of the flow's left rows; `ReconConfig.max_share` overrides a
@@ -92,7 +92,7 @@ def _flow_asset(
 
     @dg.asset(
         key=key,
-        group_name="reconciliation",
+        group_name="recon",
         deps=deps
         if deps is not None
         else [asset_key(table_key(schema, table)) for schema, table in flow.tables],
