@@ -68,6 +68,7 @@ from integration_hub.warehouse.arrow_sink import DuckDBArrowSink
 from resources.systems import client, resource_key
 from resources.warehouse import WAREHOUSE_POOL, warehouse_from_env
 
+
 def group(system: str) -> str:
     """A system's raw assets' group: `raw_<system>`, its key prefix and its warehouse schema. A group
     per system, because the graph labels a node by its key's last part only: `raw/erp/customers` and
