@@ -39,6 +39,9 @@ LOCATION = "integration_hub.definitions"
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 SENSOR_TAG = "dagster/sensor_name"
+HUB = (
+    "import sys; from integration_hub.cli import main; sys.argv[0] = 'hub'; main()"  # `hub` of this checkout
+)
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
 
@@ -92,7 +95,7 @@ def _env(box, dagster_home: Path) -> dict:
 def _demo(box, dagster_home: Path) -> str:
     """`make demo`'s run: the nightly job in process (`hub run nightly`); its run id."""
     done = subprocess.run(
-        [sys.executable, "-m", "integration_hub.cli", "run", "nightly", "--json"],
+        [sys.executable, "-c", HUB, "run", "nightly", "--json"],
         cwd=ROOT, env=_env(box, dagster_home), capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, f"the demo's run failed: {done.stdout[-2000:]}{done.stderr[-3000:]}"
