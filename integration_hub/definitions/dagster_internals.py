@@ -48,7 +48,7 @@ def execute_as_code_location(
     `RemoteJobOrigin` naming workspace.yaml's location and the job's Python origin) and executed
     like `dagster api execute_run` executes it (`execute_run` of a `ReconstructableJob`). Both
     are internals (`dagster._core`): no public call takes an origin. Returns Dagster's
-    `JobExecutionResult`.
+    `JobExecutionResult`. Steps run in this process (the run config says so), as before.
     """
     import sys
     from pathlib import Path
@@ -81,6 +81,9 @@ def execute_as_code_location(
     )  # fmt: skip
     if not run_config and partition_key and job.partitioned_config:
         run_config = job.partitioned_config.get_run_config_for_partition_key(partition_key)
+    # In this process, as `execute_in_process` ran it, whatever the executor's default (multiprocess
+    # on Postgres): the CLI's run is the CLI's process.
+    run_config = {"execution": {"config": {"in_process": {}}}, **(run_config or {})}
     run = instance.create_run_for_job(
         job_def=job,
         run_id=run_id,
