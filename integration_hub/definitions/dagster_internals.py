@@ -47,7 +47,8 @@ def execute_as_code_location(
     Here the run is created as a launch creates it (`DagsterInstance.create_run_for_job` with a
     `RemoteJobOrigin` naming workspace.yaml's location and the job's Python origin) and executed
     like `dagster api execute_run` executes it (`execute_run` of a `ReconstructableJob`). Both
-    are internals (`dagster._core`): no public call takes an origin. Returns Dagster's
+    are internals (`dagster._core`): no public call takes an origin; an origin argument to
+    `execute_job` (or `execute_in_process`) would replace this. Returns Dagster's
     `JobExecutionResult`. Steps run in this process (the run config says so), as before.
     """
     import sys

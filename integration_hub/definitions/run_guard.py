@@ -162,6 +162,8 @@ def guarded_execute(job, instance: dg.DagsterInstance, tags: dict | None = None,
     tags = {**(tags or {}), **owner_tags()}
     try:
         if code_location:
+            if unknown := set(kwargs) - {"partition_key", "run_config", "raise_on_error"}:
+                raise TypeError(f"a run recorded with the code location's origin takes no {sorted(unknown)}")
             return dagster_internals.execute_as_code_location(
                 job.name, instance, run_id=run_id, tags=tags,
                 partition_key=kwargs.get("partition_key"), run_config=kwargs.get("run_config"),
