@@ -71,7 +71,14 @@ from integration_hub.warehouse.arrow_sink import DuckDBArrowSink
 from resources.systems import client, resource_key
 from resources.warehouse import WAREHOUSE_POOL, warehouse_from_env
 
-GROUP = "sources"
+
+def group(system: str) -> str:
+    """A system's raw assets' group: `raw_<system>`, its key prefix and its warehouse schema. A group
+    per system, because the graph labels a node by its key's last part only: `raw/erp/customers` and
+    `raw/shop/customers` are told apart by the group box they sit in."""
+    return f"raw_{system}"
+
+
 OWNERS = ["team:data-platform"]
 ADAPTER_LOG = "integration_hub.systems"
 
@@ -99,7 +106,7 @@ class RawTranslator(DagsterDltTranslator):
             .replace_attributes(
                 key=dg.AssetKey(["raw", system, name]),
                 deps=[],
-                group_name=GROUP,
+                group_name=group(system),
                 kinds={"dlt", dialect(), system},
                 description=f"{self.source_system.resources.get(name, name)} Loaded by dlt into raw_{system}.{name}.",
                 owners=OWNERS,
@@ -282,15 +289,66 @@ def incremental_assets(source_system: System) -> dg.AssetsDefinition:
             events = _run(context, source_system, source, pipeline, translator, f"partition {partition}")
             after = _cursors_or(pipeline, source_system, live, end)
             found = _mark_deletions(context, source_system, warehouse, pipeline, events, before)
-            yield from _with_deleted(finish_load(
+            results = _with_deleted(finish_load(
                 context, source_system, warehouse, pipeline, events, rejects, partition=partition, started=started,
                 cursors=(before, after), sink=sink,
                 details={"pipeline": name, "mode": "live" if live else "window",
                          "load_path": f"direct arrow ({', '.join(sorted(set(sink.modes.values())))})"
                          if sink else "dlt", **({"rows_deleted": found} if found else {})},
             ), found)  # fmt: skip
+            yield from results
+            if live:
+                yield from covered_days(context, results, before)
 
     return load
+
+
+def covered_days(
+    context: dg.AssetExecutionContext, results: list[dg.MaterializeResult], before: dict[str, str]
+) -> Iterator[dg.AssetMaterialization]:
+    """The past days a live-edge load covered, each reported as a materialization of its partition.
+
+    A live-edge load reads everything since the resource's stored cursor: the first load (no
+    cursor) the system's whole history, a load after days without one (the daemon off) those
+    days. So the partitions from the cursor's day (from the first partition, without a cursor)
+    up to the live edge hold their data as much as the live edge does, and the UI should read
+    them as filled, not missing. Each event says which load covered it; a day already
+    materialized is not reported again. A cursor that is no timestamp reports nothing past the
+    live edge.
+    """
+    live = context.partition_key
+    keys = context.assets_def.partitions_def.get_partition_keys()
+    for result in results:
+        resource = result.asset_key.path[-1]
+        first = _cursor_day(before.get(resource)) if resource in before else keys[0]
+        if first is None:
+            continue
+        done = context.instance.get_materialized_partitions(result.asset_key)
+        covered = [k for k in keys if first <= k < live and k not in done]
+        for key in covered:
+            yield dg.AssetMaterialization(
+                asset_key=result.asset_key,
+                partition=key,
+                description=f"Covered by the live-edge load of partition {live} (run {context.run_id[:8]}).",
+                metadata={
+                    "covered_by_partition": live,
+                    "covered_from": before.get(resource) or "the beginning",
+                },
+            )
+        if covered:
+            context.log.info(f"{'/'.join(result.asset_key.path)}: the load covered {len(covered)} past day(s) "
+                             f"{covered[0]}..{covered[-1]}; reported as materialized")  # fmt: skip
+
+
+def _cursor_day(cursor: str | None) -> str | None:
+    """The UTC day (`YYYY-MM-DD`) of a stored cursor value, or None when it is no timestamp."""
+    if cursor is None or cursor == "None":
+        return None
+    try:
+        value = dt.datetime.fromisoformat(cursor.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (value.astimezone(dt.UTC) if value.tzinfo else value).strftime("%Y-%m-%d")
 
 
 class FilesConfig(dg.Config):

@@ -1,6 +1,10 @@
 """What every layer shows in the Dagster UI: column schema, a preview of a few rows, lineage, and
 the engine's plain results (keys, built tables, check outcomes) as Dagster values.
 
+A staging or canonical table's column schema carries, per column the canonical model documents,
+its meaning and owning system as the description and a `pii` tag on personal data
+(`canonical/_field.py`), so the asset page's Columns table reads like `canonical/README.md`.
+
 One module so a raw table, a staging model and a canonical entity look alike on their asset
 pages, and so the engine never imports Dagster. Previews mask personal data, since the UI is
 read by more people than the warehouse is: in staging and canonical tables, the columns the
@@ -16,6 +20,7 @@ from typing import Any
 
 import dagster as dg
 
+from canonical import MODELS
 from integration_hub.engine import pii
 from integration_hub.engine.checks import CheckOutcome
 from integration_hub.engine.model_build import Built
@@ -27,11 +32,39 @@ MAX_CELL = 40
 MASK = pii.MASK
 
 
+PII_TAG = "pii"  # a column tag: the canonical model flags the column as personal data
+
+
 def column_schema(warehouse: Warehouse, schema: str, table: str) -> dg.TableSchema:
     """The table's columns and types as the warehouse reports them."""
     return dg.TableSchema(
         columns=[dg.TableColumn(name=n, type=t) for n, t in warehouse.columns(schema, table)]
     )
+
+
+def documented_schema(columns: list[tuple[str, str]], entity: str | None) -> dg.TableSchema:
+    """`columns` (name, type), each the canonical `entity`'s model documents with its meaning and
+    owner as the description and, when it is personal data, the `pii` tag."""
+    fields = MODELS[entity].to_schema().columns if entity in MODELS else {}
+    out = []
+    for name, type_ in columns:
+        field = fields.get(name)
+        meta = (field.metadata or {}) if field is not None else {}
+        description = None
+        if field is not None and field.description:
+            description = f"{field.description} Owner: {meta.get('owner', 'hub')}."
+            if meta.get("pii"):
+                description += " Personal data."
+        tags = {PII_TAG: "true"} if meta.get("pii") else None
+        out.append(dg.TableColumn(name=name, type=type_, description=description, tags=tags))
+    return dg.TableSchema(columns=out)
+
+
+def model_schema(entity: str) -> dg.TableSchema:
+    """The canonical entity's documented columns with the model's types: the schema an asset
+    declares before its table is built."""
+    columns = MODELS[entity].to_schema().columns
+    return documented_schema([(n, str(c.dtype)) for n, c in columns.items()], entity)
 
 
 def preview_md(warehouse: Warehouse, schema: str, table: str, n: int = PREVIEW_ROWS) -> dg.MetadataValue:
@@ -86,8 +119,9 @@ def asset_key(path: Key) -> dg.AssetKey:
     return dg.AssetKey(list(path))
 
 
-def built_metadata(built: Built) -> dict[str, Any]:
-    """Row count, rejects, column schema and column lineage of a built SQL model."""
+def built_metadata(built: Built, entity: str | None = None) -> dict[str, Any]:
+    """Row count, rejects, column schema and column lineage of a built SQL model; the columns of a
+    table of canonical `entity` (a staging or canonical model) documented from its model."""
     meta: dict[str, Any] = {
         "dagster/row_count": built.row_count,
         "rows_rejected": built.rows_rejected,
@@ -95,9 +129,7 @@ def built_metadata(built: Built) -> dict[str, Any]:
         "build_reason": built.reason,
         **({"keys_recomputed": built.keys_recomputed} if built.keys_recomputed is not None else {}),
         **({"keys_changed": built.keys_changed} if built.keys_changed is not None else {}),
-        "dagster/column_schema": dg.TableSchema(
-            columns=[dg.TableColumn(name=n, type=t) for n, t in built.columns]
-        ),
+        "dagster/column_schema": documented_schema(list(built.columns), entity),
     }
     if built.lineage:
         meta["dagster/column_lineage"] = dg.TableColumnLineage(

@@ -1,4 +1,4 @@
-"""Reconciliation assets: one asset per flow (`assets.recon_flows`) in group `reconciliation`, key `["recon", flow]`,
+"""Reconciliation assets: one asset per flow (`assets.recon_flows`) in group `recon`, key `["recon", flow]`,
 and `["recon", "report"]`, the HTML report of them all, written to `$HUB_HOME/reports/`.
 
 Each flow carries asset checks, one per finding kind (the policy is declared in
@@ -171,7 +171,7 @@ def _flow_asset(
 
     @dg.asset(
         key=key,
-        group_name="reconciliation",
+        group_name="recon",
         deps=deps
         if deps is not None
         else [asset_key(table_key(schema, table)) for schema, table in flow.tables],
@@ -208,7 +208,7 @@ def _flow_asset(
 def _report_asset(flows: list[dg.AssetKey]) -> dg.AssetsDefinition:
     @dg.asset(
         key=REPORT_KEY,
-        group_name="reconciliation",
+        group_name="recon",
         deps=flows,
         kinds={"html"},
         description=(

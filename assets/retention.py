@@ -9,7 +9,7 @@ from integration_hub.engine.retention_rules import apply_retention, record_delet
 from integration_hub.warehouse import Warehouse
 from resources.warehouse import WAREHOUSE_POOL, warehouse_from_env
 
-GROUP = "operations"
+GROUP = "audit"
 
 
 @dg.asset(

@@ -19,7 +19,7 @@ from integration_hub.systems.kit.writer import DestinationUnusable
 from integration_hub.warehouse import Warehouse
 from resources.warehouse import WAREHOUSE_POOL, warehouse_from_env
 
-GROUP = "reverse_sync"
+GROUP = "sync"
 OWNERS = ["team:data-platform"]
 DEAD_LETTERS = (
     "Warns while records the destination refused wait in sync.dead_letter "

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.metadata import asset_key, built_metadata, check_result, preview_md
+from assets.metadata import asset_key, built_metadata, check_result, model_schema, preview_md
 from canonical import MODELS
 from integration_hub import settings
 from integration_hub.engine import identity, model_build, order_identity, sql_models, validation
@@ -89,7 +89,11 @@ def sql_asset(model: sql_models.SqlModel) -> dg.AssetsDefinition:
         kinds={"sql", _dialect(), *(["pandera"] if validated else [])},
         owners=OWNERS,
         description=model.description,
-        metadata={**_code(model.path), "sql_file": str(model.path.relative_to(model.root.parent))},
+        metadata={
+            **_code(model.path),
+            "sql_file": str(model.path.relative_to(model.root.parent)),
+            **({"dagster/column_schema": model_schema(model.entity)} if validated else {}),
+        },
         check_specs=checks,
         pool=WAREHOUSE_POOL,
     )
@@ -99,7 +103,11 @@ def sql_asset(model: sql_models.SqlModel) -> dg.AssetsDefinition:
             vet = validation.RowValidator(warehouse, model.entity, context.run_id) if validated else None
             built = model_build.build(warehouse, model, vet=vet, full=_full(context))
             _audit(warehouse, context.run_id, asset_key(model.key), model.system or "hub", started, built)
-            metadata = {**built_metadata(built), "preview": preview_md(warehouse, model.layer, model.name)}
+            documented = model.entity if model.layer in ("staging", "canonical") else None
+            metadata = {
+                **built_metadata(built, documented),
+                "preview": preview_md(warehouse, model.layer, model.name),
+            }
             checks = []
             if vet:
                 metadata["validation_seconds"] = round(vet.report.seconds, 3)
@@ -115,7 +123,7 @@ def sql_asset(model: sql_models.SqlModel) -> dg.AssetsDefinition:
 def seed_asset(path: Path) -> dg.AssetsDefinition:
     @dg.asset(
         key=dg.AssetKey([sql_models.SEEDS_SCHEMA, path.stem]),
-        group_name="staging",
+        group_name=sql_models.SEEDS_SCHEMA,
         kinds={"csv", _dialect()},
         owners=OWNERS,
         description=f"Reference data kept as a file in the repository ({path.name}).",
@@ -138,7 +146,7 @@ XREF_KEY = dg.AssetKey(["canonical", "customer_xref"])
     kinds={"python", "pandas", _dialect()},
     owners=OWNERS,
     description=(identity.__doc__ or "").strip().splitlines()[0],
-    metadata=_code(Path(identity.__file__)),
+    metadata={**_code(Path(identity.__file__)), "dagster/column_schema": model_schema("customer_xref")},
     check_specs=[_keys_and_types_spec(XREF_KEY)],
     pool=WAREHOUSE_POOL,
 )

@@ -2,6 +2,8 @@
 
 import datetime as dt
 import json
+import subprocess
+import sys
 
 import dagster as dg
 
@@ -48,7 +50,7 @@ def test_landing_sensor_runs_once_per_new_file_and_ignores_identical_redrops(tmp
     def evaluate() -> list[dg.RunRequest]:
         nonlocal cursor
         context = dg.build_sensor_context(
-            instance=instance, cursor=cursor, resources={"payments_client": folder}
+            instance=instance, cursor=cursor, resources={"payments_client": folder, "warehouse": Warehouse()}
         )
         result = named(automation.SENSORS, "payments_landing")(context)
         cursor = result.cursor
@@ -100,6 +102,55 @@ def test_landing_sensor_runs_once_per_new_file_and_ignores_identical_redrops(tmp
         assert con.rows("SELECT status FROM raw_payments.settlement_files WHERE status <> 'loaded'") == [
             ("replaced",)
         ]
+
+
+def test_landing_sensor_asks_for_nothing_a_run_it_did_not_ask_for_loaded(tmp_path, monkeypatch):
+    """`hub demo` loads the dropped files itself: the sensor's first tick afterwards must not ask
+    for them again (each such run would load 0 rows), yet still ask for a file no run took."""
+    from integration_hub.definitions import automation
+
+    monkeypatch.setenv("HUB_HOME", str(tmp_path))
+    landing = tmp_path / "landing" / "payments"
+    landing.mkdir(parents=True)
+    (landing / "settlement_2026-11-01.csv").write_text(settlement("2026-11-01", 1, 5))
+    (landing / "settlement_2026-11-02.csv").write_text(settlement("2026-11-02", 100, 7))
+    instance = dg.DagsterInstance.ephemeral()
+    job = payments_definitions().resolve_job_def("payments_files")
+    assert job.execute_in_process(instance=instance).success  # every pending file, as the nightly loads them
+    # A correction of one loaded file and a new file, dropped after that run.
+    (landing / "settlement_2026-11-02.csv").write_text(settlement("2026-11-02", 100, 8))
+    (landing / "settlement_2026-11-03.csv").write_text(settlement("2026-11-03", 200, 4))
+
+    sensor = named(automation.SENSORS, "payments_landing")
+    resources = {"payments_client": SystemClient(system="payments"), "warehouse": Warehouse()}
+    first = sensor(dg.build_sensor_context(instance=instance, resources=resources))
+    assert sorted(r.tags["hub/file"] for r in first.run_requests) == [
+        "settlement_2026-11-02.csv", "settlement_2026-11-03.csv"
+    ]  # fmt: skip
+    assert set(json.loads(first.cursor)) == {f"settlement_2026-11-0{d}.csv" for d in (1, 2, 3)}
+    again = sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor, resources=resources))
+    assert again.run_requests == []
+
+    # While a run holds the embedded warehouse the record cannot be read: the tick waits, asks nothing.
+    (landing / "settlement_2026-11-04.csv").write_text(settlement("2026-11-04", 300, 2))
+    monkeypatch.setattr(automation, "LOOKUP_LOCK_WAIT", 0.2)
+    holder = subprocess.Popen(  # DuckDB's file lock is per process: another one holds it
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', "
+         "flush=True); time.sleep(60)", str(Warehouse().duckdb_path)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        busy = sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor, resources=resources))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert isinstance(busy, dg.SkipReason)
+    assert busy.skip_message.startswith(
+        "payments landing: 1 file(s) to look up, but a run holds the warehouse"
+    )
+    later = sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor, resources=resources))
+    assert [r.tags["hub/file"] for r in later.run_requests] == ["settlement_2026-11-04.csv"]
 
 
 def test_crm_change_sensor_asks_cheaply_and_triggers_once_per_change(sandbox, sandbox_world):

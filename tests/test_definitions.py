@@ -53,6 +53,8 @@ print(json.dumps({
     "jobs": sorted(j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__")),
     "schedules": {s.name: [s.job_name, s.cron_schedule] for s in repo.schedule_defs},
     "sensors": sorted(s.name for s in repo.sensor_defs),
+    "undescribed": sorted([j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__") and not j.description]
+                          + [s.name for s in [*repo.schedule_defs, *repo.sensor_defs] if not s.description]),
     "ui_payload": serialize_value(RepositorySnap.from_def(repo)),
     "execution": {name: ResolvedRunConfig.build(defs.resolve_job_def(job), {"execution": {"config": cfg}} if cfg else {})
                   .execution.execution_engine_config
@@ -106,9 +108,14 @@ def test_names_match_the_snapshot(described):
 
 def test_every_asset_carries_its_contract(described):
     default, _ = described
-    layers = {"sources", "staging", "canonical", "reconciliation", "reverse_sync", "operations"}
-    assert {c["group"] for c in default["contract"].values()} == layers
+    layers = {"staging", "canonical", "recon", "sync", "audit", "seeds"}
+    raw = {f"raw_{s}" for s in ("billing", "crm", "erp", "payments", "shop")}
+    assert default["undescribed"] == [], "jobs, schedules and sensors the UI shows without a description"
+    assert {c["group"] for c in default["contract"].values()} == layers | raw
     for key, contract in default["contract"].items():
+        # Groups follow key prefixes (`raw/<system>` → `raw_<system>`, its warehouse schema).
+        parts = key.split("/")
+        assert contract["group"] == (f"raw_{parts[1]}" if parts[0] == "raw" else parts[0]), key
         assert contract["description"], f"{key} has no description"
         assert contract["owners"], f"{key} has no owner"
         assert {"duckdb"} & set(contract["kinds"]), f"{key} does not say which warehouse it lives in"

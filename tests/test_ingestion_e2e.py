@@ -24,12 +24,13 @@ def today() -> str:
 
 
 def load_everything(
-    instance: dg.DagsterInstance, files_changed: list | None = None
+    instance: dg.DagsterInstance, files_changed: list | None = None, covered: dict | None = None
 ) -> dict[tuple[str, str], int]:
     """Materialize every raw asset at the live edge; rows loaded per (system, resource).
 
     The payments load's report of changed files (same name, other content: replaced) and of
-    rejected ones goes to `files_changed`.
+    rejected ones goes to `files_changed`; the past partitions each live-edge load reported as
+    covered go to `covered` ((system, resource) -> partition keys).
     """
     from assets import ingestion
 
@@ -43,6 +44,11 @@ def load_everything(
     loaded = {}
     for event in result.get_asset_materialization_events():
         _, system, resource = event.asset_key.path
+        if "covered_by_partition" in event.materialization.metadata:
+            assert event.materialization.metadata["covered_by_partition"].value == today()
+            if covered is not None:
+                covered.setdefault((system, resource), []).append(event.materialization.partition)
+            continue
         loaded[(system, resource)] = event.materialization.metadata["rows_loaded"].value
         if files_changed is not None and system == "payments":
             files_changed.extend(event.materialization.metadata["files_replaced"].value)
@@ -73,14 +79,27 @@ def expected_counts(truth: dict) -> dict[str, int]:
 
 
 def check_lifecycle(box, warehouse: Warehouse) -> None:
+    from assets.ingestion import daily_partitions
+
     instance = dg.DagsterInstance.ephemeral()
 
-    first = load_everything(instance)
+    covered: dict = {}
+    first = load_everything(instance, covered=covered)
     assert raw_counts(warehouse) == expected_counts(box.truth)
     assert first[("shop", "orders")] == box.truth["counts"]["shop.orders"]
+    # The first load holds each source's whole history: every past day reads as materialized.
+    past = [k for k in daily_partitions().get_partition_keys() if k < today()]
+    incremental = {(s, r) for s, r in RAW_TABLES if s != "payments"}
+    assert {k: sorted(v) for k, v in covered.items()} == dict.fromkeys(incremental, past)
+    assert all(
+        instance.get_materialized_partitions(dg.AssetKey(["raw", s, r])) >= {*past, today()}
+        for s, r in incremental
+    )
 
-    second = load_everything(instance)
+    covered = {}
+    second = load_everything(instance, covered=covered)
     assert second == dict.fromkeys(second, 0), "a run with no source change loads nothing"
+    assert covered == {}, "every past day was reported by the first load"
 
     landing = box.home / "landing" / "payments"
     before = {p.name: p.read_bytes() for p in landing.glob("*.csv")}

@@ -73,3 +73,42 @@ def test_staging_and_canonical_previews_mask_what_the_canonical_model_flags(tmp_
     )
     # A product's name is nobody's personal data: the model does not flag it, so it shows.
     assert preview_md(warehouse, "canonical", "product").value.splitlines()[2] == "| 1 | Steel widget |"
+
+
+def test_canonical_columns_carry_the_models_meaning_owner_and_pii_flag(canonical_world):
+    """The asset page's Columns table: each field's meaning from `canonical/`, PII tagged, both on
+    the definition (before any build) and on each build of a staging or canonical table."""
+    import dagster as dg
+
+    from canonical import MODELS
+    from integration_hub.definitions import defs
+
+    _, result = canonical_world
+    specs = {s.key: s for s in defs.resolve_all_asset_specs()}
+    built = {
+        e.asset_key: e.materialization.metadata["dagster/column_schema"].value
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.path[0] in ("staging", "canonical")
+        and "dagster/column_schema" in e.materialization.metadata
+    }
+    fields = MODELS["customer"].to_schema().columns
+    for schema in (
+        specs[dg.AssetKey(["canonical", "customer"])].metadata["dagster/column_schema"],
+        built[dg.AssetKey(["canonical", "customer"])],
+        built[dg.AssetKey(["staging", "erp__customer"])],
+    ):
+        columns = {c.name: c for c in schema.columns}
+        assert columns["email"].description == f"{fields['email'].description} Owner: erp. Personal data."
+        assert columns["email"].tags == {"pii": "true"}
+        assert columns["segment"].description.startswith(fields["segment"].description)
+        assert not columns["segment"].tags
+    xref = specs[dg.AssetKey(["canonical", "customer_xref"])].metadata["dagster/column_schema"]
+    assert {c.name for c in xref.columns} == set(MODELS["customer_xref"].to_schema().columns)
+    for key, schema in built.items():  # every canonical table: each modelled column documented, PII tagged
+        model = MODELS.get(key.path[-1]) if key.path[0] == "canonical" else None
+        if model is None:
+            continue
+        fields = model.to_schema().columns
+        assert all(c.description for c in schema.columns if c.name in fields), key
+        personal = {n for n, f in fields.items() if (f.metadata or {}).get("pii")}
+        assert {c.name for c in schema.columns if c.tags} == personal & {c.name for c in schema.columns}, key

@@ -15,7 +15,7 @@ def test_assets_are_declared_in_the_reconciliation_group_with_their_reads():
     report = next(a for a in ASSETS if a.key == dg.AssetKey(["recon", "report"]))
     assert set(report.asset_deps[report.key]) == {dg.AssetKey(["recon", n]) for n in names if n != "report"}
     invoices = next(a for a in ASSETS if dg.AssetKey(["recon", "order_invoices"]) in a.keys)
-    assert invoices.group_names_by_key[dg.AssetKey(["recon", "order_invoices"])] == "reconciliation"
+    assert invoices.group_names_by_key[dg.AssetKey(["recon", "order_invoices"])] == "recon"
     assert set(invoices.asset_deps[dg.AssetKey(["recon", "order_invoices"])]) == {
         dg.AssetKey(["canonical", "sales_order"]),
         dg.AssetKey(["canonical", "invoice"]),

@@ -365,7 +365,7 @@ def test_the_dagster_asset_shows_its_plan_pushes_it_and_warns_on_dead_letters(hu
         dg.AssetCheckKey(key, "no_open_dead_letters"),
         dg.AssetCheckKey(key, "latency_p95"),
     }
-    assert asset.group_names_by_key[key] == "reverse_sync"
+    assert asset.group_names_by_key[key] == "sync"
     assert set(asset.asset_deps[key]) == {
         dg.AssetKey(["canonical", "customer"]),
         dg.AssetKey(["canonical", "sales_order"]),

@@ -132,3 +132,32 @@ def test_a_finished_runs_leftover_slot_is_freed_and_live_holders_are_left_alone(
         instance.report_run_failed(run)
         assert run_guard.reap_dead_runs(instance) == [f"freed the pool slots of run {run.run_id}"]
         assert storage.get_concurrency_info("warehouse").claimed_slots == []
+
+
+def test_a_cli_run_is_recorded_under_its_job_in_the_code_location(tmp_path, monkeypatch):
+    """`hub run` / `hub demo` runs carry the code location's origin: the UI's Jobs → job → Runs
+    lists runs by the `.dagster/repository` tag that origin gives, and re-executes from it."""
+    from integration_hub.definitions import defs
+
+    monkeypatch.setenv("HUB_HOME", str(tmp_path))
+    home = tmp_path / "dagster"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(hub_instance.dagster_yaml())
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        result = run_guard.guarded_execute(
+            defs.resolve_job_def("retention"), instance, tags={"hub/trigger": "cli"}, code_location=True
+        )
+        assert result.success
+        [record] = instance.get_run_records(
+            dg.RunsFilter(
+                job_name="retention",
+                tags={".dagster/repository": "__repository__@integration_hub.definitions"},
+            )
+        )
+        run = record.dagster_run
+        assert run.run_id == result.run_id and run.tags["hub/trigger"] == "cli"
+        assert run.remote_job_origin.location_name == "integration_hub.definitions"
+        steps = [e for e in result.all_events if e.event_type_value == "ENGINE_EVENT"]
+        assert any(f"in process (pid: {os.getpid()})" in e.message for e in steps), (
+            "steps ran in this process"
+        )

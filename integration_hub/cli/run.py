@@ -1,9 +1,10 @@
 """`hub run` and `hub backfill`: the operator's commands for runs.
 
 They act on the Dagster instance in `$DAGSTER_HOME` (see `integration_hub.definitions.instance`), so
-what they start shows in the UI like anything started there. Both use Dagster's public API only:
-`hub run` executes jobs in process (`execute_in_process`, `execute_job` with a job rebuilt by
-`build_reconstructable_job`), `hub backfill` registers and follows the backfill through Dagster's
+what they start shows in the UI like anything started there. `hub run` executes jobs in
+process, recorded with the code location's origin so the UI lists the run under its job
+(`dagster_internals.execute_as_code_location`; `execute_job` with a job rebuilt by
+`build_reconstructable_job` for the Celery jobs), `hub backfill` registers and follows the backfill through Dagster's
 GraphQL API (`integration_hub.cli.graphql`), as the UI's "Launch backfill" does.
 """
 
@@ -57,6 +58,7 @@ def run_job(name: str, partition: str | None = None, defs=None, full_refresh: bo
     from integration_hub.definitions.instance import get_instance
     from integration_hub.definitions.scale_out import resolve_job
 
+    own = defs is None  # the code location's own definitions (tests pass others)
     defs = defs or _defs()
     name = JOB_ALIASES.get(name, name)
     try:
@@ -71,7 +73,7 @@ def run_job(name: str, partition: str | None = None, defs=None, full_refresh: bo
     with get_instance() as instance:
         if job.executor_def.name != CELERY_EXECUTOR:
             return run_guard.guarded_execute(
-                job, instance, partition_key=partition, raise_on_error=False, tags=tags
+                job, instance, partition_key=partition, raise_on_error=False, tags=tags, code_location=own
             )
         # Celery workers rebuild the job from its module, so it runs from there, not from `defs`.
         recon = dg.build_reconstructable_job(

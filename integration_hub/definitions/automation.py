@@ -42,7 +42,12 @@ from assets.reverse_sync import FULL_PLAN_TAG
 from integration_hub import settings, systems
 from integration_hub.systems import System
 from integration_hub.systems.kit import files
+from integration_hub.warehouse import Warehouse, WarehouseLockedError, quote
 from resources.systems import SystemClient, resource_key
+
+# A sensor tick must answer within Dagster's evaluation timeout: it waits this long for the
+# embedded warehouse's file lock, then leaves the look-up to the next tick.
+LOOKUP_LOCK_WAIT = 5.0
 
 
 def hourly_systems() -> list[str]:
@@ -133,6 +138,11 @@ def landing_sensor(system: System) -> tuple:
 
     The cursor maps file name → SHA-256 of the content last requested, so an identical
     re-drop asks for nothing and a changed file asks for one run (which replaces its lines).
+    A file the cursor does not know yet is first looked up in the loads' own record of the
+    files they took (`System.files_table`): a run the sensor did not ask for (`hub demo`,
+    `hub run`, a UI materialization) may have loaded it already, and then nothing is asked
+    for. While the embedded warehouse is busy with a run, that record cannot be read: the
+    tick skips and the next one asks again.
     A file modified within `HUB_LANDING_SETTLE_SECONDS` may still be being written: it is
     neither hashed nor remembered, so a later tick asks for it once it settled (a run asked
     for earlier would only find it waiting). An entry that is no regular file (a directory, a
@@ -151,12 +161,13 @@ def landing_sensor(system: System) -> tuple:
         job=job,
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        required_resource_keys={resource_key(name)},
+        required_resource_keys={resource_key(name), "warehouse"},
         description=landing_sensor.__doc__.splitlines()[0],
     )
     def _landing(context: dg.SensorEvaluationContext, **_invoked_with):
         # Dagster hands required resources as keywords when a sensor is invoked directly (tests).
         client: SystemClient = getattr(context.resources, resource_key(name))
+        warehouse: Warehouse = context.resources.warehouse
         seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
         settle = settings.landing_settle_seconds()
         requests = []
@@ -185,9 +196,46 @@ def landing_sensor(system: System) -> tuple:
                     tags={"hub/file": entry.name},
                 )
             )
+        if requests:
+            try:
+                recorded = loaded_files(warehouse, system)
+            except WarehouseLockedError:
+                return dg.SkipReason(
+                    f"{name} landing: {len(requests)} file(s) to look up, but a run holds the warehouse; "
+                    "the next tick asks again"
+                )
+            taken = [r for r in requests if recorded.get(r.tags["hub/file"]) == seen[r.tags["hub/file"]]]
+            if taken:
+                context.log.info(
+                    f"{name} landing: {len(taken)} file(s) already loaded by another run, not asked for: "
+                    + ", ".join(r.tags["hub/file"] for r in taken[:5])
+                    + (" …" if len(taken) > 5 else "")
+                )
+            requests = [r for r in requests if r not in taken]
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(seen, sort_keys=True))
 
     return job, _landing
+
+
+def loaded_files(warehouse: Warehouse, system: System) -> dict[str, str]:
+    """File name → SHA-256 of the version a load last took (loaded, replaced or rejected), read
+    from the system's `files_table`; empty when it declares none or nothing was loaded yet."""
+    if system.files_table is None:
+        return {}
+    schema, table = f"raw_{system.name}", system.files_table
+    with warehouse.connect(lock_wait=LOOKUP_LOCK_WAIT) as con:
+        exists = con.scalar(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            [schema, table],
+        )
+        if not exists:
+            return {}
+        rows = con.rows(
+            "SELECT file_name, sha256 FROM (SELECT file_name, sha256, row_number() OVER "
+            f"(PARTITION BY file_name ORDER BY seen_at DESC) AS newest FROM {quote(schema, table)}) AS f "
+            "WHERE newest = 1 AND sha256 IS NOT NULL"
+        )
+    return dict(rows)
 
 
 def change_sensor(system: System) -> tuple:

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from integration_hub import settings
+from integration_hub.definitions import dagster_internals
 
 HOST_TAG, PID_TAG = "hub/host", "hub/pid"
 
@@ -145,17 +146,29 @@ class _WaitReporter(threading.Thread):
                 self.instance.report_engine_event(wait.message(), run)
 
 
-def guarded_execute(job, instance: dg.DagsterInstance, tags: dict | None = None, **kwargs):
-    """`job.execute_in_process` that first frees what dead runs hold, and reports its own waits."""
+def guarded_execute(job, instance: dg.DagsterInstance, tags: dict | None = None, code_location: bool = False,
+                    **kwargs):  # fmt: skip
+    """`job.execute_in_process` that first frees what dead runs hold, and reports its own waits.
+
+    `code_location=True`: `job` is one of the hub's code location (`integration_hub.definitions`),
+    and the run is recorded with its origin, so the UI lists it under the job
+    (`dagster_internals.execute_as_code_location`); `partition_key` and `run_config` are passed on.
+    """
     for line in reap_dead_runs(instance):
         print(f"hub: {line}", flush=True)
     run_id = kwargs.pop("run_id", None) or str(uuid.uuid4())
     reporter = _WaitReporter(instance, run_id, settings.wait_report_seconds())
     reporter.start()
+    tags = {**(tags or {}), **owner_tags()}
     try:
-        return job.execute_in_process(
-            instance=instance, run_id=run_id, tags={**(tags or {}), **owner_tags()}, **kwargs
-        )
+        if code_location:
+            if unknown := set(kwargs) - {"partition_key", "run_config", "raise_on_error"}:
+                raise TypeError(f"a run recorded with the code location's origin takes no {sorted(unknown)}")
+            return dagster_internals.execute_as_code_location(
+                job.name, instance, run_id=run_id, tags=tags,
+                partition_key=kwargs.get("partition_key"), run_config=kwargs.get("run_config"),
+            )  # fmt: skip
+        return job.execute_in_process(instance=instance, run_id=run_id, tags=tags, **kwargs)
     finally:
         reporter.stopped.set()
 

@@ -79,6 +79,10 @@ class System:
     source: Callable[..., Any] | None = None
     incremental: bool = True
     file_pattern: str | None = None  # a folder system's files, e.g. "*.csv"
+    # A folder system's raw table where each load records every file it took: `file_name`,
+    # `sha256` (of the content), `seen_at`. Its landing sensor reads it, so files loaded by any
+    # run (the demo's, `hub run`'s) are not asked for again.
+    files_table: str | None = None
     arrow_sink: bool = False  # the source yields Arrow chunks a DuckDB warehouse takes directly
     schedule: str = "nightly"  # the job that loads it between nights: hourly, or nightly only
     changes: Callable[..., dict] | None = None  # a cheap "anything new since?" probe for a sensor

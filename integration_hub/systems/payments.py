@@ -461,6 +461,7 @@ SYSTEM = System(
     source=source,
     incremental=False,
     file_pattern=PATTERN,
+    files_table=FILES_TABLE,
     raw_keys={"settlement": "file_name || ':' || payment_id"},
     count=count,
     trace=TraceKeys(raw=(("payment_id", "settlement", "payment_id"),)),

@@ -170,8 +170,12 @@ class Warehouse:
         return make_url(self.resolved_url).render_as_string(hide_password=True)
 
     @contextlib.contextmanager
-    def connect(self) -> Iterator[Connection]:
-        """A short-lived connection; commits on success, rolls back on error."""
+    def connect(self, lock_wait: float | None = None) -> Iterator[Connection]:
+        """A short-lived connection; commits on success, rolls back on error.
+
+        `lock_wait`: seconds to wait for DuckDB's file lock (default `HUB_WAREHOUSE_LOCK_WAIT`);
+        a reader that must answer quickly (a sensor tick) waits less and hears `WarehouseLockedError`.
+        """
         if self.dialect == "postgres":
             import psycopg
 
@@ -187,7 +191,7 @@ class Warehouse:
                 yield Connection(raw, "postgres")
                 raw.commit()
             return
-        raw = _open_duckdb(self.duckdb_path)
+        raw = _open_duckdb(self.duckdb_path, lock_wait)
         try:
             yield Connection(raw, "duckdb")
         finally:
@@ -299,9 +303,9 @@ def _make_private(path: Path) -> None:
         path.chmod(0o600)
 
 
-def _open_duckdb(path: Path):
+def _open_duckdb(path: Path, wait: float | None = None):
     new = _private_directory(path)
-    wait = settings.warehouse_lock_wait()
+    wait = settings.warehouse_lock_wait() if wait is None else wait
     deadline = time.monotonic() + wait
     delay = 0.05
     while True:
