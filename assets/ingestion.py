@@ -296,9 +296,9 @@ def incremental_assets(source_system: System) -> dg.AssetsDefinition:
                          "load_path": f"direct arrow ({', '.join(sorted(set(sink.modes.values())))})"
                          if sink else "dlt", **({"rows_deleted": found} if found else {})},
             ), found)  # fmt: skip
-            yield from results
-            if live:
+            if live:  # first, so each asset's latest materialization is the load's own
                 yield from covered_days(context, results, before)
+            yield from results
 
     return load
 

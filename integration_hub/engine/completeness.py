@@ -20,7 +20,7 @@ import pyarrow as pa
 from integration_hub import systems
 from integration_hub.engine.audit import now
 from integration_hub.systems.kit.deletions import DELETED_AT
-from integration_hub.warehouse import Warehouse, literal, quote
+from integration_hub.warehouse import Catalog, Warehouse, literal, quote
 
 SOURCE_COUNTS = pa.schema([("counted_at", pa.timestamp("us")), ("system", pa.string()),
                            ("resource", pa.string()), ("rows", pa.int64())])  # fmt: skip
@@ -66,7 +66,7 @@ def record_counts(warehouse: Warehouse, counts: Mapping[tuple[str, str], int]) -
     warehouse.write_arrow("recon", "source_counts", pa.Table.from_pylist(rows, schema=SOURCE_COUNTS))
 
 
-def _quarantined(warehouse: Warehouse | None, table: str | None, latest_run: bool = False) -> str:
+def _quarantined(warehouse: Catalog | Warehouse | None, table: str | None, latest_run: bool = False) -> str:
     """SQL counting distinct rejected records of a quarantine table (0 when nothing was ever rejected)."""
     if warehouse is None or table is None or not warehouse.table_exists("quarantine", table):
         return "0"
@@ -75,7 +75,7 @@ def _quarantined(warehouse: Warehouse | None, table: str | None, latest_run: boo
     return f"(SELECT count(DISTINCT source_key) FROM quarantine.{table}{only})"
 
 
-def _refused_now(warehouse: Warehouse | None, system: str, resource: str) -> str:
+def _refused_now(warehouse: Catalog | Warehouse | None, system: str, resource: str) -> str:
     """SQL counting the rows the latest load of a raw table refused: the refusals outstanding now.
 
     A refused row holds its source's cursor and is read again by every load until it lands, so
@@ -98,13 +98,13 @@ def _refused_now(warehouse: Warehouse | None, system: str, resource: str) -> str
     return f"(SELECT count(*) FROM quarantine.{table} WHERE run_id = ({latest}))"
 
 
-def present(warehouse: Warehouse | None) -> list[tuple[str, str]]:
+def present(warehouse: Catalog | Warehouse | None) -> list[tuple[str, str]]:
     """The (system, resource) raw tables that exist (all declared ones without a warehouse)."""
     keys = raw_keys()
     return sorted(k for k in keys if warehouse is None or warehouse.table_exists(f"raw_{k[0]}", k[1]))
 
 
-def _alive(warehouse: Warehouse | None, system: str, resource: str) -> str:
+def _alive(warehouse: Catalog | Warehouse | None, system: str, resource: str) -> str:
     """SQL condition of the raw rows not deleted at the source (TRUE when the table has no tombstones)."""
     if warehouse is None or DELETED_AT not in {c for c, _ in warehouse.columns(f"raw_{system}", resource)}:
         return "TRUE"
@@ -115,7 +115,7 @@ def landed_sql(warehouse: Warehouse | None = None) -> str:
     """One row per raw table: its distinct records (`rows`, tombstones included, as canonical
     counts them) and those the source still holds plus the ones quarantined at load (`landed`).
     Both counts come from one scan of the table."""
-    keys = raw_keys()
+    keys, warehouse = raw_keys(), warehouse and warehouse.catalog()
     parts = [
         f"SELECT '{s}.{r}' AS id, '{s}.{r}' AS resource, c.alive + {_refused_now(warehouse, s, r)} AS landed, "
         f"c.every AS rows FROM (SELECT count(DISTINCT {keys[(s, r)]}) FILTER (WHERE {_alive(warehouse, s, r)}) "
@@ -127,6 +127,7 @@ def landed_sql(warehouse: Warehouse | None = None) -> str:
 
 def kept_sql(warehouse: Warehouse | None = None) -> str:
     """One row per raw table with canonical rows: those rows plus the ones canonical validation quarantined."""
+    warehouse = warehouse and warehouse.catalog()
     tables = set(present(warehouse))
     parts = [
         f"SELECT '{s}.{r}' AS id, '{s}.{r}' AS resource, ({sql}) + "

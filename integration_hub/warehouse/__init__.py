@@ -133,6 +133,20 @@ def literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+class Catalog:
+    """The warehouse's tables and columns as read at one moment (`Warehouse.catalog`), answering
+    `table_exists` and `columns` as the warehouse does, without a connection per question."""
+
+    def __init__(self, tables: dict[tuple[str, str], list[tuple[str, str]]]):
+        self.tables = tables
+
+    def table_exists(self, schema: str, table: str) -> bool:
+        return (schema, table) in self.tables
+
+    def columns(self, schema: str, table: str) -> list[tuple[str, str]]:
+        return list(self.tables.get((schema, table), []))
+
+
 class Warehouse:
     """Where raw, staging, canonical, recon, sync, audit and quarantine tables live.
 
@@ -257,6 +271,18 @@ class Warehouse:
                 "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
                 [schema, table],
             )
+
+    def catalog(self) -> Catalog:
+        """Every table's columns, read in one query: for code that asks about many tables."""
+        with self.connect() as con:
+            rows = con.rows(
+                "SELECT table_schema, table_name, column_name, data_type FROM information_schema.columns "
+                "ORDER BY table_schema, table_name, ordinal_position"
+            )
+        tables: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        for schema, table, column, kind in rows:
+            tables.setdefault((schema, table), []).append((column, kind))
+        return Catalog(tables)
 
     def row_count(self, schema: str, table: str) -> int:
         with self.connect() as con:
