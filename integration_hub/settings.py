@@ -70,6 +70,34 @@ def secret(name: str, sandbox_default: str | None = None) -> str:
     return value
 
 
+def ca_bundle() -> str | None:
+    """The CA bundle (PEM) the hub verifies HTTPS certificates against; None = the system's store.
+
+    `HUB_CA_BUNDLE`, else the standard `REQUESTS_CA_BUNDLE` / `SSL_CERT_FILE`, else the bundle
+    of this home's sandbox (`$HUB_HOME/sandbox/tls/ca-bundle.pem`: the public CAs plus the local
+    one `hub sandbox up` created, so real vendors still verify). Verification is never off.
+    """
+    for name in ("HUB_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
+        value = env(name)
+        if value is not None:
+            if not Path(value).is_file():
+                raise ConfigError(
+                    f"{name} names {value!r}, which is not a file: point it at a PEM bundle of CA "
+                    "certificates (the sandbox's is `ca_bundle` in `hub sandbox status --json`) or unset it"
+                )
+            return value
+    sandbox_bundle = sandbox_dir() / "tls" / "ca-bundle.pem"
+    return str(sandbox_bundle) if sandbox_bundle.is_file() else None
+
+
+def sandbox_scheme() -> str:
+    """`https` (the sandbox's default, as every vendor), or `http` for `hub sandbox up --http`."""
+    scheme = env("HUB_SANDBOX_SCHEME", "https")
+    if scheme not in ("https", "http"):
+        raise ConfigError(f"HUB_SANDBOX_SCHEME must be https or http (got {scheme!r:.20})")
+    return scheme
+
+
 def is_loopback(url: str) -> bool:
     """Whether a URL points at this machine, where the sandbox stand-ins (and only they) answer."""
     return urlsplit(url).hostname in LOOPBACK

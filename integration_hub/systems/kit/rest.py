@@ -43,6 +43,7 @@ from dlt.sources.helpers.rest_client.paginators import BasePaginator
 from requests import PreparedRequest, Response
 from requests.exceptions import ChunkedEncodingError, ConnectionError, Timeout
 
+from integration_hub.systems.kit import tls
 from integration_hub.systems.kit.arrow import LandingShape, contracted_table
 from integration_hub.systems.kit.contract import Contract, Rejects
 
@@ -80,7 +81,8 @@ def _retryable(response: Response | None, exception: BaseException | None) -> bo
 
 
 def session():
-    """A requests session with dlt's retry policy (read from dlt's runtime config) that logs retries.
+    """A requests session with dlt's retry policy (read from dlt's runtime config) that logs retries,
+    verifying certificates against the configured CA bundle (`kit/tls.py`).
 
     Its responses parse their JSON once, with orjson (dlt's own parser): dlt's client asks every
     page for `.json()` twice (records, then the paginator), and requests' parser is slower.
@@ -93,6 +95,7 @@ def session():
         exceptions=(),
         retry_condition=_retryable,
     ).session
+    http.verify = tls.verify()
     send = http.send
     # Not a response hook: dlt's client passes its own hooks per request, which replace the session's.
     http.send = lambda request, **kwargs: _parse_json_once(send(request, **kwargs))
