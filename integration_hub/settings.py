@@ -73,21 +73,29 @@ def secret(name: str, sandbox_default: str | None = None) -> str:
 def ca_bundle() -> str | None:
     """The CA bundle (PEM) the hub verifies HTTPS certificates against; None = the system's store.
 
-    `HUB_CA_BUNDLE`, else the standard `REQUESTS_CA_BUNDLE` / `SSL_CERT_FILE`, else the bundle
-    of this home's sandbox (`$HUB_HOME/sandbox/tls/ca-bundle.pem`: the public CAs plus the local
-    one `hub sandbox up` created, so real vendors still verify). Verification is never off.
+    `HUB_CA_BUNDLE`; else, in a home that has a sandbox, its bundle (`$HUB_HOME/sandbox/tls/
+    ca-bundle.pem`: the public CAs plus the local one the world was generated with, so real
+    vendors still verify); else the standard `REQUESTS_CA_BUNDLE` / `SSL_CERT_FILE`.
+    Verification is never off.
     """
-    for name in ("HUB_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
-        value = env(name)
-        if value is not None:
-            if not Path(value).is_file():
-                raise ConfigError(
-                    f"{name} names {value!r}, which is not a file: point it at a PEM bundle of CA "
-                    "certificates (the sandbox's is `ca_bundle` in `hub sandbox status --json`) or unset it"
-                )
-            return value
+    if (value := env("HUB_CA_BUNDLE")) is not None:
+        return _bundle_file("HUB_CA_BUNDLE", value)
     sandbox_bundle = sandbox_dir() / "tls" / "ca-bundle.pem"
-    return str(sandbox_bundle) if sandbox_bundle.is_file() else None
+    if sandbox_bundle.is_file():
+        return str(sandbox_bundle)
+    for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
+        if (value := env(name)) is not None:
+            return _bundle_file(name, value)
+    return None
+
+
+def _bundle_file(name: str, value: str) -> str:
+    if not Path(value).is_file():
+        raise ConfigError(
+            f"{name} names {value!r}, which is not a file: point it at a PEM bundle of CA "
+            "certificates (the sandbox's is `ca_bundle` in `hub sandbox status --json`) or unset it"
+        )
+    return value
 
 
 def sandbox_scheme() -> str:

@@ -160,8 +160,9 @@ def sandbox_template(tmp_path_factory, sandbox_world) -> Path:
     """A seeded, never-served home that every sandbox copies; its CA verifies every copy."""
     home = tmp_path_factory.mktemp("sandbox_template")
     write_world(home, sandbox_world)
-    # Session-wide: the tests' own httpx calls (SSL_CERT_FILE) and the hub in this process trust it.
-    for name in ("SSL_CERT_FILE", "HUB_CA_BUNDLE"):
+    # Session-wide: the tests' own httpx (SSL_CERT_FILE) and requests (REQUESTS_CA_BUNDLE) calls,
+    # and the hub in this process (HUB_CA_BUNDLE), trust it.
+    for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "HUB_CA_BUNDLE"):
         os.environ[name] = str(tls.files(home).bundle)
     return home
 

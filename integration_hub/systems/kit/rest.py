@@ -106,7 +106,18 @@ def session():
         exceptions=(),
         retry_condition=_retryable,
     ).session
-    http.verify = tls.verify()
+    http.verify = verify = tls.verify()
+    merge = http.merge_environment_settings
+
+    def merged(url, proxies, stream, verify_asked, cert):
+        # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override the session's `verify`: the
+        # hub's one decision (`kit/tls.py`, where HUB_CA_BUNDLE comes first) must win instead.
+        chosen = merge(url, proxies, stream, verify_asked, cert)
+        if verify_asked is None:
+            chosen["verify"] = verify
+        return chosen
+
+    http.merge_environment_settings = merged
     send = http.send
     # Not a response hook: dlt's client passes its own hooks per request, which replace the session's.
     http.send = lambda request, **kwargs: _parse_json_once(send(request, **kwargs))
