@@ -47,7 +47,7 @@ BUSINESS_USER = "crm-user"  # who changes records in the world (seed, tick, dele
 
 
 def token_ttl_default() -> float:
-    return float(os.environ.get("HUB_CRM_TOKEN_TTL", 7200))
+    return float(os.environ.get("HUB_CRM_TOKEN_TTL", 3600))
 
 
 def sf_error(status: int, code: str, message: str, headers: dict | None = None) -> ApiError:
