@@ -145,7 +145,9 @@ def test_crm_change_sensor_ignores_the_hubs_own_writes(make_sandbox):
     instance = dg.DagsterInstance.ephemeral()
 
     def probe(cursor):
-        return sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources={"crm_client": client}))
+        return sensor(
+            dg.build_sensor_context(instance=instance, cursor=cursor, resources={"crm_client": client})
+        )
 
     first = probe(None)
     results = crm_upsert(box, [{"AccountNumber": "C000000001", "Lifetime_Value__c": 10.0},

@@ -135,8 +135,10 @@ def test_rate_limits_and_slow_pages_complete_with_retries_in_the_run_log(make_sa
 
 
 def test_crm_token_expiring_mid_run_is_renewed(make_sandbox, monkeypatch):
+    from integration_hub.systems import crm
     from integration_hub.systems.kit import rest as _rest
 
+    monkeypatch.setattr(crm, "BATCH_SIZE", 200)  # Salesforce's smallest query batch: many requests
     box = make_sandbox(export=True)
     box.set_fault("crm", "token_expiry", ttl=1)
     box.set_fault("crm", "slow", delay=0.4)
@@ -154,7 +156,7 @@ def test_crm_token_expiring_mid_run_is_renewed(make_sandbox, monkeypatch):
     with Warehouse().connect() as con:
         assert con.scalar("SELECT count(*) FROM raw_crm.accounts") == box.truth["counts"]["crm.accounts"]
         assert con.scalar("SELECT count(*) FROM raw_crm.contacts") == box.truth["counts"]["crm.contacts"]
-    assert "the access token was refused (token expired); re-authenticating" in run_log(
+    assert "the access token was refused (INVALID_SESSION_ID); re-authenticating" in run_log(
         instance, result.run_id
     )
 

@@ -76,7 +76,7 @@ CONTRACTS = {
             "SystemModstamp": TIMESTAMP,
             "LastModifiedDate": TIMESTAMP,
             "Lifetime_Value__c": NUMBER.or_null,
-        },  # fmt: skip
+        },
     ),
     "contacts": Contract("Id", {"Id": TEXT, "SystemModstamp": TIMESTAMP, "LastModifiedDate": TIMESTAMP}),
 }
@@ -126,7 +126,7 @@ def source(
     client_secret: str = dlt.secrets.value,
     start=None,
     end=None,
-    page_size: int = BATCH_SIZE,
+    page_size: int | None = None,
     rejects: Rejects | None = None,
 ) -> dlt.sources.DltSource:
     """Accounts and contacts modified in [start, end); no bounds = since the stored cursor."""
@@ -137,8 +137,6 @@ def source(
             data_selector="records",
             primary_key="Id",
             cursor="SystemModstamp",
-            since="",
-            before="",
             query=lambda name, since, before: {"q": soql(name, since, before)},
             drop=("attributes",),
         ),
@@ -151,7 +149,7 @@ def source(
         end=end,
         # Fields the CRM fills only later (reverse sync): typed now so the columns exist.
         columns=NULLABLE_COLUMNS,
-        headers={"Sforce-Query-Options": f"batchSize={page_size}"},
+        headers={"Sforce-Query-Options": f"batchSize={page_size or BATCH_SIZE}"},
     )
 
 

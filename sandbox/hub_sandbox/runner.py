@@ -150,7 +150,11 @@ def _spawn(home: Path, port_base: int, scheme: str) -> subprocess.Popen:
     log.close()
     pid_file(home).write_text(f"{proc.pid}\n")
     info = seeding.read_world_info(home)
-    info["ports"] = {"base": port_base, "scheme": scheme, **{k: port_base + v for k, v in PORT_OFFSETS.items()}}
+    info["ports"] = {
+        "base": port_base,
+        "scheme": scheme,
+        **{k: port_base + v for k, v in PORT_OFFSETS.items()},
+    }
     seeding.write_world_info(home, info)
     return proc
 

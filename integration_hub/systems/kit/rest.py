@@ -206,8 +206,8 @@ class Api:
     data_selector: str
     primary_key: str
     cursor: str
-    since: str
-    before: str
+    since: str = ""
+    before: str = ""
     params: Mapping[str, Any] | None = None
     query: Callable[[str, str | None, str | None], Mapping[str, Any]] | None = None
     drop: tuple[str, ...] = ()
