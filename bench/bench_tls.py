@@ -11,6 +11,10 @@ and each time the hub:
 2. pushes `--records` changed accounts to the CRM (`sync_engine.apply`, sObject Collections
    upserts of 200, the `crm_accounts` sync's concurrency).
 
+Over HTTPS it also reads the CRM's accounts and contacts with simple-salesforce (`query_all_iter`
+of the same SOQL, records as dicts, nothing landed) beside the hub's CRM source alone (dlt's
+`RESTClient`, pages fetched ahead, landed in DuckDB): the measurement behind the adapter's choice.
+
 Prints the best time of each per scheme and the HTTPS/HTTP ratio.
 """
 
@@ -60,6 +64,37 @@ def load_sources(home: Path, scheme: str) -> tuple[float, int]:
     return time.perf_counter() - started, rows
 
 
+def read_crm(home: Path) -> tuple[float, float, int]:
+    """Seconds of the hub's CRM source load and of simple-salesforce reading the same records."""
+    import dlt
+    import requests
+    from simple_salesforce import Salesforce
+
+    from integration_hub import systems
+    from integration_hub.systems import crm
+
+    kwargs = systems.get("crm").client_kwargs()
+    folder = Path(tempfile.mkdtemp(prefix="crm_read_", dir=home))
+    started = time.perf_counter()
+    pipeline = dlt.pipeline(
+        pipeline_name="bench_crm_read",
+        pipelines_dir=str(folder / "dlt"),
+        destination=dlt.destinations.duckdb(str(folder / "warehouse.duckdb")),
+        dataset_name="raw_crm",
+    )
+    pipeline.run(crm.source(**kwargs)).raise_on_failed_jobs()
+    hub_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
+    token, _ = crm.login(**kwargs)
+    http = requests.Session()
+    http.verify = str(home / "sandbox" / "tls" / "ca-bundle.pem")
+    http.trust_env = False  # else REQUESTS_CA_BUNDLE, where set, overrides `verify`
+    sf = Salesforce(instance_url=kwargs["base_url"], session_id=token, version=crm.API_VERSION, session=http)
+    records = sum(1 for name in crm.OBJECTS for _ in sf.query_all_iter(crm.soql(name), include_deleted=True))
+    return hub_seconds, time.perf_counter() - started, records
+
+
 def push(warehouse, n: int, bump: int) -> float:
     """Seconds of one sync of n changed accounts to the CRM."""
     from assets.syncs import SYNCS
@@ -101,7 +136,7 @@ def main() -> None:
     base = random.randrange(30000, 60000, 10)
     os.environ["HUB_SANDBOX_PORT_BASE"] = str(base)
     best: dict[tuple[str, str], float] = {}
-    rows = 0
+    rows = crm_records = 0
     try:
         warehouse = Warehouse(path=str(home / "push.duckdb"))
         bump = 0
@@ -119,6 +154,10 @@ def main() -> None:
                     seconds = push(warehouse, args.records, bump)
                     bump += 1
                     best[scheme, "push"] = min(best.get((scheme, "push"), seconds), seconds)
+                    if scheme == "https":
+                        hub_read, sdk_read, crm_records = read_crm(home)
+                        best["hub", "crm"] = min(best.get(("hub", "crm"), hub_read), hub_read)
+                        best["sdk", "crm"] = min(best.get(("sdk", "crm"), sdk_read), sdk_read)
                 finally:
                     runner.stop(home)
     finally:
@@ -131,6 +170,9 @@ def main() -> None:
         label = f"REST sources ({', '.join(SOURCES)})" if what == "sources" else "CRM accounts push"
         print(f"{label:32} {count:9,} {unit}: https {https:6.2f} s ({count / https:9,.0f}/s), "
               f"http {http:6.2f} s ({count / http:9,.0f}/s), https/http {https / http:5.2f}")  # fmt: skip
+    hub, sdk = best["hub", "crm"], best["sdk", "crm"]
+    print(f"{'CRM read, https':32} {crm_records:9,} records: hub source {hub:6.2f} s, "
+          f"simple-salesforce query_all_iter {sdk:6.2f} s, hub/sdk {hub / sdk:5.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":
