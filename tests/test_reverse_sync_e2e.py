@@ -399,7 +399,7 @@ def test_the_hub_recognises_its_own_crm_write_when_it_reads_it_back(make_sandbox
     with warehouse.connect() as con:
         echoed = con.scalar(
             "SELECT count(*) FROM raw_crm.accounts WHERE last_modified_by_id = ?",
-            [CREDS["HUB_CRM_CLIENT_ID"]],
+            [integration_user(CREDS["HUB_CRM_CLIENT_ID"])],
         )
     assert echoed == pushed.delivered
     # ... and recognises it as its own write: nothing to push, not a single request.
