@@ -65,6 +65,8 @@ def _print_status(current: dict) -> None:
         table.add_row(name, s["url"], s["status"], records)
     console.print(table)
     console.print(f"erp: {world.get('erp_url') or settings.sandbox_dir() / 'erp.sqlite'}")
+    if current.get("ca_bundle"):
+        console.print(f"CA bundle (HTTPS): {current['ca_bundle']}")
 
 
 @app.command()
