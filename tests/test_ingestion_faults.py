@@ -161,6 +161,36 @@ def test_crm_token_expiring_mid_run_is_renewed(make_sandbox, monkeypatch):
     )
 
 
+def test_crm_request_limit_403_is_retried_like_a_429(make_sandbox, caplog):
+    """Salesforce answers its request limits with 403 REQUEST_LIMIT_EXCEEDED, not 429: the hub
+    waits and retries it (a source's read), and a writer reports it as transient (the sync engine
+    retries those), where another 403 would stop either."""
+    import httpx
+
+    from integration_hub import systems
+    from integration_hub.systems import crm
+    from integration_hub.systems.kit.writer import Record, TransientError
+
+    box = make_sandbox()
+    client = systems.get("crm").client_kwargs(box.url("crm"))
+    box.set_fault("crm", "rate_limit", every=2, retry_after=1)
+    assert crm.count(**client) == {
+        "accounts": box.truth["counts"]["crm.accounts"],
+        "contacts": box.truth["counts"]["crm.contacts"],
+    }
+    assert "answered HTTP 403 (Retry-After: 1); retrying" in caplog.text
+
+    box.set_fault("crm", "rate_limit", every=2, retry_after=1)  # counting afresh: every 2nd is refused
+    writer = crm.CrmAccounts(**client)
+    with httpx.Client(verify=box.ca_bundle) as http:
+        writer.auth_headers(http)  # the 1st request
+        with pytest.raises(TransientError, match="REQUEST_LIMIT_EXCEEDED") as refused:
+            writer.write(http, [Record("C999999990", {"AccountNumber": "C999999990"}, "")])
+        assert refused.value.retry_after == 1
+        [written] = writer.write(http, [Record("C999999990", {"AccountNumber": "C999999990"}, "")])
+    assert written.ok and written.remote_id.startswith("001W")
+
+
 def test_malformed_rows_are_quarantined_counted_and_audited(make_sandbox):
     box = make_sandbox(export=True)
     box.set_fault("shop", "malformed", share=0.05)

@@ -229,7 +229,8 @@ class CrmAccounts(Writer):
             response = http.post(self.base_url + TOKEN_PATH, data=form)
         except httpx.TransportError as exc:
             raise TransientError(f"crm: {type(exc).__name__} on POST {TOKEN_PATH}") from None
-        if response.status_code == 429 or response.status_code >= 500:
+        limited = response.status_code == 403 and b"REQUEST_LIMIT_EXCEEDED" in response.content
+        if response.status_code == 429 or response.status_code >= 500 or limited:
             raise TransientError(f"crm {TOKEN_PATH}: {error_text(response)}", retry_after(response))
         if response.status_code >= 400:
             raise DestinationUnusable(
