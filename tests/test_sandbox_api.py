@@ -209,7 +209,9 @@ def test_crm_soql_counts_pages_and_refuses_what_it_does_not_speak(sandbox, sandb
     count = httpx.get(url, params={"q": f"SELECT COUNT() FROM Account WHERE SystemModstamp >= {latest}"},
                       headers=headers).json()  # fmt: skip
     assert count == {"totalSize": accounts.count(latest), "done": True, "records": []}
-    page = httpx.get(url, params={"q": "SELECT Id, Name FROM Account ORDER BY SystemModstamp"}, headers=headers)
+    page = httpx.get(
+        url, params={"q": "SELECT Id, Name FROM Account ORDER BY SystemModstamp"}, headers=headers
+    )
     body = page.json()
     assert body["totalSize"] == len(accounts) and len(body["records"]) == 200 and body["done"] is False
     assert body["nextRecordsUrl"].startswith(f"{CRM}/query/")

@@ -48,7 +48,9 @@ def test_crm_upsert_updates_and_creates_accounts_and_reads_back(box):
     assert results[2]["errors"] == [
         {"statusCode": "REQUIRED_FIELD_MISSING", "message": "AccountNumber", "fields": ["AccountNumber"]}
     ]
-    assert results[3]["errors"] == [{"statusCode": "INVALID_FIELD", "message": "Colour__c", "fields": ["Colour__c"]}]
+    assert results[3]["errors"] == [
+        {"statusCode": "INVALID_FIELD", "message": "Colour__c", "fields": ["Colour__c"]}
+    ]
 
     stamp = max(a["LastModifiedDate"] for a in before)
     changed = {

@@ -81,8 +81,6 @@ def _backoff(attempt: int, retry_after: float | None) -> float:
     return max(jittered, retry_after) if retry_after is not None else jittered
 
 
-
-
 class _Sender:
     """Sends batches with retries; splits a refused batch to find the records it refused.
 
