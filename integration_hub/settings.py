@@ -71,6 +71,42 @@ def secret(name: str, sandbox_default: str | None = None) -> str:
     return value
 
 
+def ca_bundle() -> str | None:
+    """The CA bundle (PEM) the hub verifies HTTPS certificates against; None = the system's store.
+
+    `HUB_CA_BUNDLE`; else, in a home that has a sandbox, its bundle (`$HUB_HOME/sandbox/tls/
+    ca-bundle.pem`: the public CAs plus the local one the world was generated with, so real
+    vendors still verify); else the standard `REQUESTS_CA_BUNDLE` / `SSL_CERT_FILE`.
+    Verification is never off.
+    """
+    if (value := env("HUB_CA_BUNDLE")) is not None:
+        return _bundle_file("HUB_CA_BUNDLE", value)
+    sandbox_bundle = sandbox_dir() / "tls" / "ca-bundle.pem"
+    if sandbox_bundle.is_file():
+        return str(sandbox_bundle)
+    for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
+        if (value := env(name)) is not None:
+            return _bundle_file(name, value)
+    return None
+
+
+def _bundle_file(name: str, value: str) -> str:
+    if not Path(value).is_file():
+        raise ConfigError(
+            f"{name} names {value!r}, which is not a file: point it at a PEM bundle of CA "
+            "certificates (the sandbox's is `ca_bundle` in `hub sandbox status --json`) or unset it"
+        )
+    return value
+
+
+def sandbox_scheme() -> str:
+    """`https` (the sandbox's default, as every vendor), or `http` for `hub sandbox up --http`."""
+    scheme = env("HUB_SANDBOX_SCHEME", "https")
+    if scheme not in ("https", "http"):
+        raise ConfigError(f"HUB_SANDBOX_SCHEME must be https or http (got {scheme!r:.20})")
+    return scheme
+
+
 def is_loopback(url: str) -> bool:
     """Whether a URL points at this machine, where the sandbox stand-ins (and only they) answer."""
     return urlsplit(url).hostname in LOOPBACK

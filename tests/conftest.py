@@ -3,7 +3,9 @@
 The world (scale 0.01, seed 42) is generated once per session into a template home;
 `sandbox` serves a pristine copy of it for the whole session, and `make_sandbox` gives a
 test its own running copy to mutate (ticks, writes). Every home is a tmp folder and
-every sandbox gets free ports, so parallel runs never collide.
+every sandbox gets free ports, so parallel runs never collide. Every copy serves HTTPS with
+the template's CA, whose bundle the session trusts (`HUB_CA_BUNDLE`, and `SSL_CERT_FILE` for
+the tests' own httpx calls).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 from hub_sandbox import PORT_OFFSETS as SANDBOX_PORT_OFFSETS
-from hub_sandbox import runner
+from hub_sandbox import runner, tls
 from hub_sandbox.seed import read_world_info, write_world
 from hub_sandbox.truth import read_truth
 from hub_sandbox.world import World, build_world
@@ -63,11 +65,20 @@ class Sandbox:
         return read_truth(self.home)
 
     def url(self, system: str) -> str:
-        return f"http://127.0.0.1:{self.port_base + SANDBOX_PORT_OFFSETS[system]}"
+        return f"https://127.0.0.1:{self.port_base + SANDBOX_PORT_OFFSETS[system]}"
+
+    @property
+    def ca_bundle(self) -> str:
+        """The CA bundle that verifies this sandbox's certificates (`hub sandbox status --json`'s `ca_bundle`)."""
+        return str(tls.files(self.home).bundle)
 
     def env(self) -> dict[str, str]:
-        """The variables that point the hub at this sandbox."""
-        return {"HUB_HOME": str(self.home), "HUB_SANDBOX_PORT_BASE": str(self.port_base)}
+        """The variables that point the hub at this sandbox and make it trust the sandbox's CA."""
+        return {
+            "HUB_HOME": str(self.home),
+            "HUB_SANDBOX_PORT_BASE": str(self.port_base),
+            "HUB_CA_BUNDLE": self.ca_bundle,
+        }
 
     def set_fault(self, system: str, profile: str, **params) -> dict:
         answer = httpx.post(f"{self.url(system)}/_admin/faults", json={"profile": profile, **params})
@@ -117,6 +128,8 @@ def copy_home(template: Path, home: Path) -> None:
                 src.backup(dst)
         elif path.suffix == ".json":
             shutil.copy(path, home / "sandbox" / path.name)
+        elif path.name == "tls":
+            shutil.copytree(path, home / "sandbox" / "tls")
     shutil.copytree(template / "landing", home / "landing")
 
 
@@ -144,9 +157,13 @@ def sandbox_world(tmp_path_factory) -> World:
 
 @pytest.fixture(scope="session")
 def sandbox_template(tmp_path_factory, sandbox_world) -> Path:
-    """A seeded, never-served home that every sandbox copies."""
+    """A seeded, never-served home that every sandbox copies; its CA verifies every copy."""
     home = tmp_path_factory.mktemp("sandbox_template")
     write_world(home, sandbox_world)
+    # Session-wide: the tests' own httpx (SSL_CERT_FILE) and requests (REQUESTS_CA_BUNDLE) calls,
+    # and the hub in this process (HUB_CA_BUNDLE), trust it.
+    for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "HUB_CA_BUNDLE"):
+        os.environ[name] = str(tls.files(home).bundle)
     return home
 
 

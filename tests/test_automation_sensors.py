@@ -177,9 +177,40 @@ def test_crm_change_sensor_asks_cheaply_and_triggers_once_per_change(sandbox, sa
     )
     assert isinstance(again, dg.SkipReason)
     calls = {path: n - before.get(path, 0) for path, n in sandbox.stats("crm")["by_path"].items()}
-    assert calls.get("/services/data/v1/changes") == 2 and not calls.get("/services/data/v1/accounts"), (
-        "cheap"
-    )
+    calls = {path: n for path, n in calls.items() if n}
+    # Cheap: per object and probe, one `SELECT COUNT()` and one `LIMIT 1` query, no listing.
+    assert calls == {"/services/oauth2/token": 2, "/services/data/v62.0/queryAll": 8}, calls
+
+
+def test_crm_change_sensor_ignores_the_hubs_own_writes(make_sandbox):
+    """Issue #21: a push to the CRM stamped by the hub's integration user is no change to load;
+    the business's change (an edit, a deletion) after it is."""
+    import httpx
+
+    from integration_hub.definitions import automation
+    from tests.test_sandbox_api import crm_upsert
+
+    box = make_sandbox()
+    client = SystemClient(system="crm", url=box.url("crm"))
+    sensor = named(automation.SENSORS, "crm_change_sensor")
+    instance = dg.DagsterInstance.ephemeral()
+
+    def probe(cursor):
+        return sensor(
+            dg.build_sensor_context(instance=instance, cursor=cursor, resources={"crm_client": client})
+        )
+
+    first = probe(None)
+    results = crm_upsert(box, [{"AccountNumber": "C000000001", "Lifetime_Value__c": 10.0},
+                               {"AccountNumber": "C777777777", "Name": "Pushed By The Hub"}]).json()  # fmt: skip
+    assert all(r["success"] for r in results), results
+    assert isinstance(probe(first.cursor), dg.SkipReason), "the hub's own writes came back as a change"
+
+    victim = results[0]["id"]
+    httpx.post(f"{box.url('crm')}/_admin/records/accounts/{victim}/delete").raise_for_status()
+    after_delete = probe(first.cursor)
+    [request] = after_delete.run_requests
+    assert after_delete.cursor > first.cursor
 
 
 def test_schedules_target_the_live_partition_and_nightly_runs_every_layer_but_housekeeping():

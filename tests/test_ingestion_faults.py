@@ -135,8 +135,10 @@ def test_rate_limits_and_slow_pages_complete_with_retries_in_the_run_log(make_sa
 
 
 def test_crm_token_expiring_mid_run_is_renewed(make_sandbox, monkeypatch):
+    from integration_hub.systems import crm
     from integration_hub.systems.kit import rest as _rest
 
+    monkeypatch.setattr(crm, "BATCH_SIZE", 200)  # Salesforce's smallest query batch: many requests
     box = make_sandbox(export=True)
     box.set_fault("crm", "token_expiry", ttl=1)
     box.set_fault("crm", "slow", delay=0.4)
@@ -154,9 +156,39 @@ def test_crm_token_expiring_mid_run_is_renewed(make_sandbox, monkeypatch):
     with Warehouse().connect() as con:
         assert con.scalar("SELECT count(*) FROM raw_crm.accounts") == box.truth["counts"]["crm.accounts"]
         assert con.scalar("SELECT count(*) FROM raw_crm.contacts") == box.truth["counts"]["crm.contacts"]
-    assert "the access token was refused (token expired); re-authenticating" in run_log(
+    assert "the access token was refused (INVALID_SESSION_ID); re-authenticating" in run_log(
         instance, result.run_id
     )
+
+
+def test_crm_request_limit_403_is_retried_like_a_429(make_sandbox, caplog):
+    """Salesforce answers its request limits with 403 REQUEST_LIMIT_EXCEEDED, not 429: the hub
+    waits and retries it (a source's read), and a writer reports it as transient (the sync engine
+    retries those), where another 403 would stop either."""
+    import httpx
+
+    from integration_hub import systems
+    from integration_hub.systems import crm
+    from integration_hub.systems.kit.writer import Record, TransientError
+
+    box = make_sandbox()
+    client = systems.get("crm").client_kwargs(box.url("crm"))
+    box.set_fault("crm", "rate_limit", every=2, retry_after=1)
+    assert crm.count(**client) == {
+        "accounts": box.truth["counts"]["crm.accounts"],
+        "contacts": box.truth["counts"]["crm.contacts"],
+    }
+    assert "answered HTTP 403 (Retry-After: 1); retrying" in caplog.text
+
+    box.set_fault("crm", "rate_limit", every=2, retry_after=1)  # counting afresh: every 2nd is refused
+    writer = crm.CrmAccounts(**client)
+    with httpx.Client(verify=box.ca_bundle) as http:
+        writer.auth_headers(http)  # the 1st request
+        with pytest.raises(TransientError, match="REQUEST_LIMIT_EXCEEDED") as refused:
+            writer.write(http, [Record("C999999990", {"AccountNumber": "C999999990"}, "")])
+        assert refused.value.retry_after == 1
+        [written] = writer.write(http, [Record("C999999990", {"AccountNumber": "C999999990"}, "")])
+    assert written.ok and written.remote_id.startswith("001W")
 
 
 def test_malformed_rows_are_quarantined_counted_and_audited(make_sandbox):

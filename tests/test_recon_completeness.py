@@ -141,7 +141,7 @@ def test_an_unreachable_source_fails_the_count_with_a_clear_error(make_sandbox, 
     monkeypatch.setenv("RUNTIME__REQUEST_MAX_ATTEMPTS", "1")  # counts retry as loads do: not here
     clients = {system: systems.client(system).source_kwargs() for system in reconciliation.COUNTED}
     with pytest.raises(
-        RuntimeError, match=r"could not count shop's rows at http://127\.0\.0\.1:\d+: .*503"
+        RuntimeError, match=r"could not count shop's rows at https://127\.0\.0\.1:\d+: .*503"
     ) as err:
         count_sources(clients)
     assert clients["shop"]["api_key"] not in str(err.value)

@@ -23,6 +23,7 @@ import duckdb
 import httpx
 import pytest
 from hub_sandbox import CREDENTIALS as CREDS
+from hub_sandbox.crm import integration_user
 from typer.testing import CliRunner
 
 from assets.syncs import SYNCS
@@ -30,6 +31,7 @@ from integration_hub.cli import app
 from integration_hub.engine import sql_models
 from integration_hub.engine import sync_engine as rs
 from integration_hub.warehouse import Warehouse
+from tests.test_sandbox_api import crm_pages
 
 CANONICAL_TABLES = ["customer", "customer_xref", "order_xref", "sales_order", "invoice"]
 
@@ -63,22 +65,7 @@ def hub(make_sandbox, canonical_world, monkeypatch):
 
 
 def crm_accounts(box) -> list[dict]:
-    token = httpx.post(
-        f"{box.url('crm')}/oauth/token",
-        data={"grant_type": "client_credentials", "client_id": CREDS["HUB_CRM_CLIENT_ID"],
-              "client_secret": CREDS["HUB_CRM_CLIENT_SECRET"]},
-    ).json()["access_token"]  # fmt: skip
-    rows, params = [], {"limit": 2000}
-    while True:
-        body = httpx.get(
-            f"{box.url('crm')}/services/data/v1/accounts",
-            params=params,
-            headers={"Authorization": f"Bearer {token}"},
-        ).json()
-        rows += body["records"]
-        if not body["next_cursor"]:
-            return rows
-        params = {"cursor": body["next_cursor"]}
+    return crm_pages(box, "accounts")
 
 
 def marketing_contacts(box) -> list[dict]:
@@ -162,7 +149,7 @@ def test_each_destination_holds_exactly_what_the_sync_sent_and_a_rerun_sends_not
     assert set(crm) == set(expected["crm_accounts"])
     for number, payload in expected["crm_accounts"].items():
         assert {f: crm[number][f] for f in payload} == payload
-        assert crm[number]["LastModifiedById"] == CREDS["HUB_CRM_CLIENT_ID"]
+        assert crm[number]["LastModifiedById"] == integration_user(CREDS["HUB_CRM_CLIENT_ID"])
         if number in crm_before:  # an existing account keeps the contact details sales keeps there
             assert crm[number]["Phone"] == crm_before[number]["Phone"]
             assert crm[number]["Email__c"] == crm_before[number]["Email__c"]
@@ -432,7 +419,7 @@ def test_the_hub_recognises_its_own_crm_write_when_it_reads_it_back(make_sandbox
     with warehouse.connect() as con:
         echoed = con.scalar(
             "SELECT count(*) FROM raw_crm.accounts WHERE last_modified_by_id = ?",
-            [CREDS["HUB_CRM_CLIENT_ID"]],
+            [integration_user(CREDS["HUB_CRM_CLIENT_ID"])],
         )
     assert echoed == pushed.delivered
     # ... and recognises it as its own write: nothing to push, not a single request.

@@ -55,7 +55,7 @@ def test_an_expired_crm_token_is_renewed_mid_push(hub):
     box.set_fault("crm", "slow", delay=0.2)
     result = rs.apply(sync, warehouse)
     assert result.rejected == result.failed == 0 and result.delivered == result.counts["insert"]
-    assert box.stats("crm")["by_path"]["/oauth/token"] >= 2
+    assert box.stats("crm")["by_path"]["/services/oauth2/token"] >= 2
 
 
 def test_a_destination_that_stays_down_fails_the_run_and_keeps_everything_for_the_next(hub, monkeypatch):

@@ -8,12 +8,13 @@ from hub_sandbox import CREDENTIALS as CREDS
 from hub_sandbox import runner
 
 SHOP = "/admin/api/2025-01"
-CRM = "/services/data/v1"
+CRM = "/services/data/v62.0"
+CRM_OBJECTS = {"accounts": "Account", "contacts": "Contact"}
 
 
 def crm_token(sandbox) -> str:
     answer = httpx.post(
-        f"{sandbox.url('crm')}/oauth/token",
+        f"{sandbox.url('crm')}/services/oauth2/token",
         data={"grant_type": "client_credentials", "client_id": CREDS["HUB_CRM_CLIENT_ID"],
               "client_secret": CREDS["HUB_CRM_CLIENT_SECRET"]},
     )  # fmt: skip
@@ -21,16 +22,35 @@ def crm_token(sandbox) -> str:
     return answer.json()["access_token"]
 
 
-def crm_pages(sandbox, resource: str, **params) -> list[dict]:
-    headers = {"Authorization": f"Bearer {crm_token(sandbox)}"}
-    rows, cursor = [], None
+def crm_pages(sandbox, resource: str, modified_since: str | None = None, include_deleted=False) -> list[dict]:
+    """Every record of `resource` (changed at or after `modified_since`) through SOQL and its
+    `nextRecordsUrl` pages, without the `attributes` envelope."""
+    from hub_sandbox.soql import FIELDS
+
+    sobject = CRM_OBJECTS[resource]
+    q = f"SELECT {', '.join(FIELDS[sobject])} FROM {sobject}"
+    if modified_since:
+        q += f" WHERE SystemModstamp >= {modified_since}"
+    headers = {"Authorization": f"Bearer {crm_token(sandbox)}", "Sforce-Query-Options": "batchSize=500"}
+    url = f"{sandbox.url('crm')}{CRM}/{'queryAll' if include_deleted else 'query'}"
+    rows, params = [], {"q": q}
     while True:
-        query = {"cursor": cursor} if cursor else {"limit": 500, **params}
-        body = httpx.get(f"{sandbox.url('crm')}{CRM}/{resource}", params=query, headers=headers).json()
-        rows += body["records"]
-        cursor = body["next_cursor"]
-        if not cursor:
+        body = httpx.get(url, params=params, headers=headers).raise_for_status().json()
+        rows += [{k: v for k, v in r.items() if k != "attributes"} for r in body["records"]]
+        if body["done"]:
+            assert len(rows) == body["totalSize"]
             return rows
+        url, params = f"{sandbox.url('crm')}{body['nextRecordsUrl']}", None
+
+
+def crm_upsert(sandbox, records: list[dict]) -> httpx.Response:
+    """sObject Collections upsert of accounts by AccountNumber (allOrNone=false)."""
+    body = {"allOrNone": False, "records": [{"attributes": {"type": "Account"}, **r} for r in records]}
+    return httpx.patch(
+        f"{sandbox.url('crm')}{CRM}/composite/sobjects/Account/AccountNumber",
+        json=body,
+        headers={"Authorization": f"Bearer {crm_token(sandbox)}"},
+    )
 
 
 def shop_pages(sandbox, resource: str, **params) -> list[dict]:
@@ -72,9 +92,9 @@ def billing_token_pages(sandbox, resource: str, **params) -> list[dict]:
 
 
 PROTECTED = [
-    ("crm", "GET", f"{CRM}/accounts", {}),
-    ("crm", "GET", f"{CRM}/changes", {}),
-    ("crm", "POST", f"{CRM}/accounts/upsert", {}),
+    ("crm", "GET", f"{CRM}/query?q=SELECT+Id+FROM+Account", {}),
+    ("crm", "GET", f"{CRM}/queryAll?q=SELECT+COUNT()+FROM+Account", {}),
+    ("crm", "PATCH", f"{CRM}/composite/sobjects/Account/AccountNumber", {}),
     ("shop", "GET", f"{SHOP}/orders.json", {"X-Shopify-Access-Token": "shpat_wrong"}),
     ("shop", "GET", f"{SHOP}/customers/count.json", {"X-Shopify-Access-Token": "shpat_wrong"}),
     ("billing", "GET", "/v1/invoices", {"Authorization": "Bearer sk_wrong"}),
@@ -91,19 +111,20 @@ def test_every_api_refuses_missing_and_wrong_credentials(sandbox, system, method
     for headers in [{}, wrong or {"Authorization": "Bearer not-a-token"}]:
         answer = httpx.request(method, f"{sandbox.url(system)}{path}", headers=headers, json={})
         assert answer.status_code == 401
-        assert "error" in answer.json()
+        body = answer.json()
+        assert "error" in body or body[0]["errorCode"] == "INVALID_SESSION_ID"  # Salesforce's shape
         assert not any(secret in answer.text for secret in CREDS.values())
 
 
 def test_crm_token_needs_the_right_client_secret(sandbox):
-    url = f"{sandbox.url('crm')}/oauth/token"
+    url = f"{sandbox.url('crm')}/services/oauth2/token"
     form = {
         "grant_type": "client_credentials",
         "client_id": CREDS["HUB_CRM_CLIENT_ID"],
         "client_secret": "guess",
     }
     answer = httpx.post(url, data=form)
-    assert answer.status_code == 401
+    assert answer.status_code == 400
     assert answer.json()["error"] == "invalid_client"
     assert "guess" not in answer.text
     assert httpx.post(url, data={**form, "grant_type": "password"}).status_code == 400
@@ -180,18 +201,35 @@ def test_bad_filter_values_get_a_clear_400(sandbox):
     assert answer.status_code == 400 and "page" in answer.json()["message"]
 
 
-def test_crm_changes_and_total_size(sandbox, sandbox_world):
-    headers = {"Authorization": f"Bearer {crm_token(sandbox)}"}
+def test_crm_soql_counts_pages_and_refuses_what_it_does_not_speak(sandbox, sandbox_world):
+    headers = {"Authorization": f"Bearer {crm_token(sandbox)}", "Sforce-Query-Options": "batchSize=200"}
+    url = f"{sandbox.url('crm')}{CRM}/query"
     accounts = sandbox_world.tables["crm"]["accounts"].column("LastModifiedDate").to_pylist()
-    contacts = sandbox_world.tables["crm"]["contacts"].column("LastModifiedDate").to_pylist()
-    latest = max(accounts + contacts)
-    body = httpx.get(f"{sandbox.url('crm')}{CRM}/changes", params={"since": latest}, headers=headers).json()
-    assert body == {"changed": True, "count": (accounts + contacts).count(latest), "latest": latest}
-    body = httpx.get(f"{sandbox.url('crm')}{CRM}/changes", params={"since": "2100-01-01T00:00:00Z"},
-                     headers=headers).json()  # fmt: skip
-    assert body["changed"] is False and body["count"] == 0
-    page = httpx.get(f"{sandbox.url('crm')}{CRM}/accounts", params={"limit": 10}, headers=headers).json()
-    assert page["total_size"] == len(accounts) and len(page["records"]) == 10
+    latest = max(accounts)
+    count = httpx.get(url, params={"q": f"SELECT COUNT() FROM Account WHERE SystemModstamp >= {latest}"},
+                      headers=headers).json()  # fmt: skip
+    assert count == {"totalSize": accounts.count(latest), "done": True, "records": []}
+    page = httpx.get(
+        url, params={"q": "SELECT Id, Name FROM Account ORDER BY SystemModstamp"}, headers=headers
+    )
+    body = page.json()
+    assert body["totalSize"] == len(accounts) and len(body["records"]) == 200 and body["done"] is False
+    assert body["nextRecordsUrl"].startswith(f"{CRM}/query/")
+    first = body["records"][0]
+    assert set(first) == {"attributes", "Id", "Name"}
+    assert first["attributes"] == {"type": "Account", "url": f"{CRM}/sobjects/Account/{first['Id']}"}
+    limited = httpx.get(url, params={"q": "SELECT Id FROM Account ORDER BY SystemModstamp DESC LIMIT 3"},
+                        headers=headers).json()  # fmt: skip
+    assert limited["totalSize"] == 3 and limited["done"] is True
+    for q, code in [
+        ("SELECT Id FROM Account WHERE", "MALFORMED_QUERY"),
+        ("SELECT Id FROM Account GROUP BY Name", "MALFORMED_QUERY"),
+        ("SELECT Id FROM Account WHERE SystemModstamp > 'yesterday'", "INVALID_FIELD"),
+        ("SELECT Nope__c FROM Account", "INVALID_FIELD"),
+        ("SELECT Id FROM Opportunity", "INVALID_TYPE"),
+    ]:
+        answer = httpx.get(url, params={"q": q}, headers=headers)
+        assert answer.status_code == 400 and answer.json()[0]["errorCode"] == code, (q, answer.text)
 
 
 def test_health_counts_records(sandbox, sandbox_world):

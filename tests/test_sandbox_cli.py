@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import certifi
 import httpx
 import pytest
 from hub_sandbox import runner
@@ -35,8 +36,14 @@ def test_up_status_truth_down_and_up_again_without_reseeding(home_env, sandbox):
     assert status["running"] and {s["status"] for s in status["systems"].values()} == {"ok"}
     assert (
         status["systems"]["billing"]["url"]
-        == f"http://127.0.0.1:{int(home_env['HUB_SANDBOX_PORT_BASE']) + 3}"
+        == f"https://127.0.0.1:{int(home_env['HUB_SANDBOX_PORT_BASE']) + 3}"
     )
+    bundle = status["ca_bundle"]  # the home's own CA verifies the stand-ins; the public CAs do not
+    assert bundle.startswith(home_env["HUB_HOME"]) and bundle.endswith("ca-bundle.pem")
+    health = f"{status['systems']['billing']['url']}/_admin/health"
+    assert httpx.get(health, verify=bundle).json()["status"] == "ok"
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        httpx.get(health, verify=certifi.where())  # the public CAs alone
     generated = status["world"]["generated_at"]
 
     truth = hub("truth", "--json", env=home_env).stdout
@@ -52,11 +59,18 @@ def test_up_status_truth_down_and_up_again_without_reseeding(home_env, sandbox):
     faults = hub("faults", "shop", "outage", "--param", "seconds=30", env=home_env)
     assert json.loads(faults.stdout) == {"outage": {"seconds": 30.0}}
     shop = f"{status['systems']['shop']['url']}/admin/api/2025-01/orders.json"
-    assert httpx.get(shop).status_code == 503
+    assert httpx.get(shop, verify=bundle).status_code == 503
     assert json.loads(hub("faults", "shop", "--clear", env=home_env).stdout) == {}
 
     ticked = json.loads(hub("tick", "--fraction", "0.001", "--json", env=home_env).stdout)
     assert ticked["tick"] == 1 and ticked["records"]["erp.sales_orders"]["new"] == 15
+
+    # Plain HTTP only when asked for, and not while the HTTPS servers run.
+    assert hub("up", "--scale", "0.01", "--seed", "42", "--http", env=home_env).exit_code == 1
+    hub("down", env=home_env)
+    assert hub("up", "--scale", "0.01", "--seed", "42", "--http", env=home_env).exit_code == 0
+    plain = json.loads(hub("status", "--json", env=home_env).stdout)["systems"]["billing"]["url"]
+    assert plain.startswith("http://") and httpx.get(f"{plain}/_admin/health").json()["status"] == "ok"
 
 
 def test_another_seed_plants_other_keys(home_env, sandbox):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import httpx
 import pytest
 from hub_sandbox import CREDENTIALS as CREDS
+from hub_sandbox.crm import integration_user
 from hub_sandbox.faults import unit_hash
 
-from tests.test_sandbox_api import CRM, billing_pages, crm_pages, crm_token
+from tests.test_sandbox_api import billing_pages, crm_pages, crm_upsert
 
 BILLING = {"Authorization": f"Bearer {CREDS['HUB_BILLING_API_KEY']}"}
 SUPPORT = {"Authorization": f"Bearer {CREDS['HUB_SUPPORT_API_TOKEN']}"}
@@ -35,19 +36,21 @@ def no_faults_left(box):
 
 
 def test_crm_upsert_updates_and_creates_accounts_and_reads_back(box):
-    headers = {"Authorization": f"Bearer {crm_token(box)}"}
     before = crm_pages(box, "accounts")
     target = next(a for a in before if a["AccountNumber"])
     records = [{"AccountNumber": target["AccountNumber"], "Lifetime_Value__c": 1234.5},
                {"AccountNumber": "C999999999", "Name": "New Customer", "Email__c": "new@example.com"},
                {"Name": "no number"}, {"AccountNumber": "C999999998", "Colour__c": "red"}]  # fmt: skip
-    answer = httpx.post(f"{box.url('crm')}{CRM}/accounts/upsert", json={"records": records}, headers=headers)
-    results = answer.json()["results"]
-    assert [(r["success"], r["created"]) for r in results] == [(True, False), (True, True), (False, False),
-                                                               (False, False)]  # fmt: skip
+    results = crm_upsert(box, records).raise_for_status().json()
+    assert [(r["success"], r.get("created")) for r in results] == [(True, False), (True, True), (False, None),
+                                                                   (False, None)]  # fmt: skip
     assert results[0]["id"] == target["Id"] and results[1]["id"].startswith("001W")
-    assert results[2]["errors"] == ["REQUIRED_FIELD_MISSING: AccountNumber"]
-    assert results[3]["errors"] == ["INVALID_FIELD: Colour__c"]
+    assert results[2]["errors"] == [
+        {"statusCode": "REQUIRED_FIELD_MISSING", "message": "AccountNumber", "fields": ["AccountNumber"]}
+    ]
+    assert results[3]["errors"] == [
+        {"statusCode": "INVALID_FIELD", "message": "Colour__c", "fields": ["Colour__c"]}
+    ]
 
     stamp = max(a["LastModifiedDate"] for a in before)
     changed = {
@@ -56,27 +59,22 @@ def test_crm_upsert_updates_and_creates_accounts_and_reads_back(box):
     assert set(changed) == {results[0]["id"], results[1]["id"]}
     updated = changed[target["Id"]]
     assert updated == target | {"Lifetime_Value__c": 1234.5, "LastModifiedDate": updated["LastModifiedDate"],
-                                "LastModifiedById": CREDS["HUB_CRM_CLIENT_ID"]}  # fmt: skip
+                                "SystemModstamp": updated["LastModifiedDate"],
+                                "LastModifiedById": integration_user(CREDS["HUB_CRM_CLIENT_ID"])}  # fmt: skip
     assert changed[results[1]["id"]]["Name"] == "New Customer"
     assert len(crm_pages(box, "accounts")) == len(before) + 1
     assert box.stats("crm")["records_written"] >= 2
 
     too_many = [{"AccountNumber": f"C{i:09d}"} for i in range(201)]
-    answer = httpx.post(f"{box.url('crm')}{CRM}/accounts/upsert", json={"records": too_many}, headers=headers)
-    assert answer.status_code == 413
+    answer = crm_upsert(box, too_many)
+    assert answer.status_code == 400 and answer.json()[0]["errorCode"] == "EXCEEDED_ID_LIMIT"
 
 
 def test_crm_reject_writes_fails_the_same_records_every_time(box):
-    headers = {"Authorization": f"Bearer {crm_token(box)}"}
     box.set_fault("crm", "reject_writes", share=0.5)
     records = [{"AccountNumber": f"C8{i:08d}", "Name": f"n{i}"} for i in range(40)]
-    url = f"{box.url('crm')}{CRM}/accounts/upsert"
-    first = [
-        r["success"] for r in httpx.post(url, json={"records": records}, headers=headers).json()["results"]
-    ]
-    again = [
-        r["success"] for r in httpx.post(url, json={"records": records}, headers=headers).json()["results"]
-    ]
+    first = [r["success"] for r in crm_upsert(box, records).json()]
+    again = [r["success"] for r in crm_upsert(box, records).json()]
     assert first == again == [unit_hash("reject", "crm", r["AccountNumber"]) >= 0.5 for r in records]
     assert 0 < sum(first) < 40
 

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from integration_hub.cli import app
 from integration_hub.warehouse import Warehouse
 from tests.test_recon_truth import assert_exactly_the_truth
-from tests.test_sandbox_api import CRM, crm_pages, crm_token
+from tests.test_sandbox_api import crm_pages, crm_upsert
 
 BILLING = {"Authorization": f"Bearer {CREDS['HUB_BILLING_API_KEY']}"}
 # The parts of the truth that describe the world (not the tally of what was created).
@@ -35,9 +35,7 @@ def create_invoice(box, order_ref: str, key: str) -> httpx.Response:
 
 
 def upsert_accounts(box, records: list[dict]) -> list[dict]:
-    headers = {"Authorization": f"Bearer {crm_token(box)}"}
-    answer = httpx.post(f"{box.url('crm')}{CRM}/accounts/upsert", json={"records": records}, headers=headers)
-    results = answer.raise_for_status().json()["results"]
+    results = crm_upsert(box, records).raise_for_status().json()
     assert all(r["success"] for r in results), results
     return results
 

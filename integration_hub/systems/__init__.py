@@ -132,7 +132,7 @@ class System:
             return self.default_location()
         if self.sandbox_port is None:
             raise ValueError(f"set {self.url_var}: system {self.name!r} has no sandbox stand-in")
-        return f"http://127.0.0.1:{settings.port_base() + self.sandbox_port}"
+        return f"{settings.sandbox_scheme()}://127.0.0.1:{settings.port_base() + self.sandbox_port}"
 
     def secret(self, keyword: str, location: str | None = None) -> str:
         """A credential of the client, from its environment variable. The sandbox's public default

@@ -24,5 +24,5 @@ def secret(var: str) -> str:
 
 
 def url(system: str, port_base: int | None = None) -> str:
-    """Where a stand-in answers."""
-    return f"http://127.0.0.1:{(port_base or settings.port_base()) + PORT_OFFSETS[system]}"
+    """Where a stand-in answers (`HUB_SANDBOX_SCHEME`: https unless the sandbox runs with `--http`)."""
+    return f"{settings.sandbox_scheme()}://127.0.0.1:{(port_base or settings.port_base()) + PORT_OFFSETS[system]}"

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hub_sandbox import PORT_OFFSETS, url
+from hub_sandbox import PORT_OFFSETS, tls, url
 from integration_hub import settings
 
 app = typer.Typer(no_args_is_help=True, help="The sandbox world of business systems.")
@@ -65,6 +65,8 @@ def _print_status(current: dict) -> None:
         table.add_row(name, s["url"], s["status"], records)
     console.print(table)
     console.print(f"erp: {world.get('erp_url') or settings.sandbox_dir() / 'erp.sqlite'}")
+    if current.get("ca_bundle"):
+        console.print(f"CA bundle (HTTPS): {current['ca_bundle']}")
 
 
 @app.command()
@@ -75,15 +77,25 @@ def up(
         None, help="postgresql:// URL: put the ERP in schema `erp` there, not SQLite."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the status as JSON (as `status --json`)."),
+    http: bool = typer.Option(
+        False,
+        "--http",
+        help="Serve plain HTTP instead of HTTPS (debugging only; then export HUB_SANDBOX_SCHEME=http for the hub).",
+    ),
 ) -> None:
-    """Generate the world (unless the stores already hold it) and start every system in the background."""
+    """Generate the world (unless the stores already hold it) and start every system in the background.
+
+    The systems serve HTTPS with a local CA created with the world; `hub sandbox status --json`
+    prints its bundle as `ca_bundle`, which the hub finds by itself in this home."""
     from hub_sandbox.runner import SandboxError, start
 
     _check_scale(scale)
     _check_erp_url(erp_url)
     try:
         with _steps() as step:
-            current = start(settings.hub_home(), settings.port_base(), scale, seed, erp_url, progress=step)
+            current = start(
+                settings.hub_home(), settings.port_base(), scale, seed, erp_url, progress=step, http=http
+            )
     except SandboxError as exc:
         raise _fail(str(exc)) from None
     if as_json:
@@ -190,13 +202,15 @@ def faults(
             raise _fail(f"--param takes k=v (got {item!r})")
         params[key] = value
     endpoint = f"{url(system)}/_admin/faults"
+    bundle = tls.files(settings.hub_home()).bundle
     try:
-        if clear:
-            answer = httpx.delete(endpoint, params={"profile": profile} if profile else None, timeout=5)
-        elif profile:
-            answer = httpx.post(endpoint, json={"profile": profile, **params}, timeout=5)
-        else:
-            answer = httpx.get(endpoint, timeout=5)
+        with httpx.Client(timeout=5, verify=str(bundle) if bundle.is_file() else True) as http:
+            if clear:
+                answer = http.delete(endpoint, params={"profile": profile} if profile else None)
+            elif profile:
+                answer = http.post(endpoint, json={"profile": profile, **params})
+            else:
+                answer = http.get(endpoint)
     except httpx.HTTPError:
         raise _fail(
             f"{system} does not answer at {endpoint}; is the sandbox up (`hub sandbox status`)?"

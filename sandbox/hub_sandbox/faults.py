@@ -15,7 +15,7 @@ import json
 import math
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -53,6 +53,14 @@ PROFILES = {
 }
 
 
+def plain_error(kind: str, message: str) -> tuple[int, object]:
+    """The status and body of a gate fault (`outage`, `rate_limit`) in the generic shape."""
+    return {"outage": 503, "rate_limit": 429}[kind], {
+        "error": {"outage": "service_unavailable", "rate_limit": "rate_limited"}[kind],
+        "message": message,
+    }
+
+
 def unit_hash(*parts) -> float:
     """A stable number in [0, 1) for a key: faults pick the same rows on every run."""
     digest = hashlib.md5(":".join(map(str, parts)).encode()).digest()
@@ -66,6 +74,8 @@ class Faults:
     system: str
     active: dict[str, dict] = field(default_factory=dict)
     counters: Counter = field(default_factory=Counter)
+    # How this system answers an outage or a rate limit (its vendor's status and error body).
+    error: Callable[[str, str], tuple[int, object]] = plain_error
 
     def set(self, profile: str, params: dict) -> dict:
         if profile not in PROFILES:
@@ -122,17 +132,13 @@ class Faults:
             )
             if left is None or left > 0:
                 retry = max(1, math.ceil(left)) if left is not None else 5
-                return JSONResponse(
-                    {"error": "service_unavailable", "message": f"{self.system} is down for maintenance"},
-                    503,
-                    {"Retry-After": str(retry)},
-                )
+                status, body = self.error("outage", f"{self.system} is down for maintenance")
+                return JSONResponse(body, status, {"Retry-After": str(retry)})
             self.active.pop("outage")
         if "rate_limit" in self.active and self._every("rate_limit"):
             retry = self.active["rate_limit"]["retry_after"]
-            return JSONResponse(
-                {"error": "rate_limited", "message": "too many requests"}, 429, {"Retry-After": f"{retry:g}"}
-            )
+            status, body = self.error("rate_limit", "too many requests")
+            return JSONResponse(body, status, {"Retry-After": f"{retry:g}"})
         return None
 
     def delay(self) -> float:
@@ -194,7 +200,7 @@ class FaultMiddleware:
         system.stats.requests += 1
         system.stats.by_path[scope["path"]] += 1
         is_read = scope["method"] == "GET"
-        if not is_read and not scope["path"].startswith("/oauth"):
+        if not is_read and "/oauth" not in scope["path"]:
             system.stats.writes += 1
         blocked = system.faults.gate()
         if blocked is not None:

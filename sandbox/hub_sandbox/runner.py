@@ -1,9 +1,10 @@
 """Run every sandbox REST system in one detached background process.
 
-`start` seeds the world if needed, spawns `python -m hub_sandbox.runner`
+`start` seeds the world if needed (its local CA included, `tls.py`), spawns `python -m hub_sandbox.runner`
 (its own session, so it outlives the shell or test that started it), and returns once
 every `/_admin/health` answers. The process serves one uvicorn server per port on one
-asyncio loop; `stop` sends it SIGTERM and waits.
+asyncio loop, over HTTPS unless started with `http=True` (`hub sandbox up --http`, for
+debugging with tools that cannot take a CA); `stop` sends it SIGTERM and waits.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from hub_sandbox import PORT_OFFSETS, billing, crm, marketing, shop, support
+from hub_sandbox import PORT_OFFSETS, billing, crm, marketing, shop, support, tls
 from hub_sandbox import seed as seeding
 
 APPS = {"crm": crm.build_app, "shop": shop.build_app, "billing": billing.build_app,
@@ -45,8 +46,8 @@ def log_file(home: Path) -> Path:
     return home / "sandbox" / "sandbox.log"
 
 
-def urls(port_base: int) -> dict[str, str]:
-    return {name: f"http://127.0.0.1:{port_base + off}" for name, off in PORT_OFFSETS.items()}
+def urls(port_base: int, scheme: str = "https") -> dict[str, str]:
+    return {name: f"{scheme}://127.0.0.1:{port_base + off}" for name, off in PORT_OFFSETS.items()}
 
 
 def bind(port: int) -> socket.socket:
@@ -104,14 +105,24 @@ def _alive(pid: int) -> bool:
 
 
 def start(
-    home: Path, port_base: int, scale: float, seed: int, erp_url: str | None = None, progress=None
+    home: Path,
+    port_base: int,
+    scale: float,
+    seed: int,
+    erp_url: str | None = None,
+    progress=None,
+    http: bool = False,
 ) -> dict:
-    """Seed (if the stores do not already hold this world) and start the servers; returns `status`."""
+    """Seed (if the stores do not already hold this world) and start the servers; returns `status`.
+
+    HTTPS with the home's CA, or plain HTTP with `http` (only ever asked for explicitly)."""
     home = home.resolve()
+    scheme = "http" if http else "https"
     if running_pid(home):
         info = seeding.read_world_info(home) or {}
-        if (info.get("scale"), info.get("seed"), info.get("erp_url"), (info.get("ports") or {}).get("base")) == (
-            scale, seed, erp_url, port_base):  # fmt: skip
+        ports = info.get("ports") or {}
+        if (info.get("scale"), info.get("seed"), info.get("erp_url"), ports.get("base"), ports.get("scheme")) == (
+            scale, seed, erp_url, port_base, scheme):  # fmt: skip
             return status(home)
         raise SandboxError(
             f"a sandbox with other settings is running for {home}; run `hub sandbox down` first"
@@ -122,23 +133,28 @@ def start(
         check_ports(port_base)  # seeding takes a while: someone may have taken a port meanwhile
     elif progress:
         progress("the stores already hold this world: not re-seeding")
+    tls.ensure(home)
     if progress:
-        progress("starting the servers")
-    proc = _spawn(home, port_base)
+        progress(f"starting the servers ({scheme})")
+    proc = _spawn(home, port_base, scheme)
     return _wait_until_healthy(proc, home)
 
 
-def _spawn(home: Path, port_base: int) -> subprocess.Popen:
-    """The detached runner process, its pid file and its ports in `world.json`."""
+def _spawn(home: Path, port_base: int, scheme: str) -> subprocess.Popen:
+    """The detached runner process, its pid file and its ports (and scheme) in `world.json`."""
     log = log_file(home).open("ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hub_sandbox.runner", str(home), str(port_base)],
+        [sys.executable, "-m", "hub_sandbox.runner", str(home), str(port_base), scheme],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     log.close()
     pid_file(home).write_text(f"{proc.pid}\n")
     info = seeding.read_world_info(home)
-    info["ports"] = {"base": port_base, **{k: port_base + v for k, v in PORT_OFFSETS.items()}}
+    info["ports"] = {
+        "base": port_base,
+        "scheme": scheme,
+        **{k: port_base + v for k, v in PORT_OFFSETS.items()},
+    }
     seeding.write_world_info(home, info)
     return proc
 
@@ -199,29 +215,49 @@ def stop(home: Path, timeout: float = 15.0) -> bool:
 
 
 def status(home: Path) -> dict:
-    """Whether the process runs, and each system's URL, health and record counts."""
+    """Whether the process runs, each system's URL, health and record counts, and `ca_bundle`:
+    the CA bundle that verifies the systems' certificates (give it to the hub as `HUB_CA_BUNDLE`)."""
     home = home.resolve()
     info = seeding.read_world_info(home) or {}
-    base = (info.get("ports") or {}).get("base")
+    ports = info.get("ports") or {}
+    base, scheme = ports.get("base"), ports.get("scheme", "https")
+    bundle = tls.files(home).bundle
     pid = running_pid(home)
     systems = {}
-    for name, url in (urls(base) if base else {}).items():
+    for name, url in (urls(base, scheme) if base else {}).items():
         try:
-            health = httpx.get(f"{url}/_admin/health", timeout=2.0).json() if pid else None
+            health = (
+                httpx.get(f"{url}/_admin/health", timeout=2.0, verify=str(bundle)).json() if pid else None
+            )
         except httpx.HTTPError:
             health = None
         systems[name] = {"url": url, "status": health["status"] if health else "down",
                          "records": health["records"] if health else None,
                          "pid": health.get("pid") if health else None}  # fmt: skip
-    return {"running": pid is not None, "pid": pid, "home": str(home), "world": info, "systems": systems}
+    return {
+        "running": pid is not None,
+        "pid": pid,
+        "home": str(home),
+        "world": info,
+        "ca_bundle": str(bundle) if bundle.is_file() else None,
+        "systems": systems,
+    }
 
 
-async def serve(home: Path, port_base: int) -> None:
+async def serve(home: Path, port_base: int, scheme: str = "https") -> None:
     """Serve every system until SIGTERM/SIGINT."""
     servers = []
+    certificate = tls.files(home) if scheme == "https" else None
     for name, build in APPS.items():
         sock = bind(port_base + PORT_OFFSETS[name])
-        config = uvicorn.Config(build(home), log_level="warning", access_log=False, lifespan="off")
+        config = uvicorn.Config(
+            build(home),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            ssl_certfile=certificate and str(certificate.cert),
+            ssl_keyfile=certificate and str(certificate.key),
+        )
         servers.append((_QuietServer(config), sock))
 
     def shut_down() -> None:
@@ -261,6 +297,6 @@ class _QuietServer(uvicorn.Server):
 
 if __name__ == "__main__":
     try:
-        asyncio.run(serve(Path(sys.argv[1]), int(sys.argv[2])))
+        asyncio.run(serve(Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "https"))
     except SandboxError as exc:
         sys.exit(f"sandbox: {exc}")

@@ -22,6 +22,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from hub_sandbox import tls
 from hub_sandbox.store import INDEXES, TABLES
 from hub_sandbox.truth import RECORD, write_record
 from hub_sandbox.world import World, build_world
@@ -117,6 +118,7 @@ def write_world(
     box = sandbox_home(home)
     box.mkdir(parents=True, exist_ok=True)
     (box / "world.json").unlink(missing_ok=True)
+    tls.ensure(home)  # the stand-ins' CA is part of the world: every copy of a home trusts the same one
     say("writing the ERP" + (" (Postgres, schema erp)" if erp_url else "") + " and the REST stores")
     world_id = uuid.uuid4().hex
     erp = (

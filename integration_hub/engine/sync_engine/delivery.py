@@ -11,10 +11,8 @@ confirmed is recorded.
 from __future__ import annotations
 
 import contextlib
-import functools
 import random
 import socket
-import ssl
 import threading
 import time
 import uuid
@@ -32,6 +30,7 @@ from integration_hub.engine.progress import Meter, Report
 from integration_hub.engine.sync_engine.declaration import Sync, ensure_tables, open_letters
 from integration_hub.engine.sync_engine.outcomes import DELIVERED, FAILED, REJECTED, audit_letters, record
 from integration_hub.engine.sync_engine.planning import Change, Plan, plan
+from integration_hub.systems.kit import tls
 from integration_hub.systems.kit.writer import BatchRejected, Outcome, Record, TransientError, Writer
 from integration_hub.warehouse import Connection, Warehouse
 
@@ -83,12 +82,6 @@ def _backoff(attempt: int, retry_after: float | None) -> float:
     return max(jittered, retry_after) if retry_after is not None else jittered
 
 
-@functools.cache
-def _tls() -> ssl.SSLContext:
-    """One TLS context for every client: httpx would build one per client, each loading the CA store."""
-    return httpx.create_ssl_context()
-
-
 class _Sender:
     """Sends batches with retries; splits a refused batch to find the records it refused.
 
@@ -108,7 +101,7 @@ class _Sender:
         client = getattr(self._local, "client", None)
         if client is None:
             one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-            transport = httpx.HTTPTransport(verify=_tls(), limits=one, socket_options=NO_DELAY)
+            transport = httpx.HTTPTransport(verify=tls.ssl_context(), limits=one, socket_options=NO_DELAY)
             client = httpx.Client(
                 timeout=httpx.Timeout(60, connect=5), transport=transport, event_hooks=self.hooks
             )

@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from queue import Full, Queue
 from typing import Any
@@ -43,6 +43,7 @@ from dlt.sources.helpers.rest_client.paginators import BasePaginator
 from requests import PreparedRequest, Response
 from requests.exceptions import ChunkedEncodingError, ConnectionError, Timeout
 
+from integration_hub.systems.kit import tls
 from integration_hub.systems.kit.arrow import LandingShape, contracted_table
 from integration_hub.systems.kit.contract import Contract, Rejects
 
@@ -52,6 +53,12 @@ log = logging.getLogger("integration_hub.systems")
 # errors and timeouts.
 RETRIED_STATUS = (429, *range(500, 600))
 RETRIED_EXCEPTIONS = (ConnectionError, Timeout, ChunkedEncodingError)
+# Refusals that mean "too many requests now" although their status says otherwise (Salesforce
+# answers its request limits with 403 REQUEST_LIMIT_EXCEEDED): retried like a 429.
+RETRIED_ERROR_CODES = (b"REQUEST_LIMIT_EXCEEDED",)
+# A 401 whose body says the token expired: re-authenticate once and replay (OAuth's
+# `invalid_token`, Salesforce's `INVALID_SESSION_ID`).
+EXPIRED_TOKEN_MARKS = ("invalid_token", "INVALID_SESSION_ID")
 EPOCH = "1970-01-01T00:00:00Z"
 # Pages are joined into Arrow tables of at least this many records: dlt's cost per item
 # (schema, cursor, writer) is ~10 ms, a 1,000-record page's shaping ~2 ms.
@@ -62,7 +69,7 @@ AFTER_INCREMENTAL = 2
 
 def _retryable(response: Response | None, exception: BaseException | None) -> bool:
     """dlt's retry rule (429, 5xx, dropped connections), saying in the log each time it applies."""
-    if response is not None and response.status_code in RETRIED_STATUS:
+    if response is not None and (response.status_code in RETRIED_STATUS or limit_exceeded(response)):
         log.warning(
             "%s %s answered HTTP %s (Retry-After: %s); retrying while attempts last",
             response.request.method,
@@ -79,8 +86,14 @@ def _retryable(response: Response | None, exception: BaseException | None) -> bo
     return False
 
 
+def limit_exceeded(response: Any) -> bool:
+    """A 403 that is a request limit (`RETRIED_ERROR_CODES`): worth retrying after a wait."""
+    return response.status_code == 403 and any(code in response.content for code in RETRIED_ERROR_CODES)
+
+
 def session():
-    """A requests session with dlt's retry policy (read from dlt's runtime config) that logs retries.
+    """A requests session with dlt's retry policy (read from dlt's runtime config) that logs retries,
+    verifying certificates against the configured CA bundle (`kit/tls.py`).
 
     Its responses parse their JSON once, with orjson (dlt's own parser): dlt's client asks every
     page for `.json()` twice (records, then the paginator), and requests' parser is slower.
@@ -93,6 +106,18 @@ def session():
         exceptions=(),
         retry_condition=_retryable,
     ).session
+    http.verify = verify = tls.verify()
+    merge = http.merge_environment_settings
+
+    def merged(url, proxies, stream, verify_asked, cert):
+        # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override the session's `verify`: the
+        # hub's one decision (`kit/tls.py`, where HUB_CA_BUNDLE comes first) must win instead.
+        chosen = merge(url, proxies, stream, verify_asked, cert)
+        if verify_asked is None:
+            chosen["verify"] = verify
+        return chosen
+
+    http.merge_environment_settings = merged
     send = http.send
     # Not a response hook: dlt's client passes its own hooks per request, which replace the session's.
     http.send = lambda request, **kwargs: _parse_json_once(send(request, **kwargs))
@@ -120,7 +145,8 @@ def _parse_json_once(response: Response) -> Response:
 
 @configspec
 class ReauthenticatingClientCredentials(OAuth2ClientCredentials):
-    """OAuth2 client credentials that fetch a new token and replay the request on `401 invalid_token`.
+    """OAuth2 client credentials that fetch a new token and replay the request on a 401 that says
+    the token expired (`EXPIRED_TOKEN_MARKS`).
 
     dlt renews a token it knows to be expired; a server may expire one earlier (a shorter TTL,
     a revoked token, clock skew), so the 401 itself triggers one re-authentication.
@@ -132,7 +158,7 @@ class ReauthenticatingClientCredentials(OAuth2ClientCredentials):
         return request
 
     def _retry_on_expired_token(self, response: Response, **kwargs: Any) -> Response:
-        if response.status_code != 401 or "invalid_token" not in response.text:
+        if response.status_code != 401 or not any(mark in response.text for mark in EXPIRED_TOKEN_MARKS):
             return response
         log.warning("the access token was refused (%s); re-authenticating", _error_description(response))
         self.obtain_token()
@@ -148,9 +174,12 @@ class ReauthenticatingClientCredentials(OAuth2ClientCredentials):
 
 def _error_description(response: Response) -> str:
     try:
-        return str(response.json().get("error_description", "invalid_token"))
+        body = response.json()
     except ValueError:
         return "invalid_token"
+    if isinstance(body, list) and body and isinstance(body[0], dict):  # Salesforce's error list
+        return str(body[0].get("errorCode", "invalid_token"))
+    return str(body.get("error_description", "invalid_token")) if isinstance(body, dict) else "invalid_token"
 
 
 def iso(value: Any) -> str | None:
@@ -167,16 +196,29 @@ class Api:
     """How one REST system lists its resources: where, under which key, filtered and paged how.
 
     `path` and `data_selector` are templates over `{name}` (the resource); `since`/`before`
-    are the inclusive/exclusive filter parameters on `cursor` (the updated-at field).
+    are the inclusive/exclusive filter parameters on `cursor` (the updated-at field). A system
+    that filters in a query language instead gives `query(name, since, before)`, the request's
+    parameters for a window (either bound may be None). `drop` names envelope fields every
+    record carries that are not data (Salesforce's `attributes`).
     """
 
     path: str
     data_selector: str
     primary_key: str
     cursor: str
-    since: str
-    before: str
+    since: str = ""
+    before: str = ""
     params: Mapping[str, Any] | None = None
+    query: Callable[[str, str | None, str | None], Mapping[str, Any]] | None = None
+    drop: tuple[str, ...] = ()
+
+    def window(self, name: str, since: str | None, before: str | None) -> dict[str, Any]:
+        """The request parameters of the listing of `name` changed in [since, before)."""
+        if self.query is not None:
+            params = {**(self.params or {}), **self.query(name, since, before)}
+        else:
+            params = {**(self.params or {}), self.since: since, self.before: before}
+        return {k: v for k, v in params.items() if v is not None}
 
 
 def rest_source(
@@ -191,13 +233,16 @@ def rest_source(
     start=None,
     end=None,
     columns: Mapping[str, dict] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> dlt.sources.DltSource:
     """The system's resources (one per contract) changed in [start, end), checked by their contracts.
 
     No bounds = since the stored cursor. `columns` types, per resource, fields the system
-    fills only later, so their columns exist from the first load.
+    fills only later, so their columns exist from the first load; `headers` go with every request.
     """
-    client = RESTClient(base_url=base_url, auth=auth, paginator=paginator, session=session())
+    client = RESTClient(
+        base_url=base_url, headers=dict(headers or {}), auth=auth, paginator=paginator, session=session()
+    )
     sink = rejects if rejects is not None else Rejects()
     resources = [
         _resource(client, api, name, contract, sink, start, end, (columns or {}).get(name, {}))
@@ -221,14 +266,16 @@ def _resource(
     def records(
         changed=dlt.sources.incremental(api.cursor, initial_value=iso(start) or EPOCH, end_value=iso(end)),
     ) -> Iterator[pa.Table]:
-        params = {**(api.params or {}), api.since: changed.last_value, api.before: changed.end_value}
         pages = client.paginate(
             api.path.format(name=name),
-            params={k: v for k, v in params.items() if v is not None},
+            params=api.window(name, changed.last_value, changed.end_value),
             data_selector=api.data_selector.format(name=name),
         )
         refused_before = len(rejects.by_resource[name])
         for batch in _batches(_ahead(pages), BATCH_RECORDS):
+            for field in api.drop:
+                for record in batch:
+                    record.pop(field, None)
             table, refused = contracted_table(batch, contract)
             rejects.by_resource[name].extend(refused)
             if table.num_rows:

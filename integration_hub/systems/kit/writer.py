@@ -56,6 +56,8 @@ class DestinationUnusable(Exception):
 
 
 UNUSABLE = {401, 403, 404, 405}
+# A 403 that is a request limit, not a refusal (Salesforce's REQUEST_LIMIT_EXCEEDED): transient.
+LIMIT_CODES = (b"REQUEST_LIMIT_EXCEEDED",)
 
 
 def retry_after(response: httpx.Response) -> float | None:
@@ -74,6 +76,11 @@ def error_text(response: httpx.Response) -> str:
         body = response.json()
     except ValueError:
         return f"HTTP {response.status_code}: {response.text[:ERROR_CHARS]}"
+    if isinstance(body, list) and body and isinstance(body[0], dict):  # Salesforce: [{message, errorCode}]
+        listed = "; ".join(f"{e.get('errorCode', '?')}: {e.get('message', '')}" for e in body)
+        return f"HTTP {response.status_code}: {listed[:ERROR_CHARS]}"
+    if not isinstance(body, dict):
+        return f"HTTP {response.status_code}: {str(body)[:ERROR_CHARS]}"
     detail = (
         body.get("error_description")
         or body.get("message")
@@ -107,12 +114,15 @@ class Writer:
         """Remove records by key (mirror mode); only writers with `can_delete` implement it."""
         raise NotImplementedError(f"{self.system}.{self.object} cannot delete records")
 
-    def post(self, http: httpx.Client, path: str, body: dict, headers: dict | None = None) -> httpx.Response:
-        """POST with auth (refreshed once on a 401); failures become this module's exceptions."""
-        response = self._post(http, path, body, headers, refresh=False)
+    def post(
+        self, http: httpx.Client, path: str, body: dict, headers: dict | None = None, method: str = "POST"
+    ) -> httpx.Response:
+        """POST (or `method`) with auth (refreshed once on a 401); failures become this module's exceptions."""
+        response = self._post(http, path, body, headers, refresh=False, method=method)
         if response.status_code == 401:  # an expired token: one fresh try
-            response = self._post(http, path, body, headers, refresh=True)
-        if response.status_code == 429 or response.status_code >= 500:
+            response = self._post(http, path, body, headers, refresh=True, method=method)
+        limited = response.status_code == 403 and any(c in response.content for c in LIMIT_CODES)
+        if response.status_code == 429 or response.status_code >= 500 or limited:
             raise TransientError(f"{self.system} {path}: {error_text(response)}", retry_after(response))
         if response.status_code in UNUSABLE:
             raise DestinationUnusable(
@@ -124,10 +134,11 @@ class Writer:
         return response
 
     def _post(
-        self, http: httpx.Client, path: str, body: dict, headers: dict | None, refresh: bool
+        self, http: httpx.Client, path: str, body: dict, headers: dict | None, refresh: bool, method: str
     ) -> httpx.Response:
         try:
-            return http.post(
+            return http.request(
+                method,
                 self.base_url + path,
                 content=orjson.dumps(body),  # far less time under the GIL than httpx's json.dumps
                 headers={
@@ -137,7 +148,7 @@ class Writer:
                 },
             )
         except httpx.TransportError as exc:
-            raise TransientError(f"{self.system}: {type(exc).__name__} on POST {path}") from None
+            raise TransientError(f"{self.system}: {type(exc).__name__} on {method} {path}") from None
 
 
 class BearerTokenWriter(Writer):
