@@ -15,7 +15,7 @@ import json
 import math
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -66,6 +66,8 @@ class Faults:
     system: str
     active: dict[str, dict] = field(default_factory=dict)
     counters: Counter = field(default_factory=Counter)
+    # The body of the 503 and 429 the faults answer, in the vendor's error shape.
+    error_body: Callable[[str, str], dict] = lambda error, message: {"error": error, "message": message}
 
     def set(self, profile: str, params: dict) -> dict:
         if profile not in PROFILES:
@@ -123,7 +125,7 @@ class Faults:
             if left is None or left > 0:
                 retry = max(1, math.ceil(left)) if left is not None else 5
                 return JSONResponse(
-                    {"error": "service_unavailable", "message": f"{self.system} is down for maintenance"},
+                    self.error_body("service_unavailable", f"{self.system} is down for maintenance"),
                     503,
                     {"Retry-After": str(retry)},
                 )
@@ -131,7 +133,7 @@ class Faults:
         if "rate_limit" in self.active and self._every("rate_limit"):
             retry = self.active["rate_limit"]["retry_after"]
             return JSONResponse(
-                {"error": "rate_limited", "message": "too many requests"}, 429, {"Retry-After": f"{retry:g}"}
+                self.error_body("rate_limited", "too many requests"), 429, {"Retry-After": f"{retry:g}"}
             )
         return None
 

@@ -166,6 +166,14 @@ class Store:
                     found[key] = json.loads(body)
         return found
 
+    def matching(self, resource: str, match_key: str) -> list[str]:
+        """The JSON bodies of every record stored under `match_key`, by id."""
+        rows = self.con.execute(
+            "SELECT body FROM records WHERE resource = ? AND match_key = ? ORDER BY match_key, id",
+            [resource, match_key],
+        )
+        return [body for (body,) in rows]
+
     def put(self, resource: str, rows: Iterable[tuple], created: Collection = ()) -> None:
         """Insert or update (id, match_key, updated_at, body dict) rows in one transaction.
 

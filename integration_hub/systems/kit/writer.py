@@ -23,12 +23,14 @@ ERROR_CHARS = 500  # destination error bodies are kept, but not whole HTML pages
 # dataclass's __init__ is several times slower.
 @dataclass(slots=True)
 class Record:
-    """One record to send: its match key, the allow-listed payload, and its idempotency key
-    (empty for writers whose API has none: `Writer.idempotency_keys`)."""
+    """One record to send: its match key, the allow-listed payload, its idempotency key
+    (empty for writers whose API has none: `Writer.idempotency_keys`), and the destination's
+    id for it stored at its last confirmed write (None if never confirmed)."""
 
     key: str
     payload: dict
     idempotency_key: str
+    remote_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -77,6 +79,8 @@ def error_text(response: httpx.Response) -> str:
     detail = (
         body.get("error_description")
         or body.get("message")
+        # Zendesk: {"error": "RecordInvalid", "description": ..., "details": {...}}
+        or (body.get("description") and f"{body.get('error')}: {body['description']} {body.get('details') or ''}".strip())
         or body.get("error")
         or body.get("detail")
         or body
@@ -109,9 +113,21 @@ class Writer:
 
     def post(self, http: httpx.Client, path: str, body: dict, headers: dict | None = None) -> httpx.Response:
         """POST with auth (refreshed once on a 401); failures become this module's exceptions."""
-        response = self._post(http, path, body, headers, refresh=False)
+        return self.send(http, "POST", path, body, headers)
+
+    def send(
+        self,
+        http: httpx.Client,
+        method: str,
+        path: str,
+        body: dict | None = None,
+        headers: dict | None = None,
+        params: dict | None = None,
+    ) -> httpx.Response:
+        """Any request with auth (refreshed once on a 401); failures become this module's exceptions."""
+        response = self._send(http, method, path, body, headers, params, refresh=False)
         if response.status_code == 401:  # an expired token: one fresh try
-            response = self._post(http, path, body, headers, refresh=True)
+            response = self._send(http, method, path, body, headers, params, refresh=True)
         if response.status_code == 429 or response.status_code >= 500:
             raise TransientError(f"{self.system} {path}: {error_text(response)}", retry_after(response))
         if response.status_code in UNUSABLE:
@@ -123,21 +139,31 @@ class Writer:
             raise BatchRejected(f"{self.system} {path}: {error_text(response)}")
         return response
 
-    def _post(
-        self, http: httpx.Client, path: str, body: dict, headers: dict | None, refresh: bool
+    def _send(
+        self,
+        http: httpx.Client,
+        method: str,
+        path: str,
+        body: dict | None,
+        headers: dict | None,
+        params: dict | None,
+        refresh: bool,
     ) -> httpx.Response:
         try:
-            return http.post(
+            return http.request(
+                method,
                 self.base_url + path,
-                content=orjson.dumps(body),  # far less time under the GIL than httpx's json.dumps
+                # orjson: far less time under the GIL than httpx's json.dumps
+                content=None if body is None else orjson.dumps(body),
+                params=params,
                 headers={
-                    "Content-Type": "application/json",
+                    **({"Content-Type": "application/json"} if body is not None else {}),
                     **self.auth_headers(http, refresh),
                     **(headers or {}),
                 },
             )
         except httpx.TransportError as exc:
-            raise TransientError(f"{self.system}: {type(exc).__name__} on POST {path}") from None
+            raise TransientError(f"{self.system}: {type(exc).__name__} on {method} {path}") from None
 
 
 class BearerTokenWriter(Writer):
