@@ -154,6 +154,19 @@ def build_app(home: Path) -> FastAPI:
             raise zendesk_error(404, "RecordNotFound", "Not found")
         return {"ticket": ticket}
 
+    @route("PUT", "/api/v2/tickets/{ticket_id:int}")
+    async def update(request: Request, ticket_id: int) -> dict:
+        """Update one ticket, answered at once (what a script without the bulk endpoints does)."""
+        authorize(request)
+        body = await json_body(request)
+        if not isinstance(body.get("ticket"), dict):
+            raise zendesk_error(400, "InvalidEndpoint", 'body must be {"ticket": {...}}')
+        result = write(system, base(request), [body["ticket"] | {"id": ticket_id}], create=False)[0]
+        if not result["success"]:
+            status = 404 if result["error"] == "RecordNotFound" else 422
+            raise zendesk_error(status, result["error"], result["details"])
+        return {"ticket": system.store.get(RESOURCE, ticket_id)}
+
     @route("GET", "/api/v2/tickets")
     async def tickets(
         request: Request,
