@@ -79,13 +79,19 @@ def error_text(response: httpx.Response) -> str:
     detail = (
         body.get("error_description")
         or body.get("message")
-        # Zendesk: {"error": "RecordInvalid", "description": ..., "details": {...}}
-        or (body.get("description") and f"{body.get('error')}: {body['description']} {body.get('details') or ''}".strip())
+        or _described(body)
         or body.get("error")
         or body.get("detail")
         or body
     )
     return f"HTTP {response.status_code}: {str(detail)[:ERROR_CHARS]}"
+
+
+def _described(body: dict) -> str | None:
+    """Zendesk's `{"error": "RecordInvalid", "description": ..., "details": {...}}` as one line."""
+    if not body.get("description"):
+        return None
+    return f"{body.get('error')}: {body['description']} {body.get('details') or ''}".strip()
 
 
 class Writer:
