@@ -150,6 +150,18 @@ class Store:
         ).fetchone()
         return json.loads(row[0]) if row else None
 
+    def get_many(self, resource: str, record_ids: Sequence) -> dict:
+        """The records among `record_ids` that exist, by id."""
+        found: dict = {}
+        for start in range(0, len(record_ids), 500):
+            ids = record_ids[start : start + 500]
+            rows = self.con.execute(
+                f"SELECT id, body FROM records WHERE resource = ? AND id IN ({', '.join('?' * len(ids))})",
+                [resource, *ids],
+            )
+            found.update((i, json.loads(body)) for i, body in rows)
+        return found
+
     def find_many(self, resource: str, match_keys: Sequence[str]) -> dict[str, dict]:
         """The first record (by id) stored under each of `match_keys` that has one."""
         found: dict[str, dict] = {}
