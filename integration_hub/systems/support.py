@@ -82,8 +82,10 @@ class SupportOrders(Writer):
                 tickets = [self._ticket(r.payload, ids[r.key], fields) for r in updates]
                 job = self._submit(http, "PUT", "/api/v2/tickets/update_many", tickets)
                 outcomes += self._outcomes(updates, self._completed(http, job))
-        except TransientError:
-            if creates:  # the desk may hold tickets it did not confirm: look them up next time
+        except Exception:
+            # Whatever the engine does next (retry, split, replay), the desk may hold tickets
+            # this batch created without their confirmation: look records up from now on.
+            if creates:
                 self._look_up = True
             raise
         return outcomes
