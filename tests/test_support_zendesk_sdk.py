@@ -20,7 +20,7 @@ from zenpy.lib.api_objects import Comment, CustomField, Ticket
 
 from integration_hub import systems
 from integration_hub.engine.sync_engine.delivery import _tls
-from integration_hub.systems.kit.writer import Record
+from integration_hub.systems.kit.writer import Record, TransientError
 from integration_hub.systems.support import FIELDS
 
 
@@ -121,3 +121,36 @@ def test_zenpy_reads_back_what_the_hub_writer_pushed(desk):
     assert statuses["SO-H002"] == ("solved", ("integration_hub", "order_deleted"))
     assert {s for k, s in statuses.items() if k != "SO-H002"} == {("open", ("integration_hub",))}
     assert {t.subject for t in held if t.external_id == "SO-H005"} == {"Order SO-H005"}
+
+
+def test_the_hub_writer_rides_out_429s_without_a_ticket_twice(desk):
+    """Every third request answered 429 with Zendesk's body and `Retry-After`: the writer waits
+    its reads and job polls out, a batch whose write was refused is sent again, and each order
+    is one ticket at the end, as zenpy reads it back."""
+    box, client = desk
+    box.set_fault("support", "rate_limit", every=3, retry_after=0)
+    refused = httpx.get(f"{box.url('support')}/api/v2/tickets/count.json", auth=("x/token", "y"))
+    refused = next(
+        r for r in [refused, *(httpx.get(f"{box.url('support')}/api/v2/tickets/count.json") for _ in range(3))]
+        if r.status_code == 429
+    )
+    assert refused.json()["error"] == "APIRateLimitExceeded" and "Retry-After" in refused.headers
+    writer = systems.writer("support", "orders", base_url=box.url("support"))
+    orders = [{"external_id": f"SO-R{i:03d}", "status": "open", "total": float(i)} for i in range(250)]
+    confirmed = {}
+    box.reset_stats()
+    with httpx.Client(verify=_tls(), timeout=30) as http:
+        for start in range(0, len(orders), 100):
+            batch = [Record(o["external_id"], o, "") for o in orders[start : start + 100]]
+            while True:  # what the engine does with a TransientError: send the batch again
+                try:
+                    confirmed.update((o.key, o.remote_id) for o in writer.write(http, batch) if o.ok)
+                    break
+                except TransientError:
+                    continue
+    box.clear_faults("support")
+    # Unrefused: the fields, the count and a write and a poll per batch (8); every third refused.
+    assert box.stats("support")["requests"] >= 12
+    held = list(client.tickets.incremental(start_time=0))
+    assert sorted(t.external_id for t in held) == sorted(o["external_id"] for o in orders)
+    assert {t.external_id: str(t.id) for t in held} == confirmed

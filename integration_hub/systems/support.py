@@ -48,6 +48,7 @@ FIELDS = {
     "customer_name": "Customer name",
 }
 POLL_BACKOFF_CAP, POLL_DEADLINE = 1.0, 300.0  # seconds
+BACKOFF_CAP = 30.0  # seconds: the longest Retry-After a read waits before asking again
 
 
 class SupportOrders(Writer):
@@ -115,7 +116,7 @@ class SupportOrders(Writer):
         """Custom field title -> id, read once from the desk's ticket fields."""
         with self._lock:
             if self._field_ids is None:
-                body = json_body(self.send(http, "GET", "/api/v2/ticket_fields"))
+                body = self._read(http, "/api/v2/ticket_fields")
                 by_title = {f["title"]: f["id"] for f in body["ticket_fields"]}
                 missing = [t for t in FIELDS.values() if t not in by_title]
                 if missing:
@@ -135,32 +136,41 @@ class SupportOrders(Writer):
         if unknown and self._desk_may_hold(http):
             for r in unknown:
                 params = {"external_id": str(r.payload[self.key_field])}
-                found = json_body(self.send(http, "GET", "/api/v2/tickets", params=params))["tickets"]
+                found = self._read(http, "/api/v2/tickets", params)["tickets"]
                 ids[r.key] = min((t["id"] for t in found), default=None)
         return ids
 
     def _desk_may_hold(self, http: httpx.Client) -> bool:
         with self._lock:
             if self._look_up is None:  # an empty desk cannot hold any: a first push looks up nothing
-                count = json_body(self.send(http, "GET", "/api/v2/tickets/count"))["count"]["value"]
+                count = self._read(http, "/api/v2/tickets/count")["count"]["value"]
                 self._look_up = count > 0
             return self._look_up
 
     def _submit(self, http: httpx.Client, method: str, path: str, tickets: list[dict]) -> dict:
         return json_body(self.send(http, method, path, {"tickets": tickets}))["job_status"]
 
+    def _read(self, http: httpx.Client, path: str, params: dict | None = None) -> dict:
+        """A GET whose 429s and 5xx are waited out here (until `POLL_DEADLINE`): retrying the
+        whole batch for one of a hundred lookups, or for a job poll, would start it over."""
+        deadline = time.monotonic() + POLL_DEADLINE
+        while True:
+            try:
+                return json_body(self.send(http, "GET", path, params=params))
+            except TransientError as exc:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(min(BACKOFF_CAP, exc.retry_after or 0.5))
+
     def _completed(self, http: httpx.Client, job: dict) -> list[dict]:
-        """The job's per-item results, polled until it completes (rate limits and outages waited out)."""
+        """The job's per-item results, polled until it completes."""
         deadline, wait = time.monotonic() + POLL_DEADLINE, 0.0
         while job["status"] not in ("completed", "failed"):
             if time.monotonic() > deadline:
                 raise TransientError(f"support: job {job['id']} still {job['status']} after {POLL_DEADLINE:g} s")
             time.sleep(wait)
             wait = min(POLL_BACKOFF_CAP, max(0.05, wait * 2))
-            try:
-                job = json_body(self.send(http, "GET", f"/api/v2/job_statuses/{job['id']}"))["job_status"]
-            except TransientError as exc:
-                wait = max(wait, exc.retry_after or 0.0)
+            job = self._read(http, f"/api/v2/job_statuses/{job['id']}")["job_status"]
         if job["status"] == "failed":
             raise TransientError(f"support: job {job['id']} failed: {job.get('message')}")
         return job.get("results") or []
