@@ -66,7 +66,7 @@ sys.argv = ["hub", "run", "nightly", "--full-refresh"]  # a full build swaps its
 main()
 """
 PUSH_STEP = "sync__support_orders"
-DESK_VOLATILE = ("id", "created_at", "updated_at")  # the desk's own numbering and clock
+DESK_VOLATILE = ("id", "url", "created_at", "updated_at")  # the desk's own numbering and clock
 # Raw tables of the hourly systems and the sandbox truth's count of the records they mirror.
 HOURLY_RAW = {
     "raw_shop.orders": "shop.orders",
@@ -142,7 +142,7 @@ def test_sigkill_during_a_push_then_a_rerun_leaves_every_order_in_the_desk_exact
         # next push must deliver every order again, so a kill leaves the desk half filled.
         con.execute(f"DELETE FROM {sync.state_table}")
     with contextlib.closing(sqlite3.connect(_desk_path(box), timeout=30)) as desk:
-        desk.execute("DELETE FROM records WHERE resource = 'orders'")
+        desk.execute("DELETE FROM records WHERE resource = 'tickets'")
         desk.commit()
     box.set_fault("support", "slow", delay=1.0)  # every desk request waits: the push lasts long enough
     killed = _start(box, "killed_push", "run", "nightly")
@@ -364,10 +364,10 @@ def _desk_path(box) -> Path:
 def _desk_orders(box) -> list[dict]:
     """Every order record in the support desk's own store, read beside its server (WAL mode)."""
     with contextlib.closing(sqlite3.connect(_desk_path(box), timeout=30)) as desk:
-        rows = desk.execute("SELECT body FROM records WHERE resource = 'orders'").fetchall()
+        rows = desk.execute("SELECT body FROM records WHERE resource = 'tickets'").fetchall()
     return [json.loads(body) for (body,) in rows]
 
 
 def _desk_count(box) -> int:
     with contextlib.closing(sqlite3.connect(_desk_path(box), timeout=30)) as desk:
-        return desk.execute("SELECT count(*) FROM records WHERE resource = 'orders'").fetchone()[0]
+        return desk.execute("SELECT count(*) FROM records WHERE resource = 'tickets'").fetchone()[0]

@@ -21,6 +21,7 @@ from hub_sandbox import secret
 from integration_hub import settings
 from integration_hub.definitions.instance import get_instance
 from integration_hub.warehouse import Warehouse
+from tests.support_desk import desk_tickets
 
 CANONICAL = ("customer", "customer_xref", "product", "sales_order", "order_line", "invoice", "payment")
 RAW = (
@@ -117,9 +118,7 @@ def fingerprint(box=None) -> dict:
         for table in (*RAW, *(f"canonical.{t}" for t in CANONICAL), *recon):
             out[table] = _table_digest(con, table)
     if box is not None:
-        support = _read_all(
-            box.url("support") + "/api/v2/orders?page[size]=100", "orders", "HUB_SUPPORT_API_TOKEN"
-        )
+        support = desk_tickets(box)
         marketing = _read_all(
             box.url("marketing") + "/crm/v3/objects/contacts?limit=100", "results", "HUB_MARKETING_API_KEY"
         )

@@ -31,6 +31,7 @@ from integration_hub.cli import app
 from integration_hub.engine import sql_models
 from integration_hub.engine import sync_engine as rs
 from integration_hub.warehouse import Warehouse
+from tests.support_desk import support_orders
 from tests.test_sandbox_api import crm_pages
 
 CANONICAL_TABLES = ["customer", "customer_xref", "order_xref", "sales_order", "invoice"]
@@ -79,17 +80,6 @@ def marketing_contacts(box) -> list[dict]:
         if not body["paging"]:
             return rows
         params = {"limit": 100, "after": body["paging"]["next"]["after"]}
-
-
-def support_orders(box) -> list[dict]:
-    headers = {"Authorization": f"Bearer {CREDS['HUB_SUPPORT_API_TOKEN']}"}
-    rows, params = [], {"page[size]": 1000}
-    while True:
-        body = httpx.get(f"{box.url('support')}/api/v2/orders", params=params, headers=headers).json()
-        rows += body["orders"]
-        if not body["meta"]["has_more"]:
-            return rows
-        params = {"page[size]": 1000, "page[after]": body["meta"]["after_cursor"]}
 
 
 def billing_invoices(box) -> list[dict]:

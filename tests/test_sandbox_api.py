@@ -99,8 +99,8 @@ PROTECTED = [
     ("shop", "GET", f"{SHOP}/customers/count.json", {"X-Shopify-Access-Token": "shpat_wrong"}),
     ("billing", "GET", "/v1/invoices", {"Authorization": "Bearer sk_wrong"}),
     ("billing", "POST", "/v1/invoices", {"Authorization": "Bearer sk_wrong"}),
-    ("support", "GET", "/api/v2/orders", {"Authorization": "Bearer zd_wrong"}),
-    ("support", "POST", "/api/v2/orders/create_or_update_many", {"Authorization": "Bearer zd_wrong"}),
+    ("support", "GET", "/api/v2/incremental/tickets/cursor.json?start_time=0", {"Authorization": "Basic em9vOnph"}),
+    ("support", "POST", "/api/v2/tickets/create_many.json", {"Authorization": "Bearer zd_sandbox_token"}),
     ("marketing", "GET", "/crm/v3/objects/contacts", {"Authorization": "Bearer hs_wrong"}),
     ("marketing", "POST", "/crm/v3/objects/contacts/batch/upsert", {"Authorization": "Bearer hs_wrong"}),
 ]

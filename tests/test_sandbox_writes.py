@@ -8,10 +8,10 @@ from hub_sandbox import CREDENTIALS as CREDS
 from hub_sandbox.crm import integration_user
 from hub_sandbox.faults import unit_hash
 
+from tests.support_desk import auth, desk_tickets
 from tests.test_sandbox_api import billing_pages, crm_pages, crm_upsert
 
 BILLING = {"Authorization": f"Bearer {CREDS['HUB_BILLING_API_KEY']}"}
-SUPPORT = {"Authorization": f"Bearer {CREDS['HUB_SUPPORT_API_TOKEN']}"}
 MARKETING = {"Authorization": f"Bearer {CREDS['HUB_MARKETING_API_KEY']}"}
 INVOICE = {"order_ref": "SO-9000000001", "customer_email": "ada@example.com", "currency": "usd",
            "amount_due": 12345, "invoice_date": "2026-11-20"}  # fmt: skip
@@ -121,39 +121,57 @@ def test_billing_reject_writes_answers_422_and_writes_nothing(box):
     assert answer.status_code == 201  # a rejected request did not burn its key
 
 
-def support_pages(box) -> list[dict]:
-    rows, after = [], None
-    while True:
-        params = {"page[size]": 30} | ({"page[after]": after} if after else {})
-        body = httpx.get(f"{box.url('support')}/api/v2/orders", params=params, headers=SUPPORT).json()
-        rows += body["orders"]
-        after = body["meta"]["after_cursor"]
-        if not body["meta"]["has_more"]:
-            return rows
+def desk_job(box, method: str, path: str, tickets) -> dict:
+    """Submit a bulk ticket write and poll its job status until it completes."""
+    url = f"{box.url('support')}{path}"
+    queued = httpx.request(method, url, json={"tickets": tickets}, auth=auth()).raise_for_status().json()
+    assert queued["job_status"]["status"] == "queued" and queued["job_status"]["results"] is None
+    status_url = queued["job_status"]["url"]
+    while (job := httpx.get(status_url, auth=auth()).json()["job_status"])["status"] not in ("completed", "failed"):
+        pass
+    return job
 
 
-def test_support_bulk_upsert_by_external_id(box):
-    url = f"{box.url('support')}/api/v2/orders/create_or_update_many"
-    orders = [{"external_id": f"SO-{i:010d}", "status": "open"} for i in range(100)]
-    results = httpx.post(url, json={"orders": orders}, headers=SUPPORT).json()["results"]
-    assert [r["status"] for r in results] == ["Created"] * 100
-    update = [{"external_id": "SO-0000000003", "status": "fulfilled"}, {"status": "lost"}]
-    results = httpx.post(url, json={"orders": update}, headers=SUPPORT).json()["results"]
-    assert [r["status"] for r in results] == ["Updated", "Failed"]
-    assert httpx.post(url, json={"orders": orders + orders[:1]}, headers=SUPPORT).status_code == 413
-    assert httpx.post(url, json={"orders": "nope"}, headers=SUPPORT).status_code == 400
-    rows = support_pages(box)
-    assert sorted(r["external_id"] for r in rows) == sorted(o["external_id"] for o in orders)
-    assert next(r for r in rows if r["external_id"] == "SO-0000000003")["status"] == "fulfilled"
+def test_support_bulk_tickets_through_job_statuses(box):
+    create, update = "/api/v2/tickets/create_many.json", "/api/v2/tickets/update_many.json"
+    tickets = [{"external_id": f"SO-{i:010d}", "comment": {"body": "an order"}, "status": "open",
+                "custom_fields": [{"id": 360_002, "value": i + 0.5}]} for i in range(100)]  # fmt: skip
+    job = desk_job(box, "POST", create, tickets)
+    assert (job["status"], job["total"], job["progress"]) == ("completed", 100, 100)
+    assert [(r["index"], r["status"], r["success"]) for r in job["results"]] == [
+        (i, "Created", True) for i in range(100)
+    ]
+    ids = {t["external_id"]: r["id"] for t, r in zip(tickets, job["results"], strict=True)}
+    job = desk_job(box, "PUT", update, [
+        {"id": ids["SO-0000000003"], "status": "solved", "tags": ["order_deleted"]},
+        {"id": 999_999, "status": "open"},
+        {"id": ids["SO-0000000004"], "status": "lost"},
+    ])  # fmt: skip
+    assert [(r["index"], r["status"], r.get("error")) for r in job["results"]] == [
+        (0, "Updated", None), (1, "Failed", "RecordNotFound"), (2, "Failed", "RecordInvalid")
+    ]
+    no_comment = desk_job(box, "POST", create, [{"external_id": "SO-X"}])["results"][0]
+    assert (no_comment["error"], no_comment["details"]) == ("RecordInvalid", "Description: cannot be blank")
+    too_many = httpx.post(f"{box.url('support')}{create}", json={"tickets": tickets + tickets[:1]}, auth=auth())
+    assert too_many.status_code == 413
+    assert httpx.post(f"{box.url('support')}{create}", json={"tickets": "nope"}, auth=auth()).status_code == 400
+
+    held = {t["external_id"]: t for t in desk_tickets(box)}
+    assert sorted(held) == sorted(ids)
+    assert (held["SO-0000000003"]["status"], held["SO-0000000003"]["tags"]) == ("solved", ["order_deleted"])
+    assert held["SO-0000000007"]["custom_fields"][1] == {"id": 360_002, "value": "7.5"}
+    found = httpx.get(f"{box.url('support')}/api/v2/tickets.json", params={"external_id": "SO-0000000007"},
+                      auth=auth()).json()  # fmt: skip
+    assert [t["id"] for t in found["tickets"]] == [ids["SO-0000000007"]]
+    count = httpx.get(f"{box.url('support')}/api/v2/tickets/count.json", auth=auth()).json()["count"]["value"]
+    assert count == 100
 
     box.set_fault("support", "reject_writes", share=0.3)
-    more = [{"external_id": f"X-{i}"} for i in range(50)]
-    results = httpx.post(url, json={"orders": more}, headers=SUPPORT).json()["results"]
-    failed = {r["external_id"] for r in results if r["status"] == "Failed"}
-    assert failed == {
-        o["external_id"] for o in more if unit_hash("reject", "support", o["external_id"]) < 0.3
-    }
-    assert len(support_pages(box)) == 100 + 50 - len(failed)
+    more = [{"external_id": f"X-{i}", "comment": {"body": "x"}} for i in range(50)]
+    job = desk_job(box, "POST", create, more)
+    failed = {more[r["index"]]["external_id"] for r in job["results"] if not r["success"]}
+    assert failed == {o["external_id"] for o in more if unit_hash("reject", "support", o["external_id"]) < 0.3}
+    assert len(desk_tickets(box)) == 100 + 50 - len(failed)
 
 
 def test_marketing_batch_upsert_by_email(box):

@@ -135,7 +135,8 @@ def test_the_latency_check_fails_while_the_destination_is_slow_and_passes_after(
     with warehouse.connect() as con:
         keys = [str(k) for (k,) in con.rows("SELECT order_id FROM canonical.sales_order ORDER BY order_id")]
 
-    box.set_fault("support", "slow", delay=1.5)  # 10 requests of 2 records, one at a time
+    # 10 batches of 2 records, one at a time: a bulk update and its job poll each
+    box.set_fault("support", "slow", delay=1.5)
     change_orders(warehouse, keys[:20])
     slow = _latency_evaluation(sync, warehouse)
     assert not slow.passed and slow.severity == dg.AssetCheckSeverity.WARN

@@ -61,9 +61,9 @@ def test_the_truth_follows_what_is_created_through_the_apis(make_sandbox):
     httpx.post(f"{box.url('marketing')}/crm/v3/objects/contacts/batch/upsert",
                json={"inputs": [{"id": "t@example.com", "idProperty": "email", "properties": {}}]},
                headers={"Authorization": f"Bearer {CREDS['HUB_MARKETING_API_KEY']}"}).raise_for_status()  # fmt: skip
-    httpx.post(f"{box.url('support')}/api/v2/orders/create_or_update_many",
-               json={"orders": [{"external_id": "SO-9000000001", "status": "open"}]},
-               headers={"Authorization": f"Bearer {CREDS['HUB_SUPPORT_API_TOKEN']}"}).raise_for_status()  # fmt: skip
+    httpx.post(f"{box.url('support')}/api/v2/tickets/create_many",
+               json={"tickets": [{"external_id": "SO-9000000001", "comment": {"body": "an order"}}]},
+               auth=(f"{CREDS['HUB_SUPPORT_EMAIL']}/token", CREDS["HUB_SUPPORT_API_TOKEN"])).raise_for_status()  # fmt: skip
 
     expected = copy.deepcopy(seeded)
     found = expected["discrepancies"]

@@ -36,7 +36,7 @@ RESOURCES = {
     },
     "shop": {"orders": ("id", "updated_at", None), "customers": ("id", "updated_at", None)},
     "billing": {"invoices": ("id", "updated_at", None), "payments": ("id", "updated_at", None)},
-    "support": {"orders": ("id", "updated_at", "external_id")},
+    "support": {"tickets": ("id", "updated_at", "external_id")},
     "marketing": {"contacts": ("id", "updatedAt", "email")},
 }
 ERP_KEYS = {

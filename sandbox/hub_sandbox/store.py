@@ -150,6 +150,18 @@ class Store:
         ).fetchone()
         return json.loads(row[0]) if row else None
 
+    def get_many(self, resource: str, record_ids: Sequence) -> dict:
+        """The records among `record_ids` that exist, by id."""
+        found: dict = {}
+        for start in range(0, len(record_ids), 500):
+            ids = record_ids[start : start + 500]
+            rows = self.con.execute(
+                f"SELECT id, body FROM records WHERE resource = ? AND id IN ({', '.join('?' * len(ids))})",
+                [resource, *ids],
+            )
+            found.update((i, json.loads(body)) for i, body in rows)
+        return found
+
     def find_many(self, resource: str, match_keys: Sequence[str]) -> dict[str, dict]:
         """The first record (by id) stored under each of `match_keys` that has one."""
         found: dict[str, dict] = {}
@@ -165,6 +177,14 @@ class Store:
                 if key not in found:
                     found[key] = json.loads(body)
         return found
+
+    def matching(self, resource: str, match_key: str) -> list[str]:
+        """The JSON bodies of every record stored under `match_key`, by id."""
+        rows = self.con.execute(
+            "SELECT body FROM records WHERE resource = ? AND match_key = ? ORDER BY match_key, id",
+            [resource, match_key],
+        )
+        return [body for (body,) in rows]
 
     def put(self, resource: str, rows: Iterable[tuple], created: Collection = ()) -> None:
         """Insert or update (id, match_key, updated_at, body dict) rows in one transaction.

@@ -120,7 +120,8 @@ class _Sender:
         """(change, outcome, status) for every change: delivered, rejected (a verdict), failed (none)."""
         keyed = self.writer.idempotency_keys  # a sha256 per record otherwise spent for nothing
         records = [
-            Record(c.key, c.payload, self.sync.idempotency_key(c.key, c.hash) if keyed else "") for c in batch
+            Record(c.key, c.payload, self.sync.idempotency_key(c.key, c.hash) if keyed else "", c.remote_id)
+            for c in batch
         ]
         for attempt in range(1, MAX_ATTEMPTS + 1):
             self.pace.wait()

@@ -39,6 +39,7 @@ class Change:
     hash: str
     payload: dict
     changed_at: dt.datetime | None = None  # when the source last changed the record (`Sync.changed_at`)
+    remote_id: str | None = None  # the destination's id stored at the last confirmed write
 
 
 @dataclass
@@ -116,7 +117,7 @@ def plan(sync: Sync, warehouse: Warehouse, scope: str | None = None) -> Plan:
     ensure_tables(warehouse, sync)
     with warehouse.connect() as con:
         table = con.arrow(_scoped(sync.query, sync.key, scope))
-        state = dict(con.rows(_scoped(f"SELECT key, hash FROM {sync.state_table}", "key", scope)))
+        stored = con.rows(_scoped(f"SELECT key, hash, remote_id FROM {sync.state_table}", "key", scope))
         retire = _retirements(con, sync)
         discarded = set(
             con.rows(
@@ -127,6 +128,8 @@ def plan(sync: Sync, warehouse: Warehouse, scope: str | None = None) -> Plan:
         letters = open_letters(con, sync.name)
         existing = {str(r[0]) for r in con.rows(sync.existing)} if sync.existing else None
 
+    state = {key: digest for key, digest, _ in stored}
+    remote = {key: remote_id for key, _, remote_id in stored if remote_id is not None}
     sent = (*sync.fields, *sync.create_fields)
     needed = {sync.key, *(sync.mapping[f] for f in sent), *([sync.changed_at] if sync.changed_at else [])}
     missing = sorted(needed - set(table.column_names))
@@ -143,6 +146,9 @@ def plan(sync: Sync, warehouse: Warehouse, scope: str | None = None) -> Plan:
         for key in sorted(set(state) - seen - set(retire)):
             counts["delete"] += 1
             changes.append(Change(key, "delete", state[key], {key_field: key}))
+    if remote:  # writers whose API updates by the destination's own id need it
+        for change in changes:
+            change.remote_id = remote.get(change.key)
     counts["filtered"] = sum(filtered.values())
     counts["dead_letters_open"] = int(letters or 0)
     return Plan(

@@ -23,12 +23,14 @@ ERROR_CHARS = 500  # destination error bodies are kept, but not whole HTML pages
 # dataclass's __init__ is several times slower.
 @dataclass(slots=True)
 class Record:
-    """One record to send: its match key, the allow-listed payload, and its idempotency key
-    (empty for writers whose API has none: `Writer.idempotency_keys`)."""
+    """One record to send: its match key, the allow-listed payload, its idempotency key
+    (empty for writers whose API has none: `Writer.idempotency_keys`), and the destination's
+    id for it stored at its last confirmed write (None if never confirmed)."""
 
     key: str
     payload: dict
     idempotency_key: str
+    remote_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -84,11 +86,19 @@ def error_text(response: httpx.Response) -> str:
     detail = (
         body.get("error_description")
         or body.get("message")
+        or _described(body)
         or body.get("error")
         or body.get("detail")
         or body
     )
     return f"HTTP {response.status_code}: {str(detail)[:ERROR_CHARS]}"
+
+
+def _described(body: dict) -> str | None:
+    """Zendesk's `{"error": "RecordInvalid", "description": ..., "details": {...}}` as one line."""
+    if not body.get("description"):
+        return None
+    return f"{body.get('error')}: {body['description']} {body.get('details') or ''}".strip()
 
 
 class Writer:
@@ -118,9 +128,21 @@ class Writer:
         self, http: httpx.Client, path: str, body: dict, headers: dict | None = None, method: str = "POST"
     ) -> httpx.Response:
         """POST (or `method`) with auth (refreshed once on a 401); failures become this module's exceptions."""
-        response = self._post(http, path, body, headers, refresh=False, method=method)
+        return self.send(http, method, path, body, headers)
+
+    def send(
+        self,
+        http: httpx.Client,
+        method: str,
+        path: str,
+        body: dict | None = None,
+        headers: dict | None = None,
+        params: dict | None = None,
+    ) -> httpx.Response:
+        """Any request with auth (refreshed once on a 401); failures become this module's exceptions."""
+        response = self._send(http, method, path, body, headers, params, refresh=False)
         if response.status_code == 401:  # an expired token: one fresh try
-            response = self._post(http, path, body, headers, refresh=True, method=method)
+            response = self._send(http, method, path, body, headers, params, refresh=True)
         limited = response.status_code == 403 and any(c in response.content for c in LIMIT_CODES)
         if response.status_code == 429 or response.status_code >= 500 or limited:
             raise TransientError(f"{self.system} {path}: {error_text(response)}", retry_after(response))
@@ -133,16 +155,25 @@ class Writer:
             raise BatchRejected(f"{self.system} {path}: {error_text(response)}")
         return response
 
-    def _post(
-        self, http: httpx.Client, path: str, body: dict, headers: dict | None, refresh: bool, method: str
+    def _send(
+        self,
+        http: httpx.Client,
+        method: str,
+        path: str,
+        body: dict | None,
+        headers: dict | None,
+        params: dict | None,
+        refresh: bool,
     ) -> httpx.Response:
         try:
             return http.request(
                 method,
                 self.base_url + path,
-                content=orjson.dumps(body),  # far less time under the GIL than httpx's json.dumps
+                # orjson: far less time under the GIL than httpx's json.dumps
+                content=None if body is None else orjson.dumps(body),
+                params=params,
                 headers={
-                    "Content-Type": "application/json",
+                    **({"Content-Type": "application/json"} if body is not None else {}),
                     **self.auth_headers(http, refresh),
                     **(headers or {}),
                 },
