@@ -127,7 +127,10 @@ def desk_job(box, method: str, path: str, tickets) -> dict:
     queued = httpx.request(method, url, json={"tickets": tickets}, auth=auth()).raise_for_status().json()
     assert queued["job_status"]["status"] == "queued" and queued["job_status"]["results"] is None
     status_url = queued["job_status"]["url"]
-    while (job := httpx.get(status_url, auth=auth()).json()["job_status"])["status"] not in ("completed", "failed"):
+    while (job := httpx.get(status_url, auth=auth()).json()["job_status"])["status"] not in (
+        "completed",
+        "failed",
+    ):
         pass
     return job
 
@@ -148,13 +151,19 @@ def test_support_bulk_tickets_through_job_statuses(box):
         {"id": ids["SO-0000000004"], "status": "lost"},
     ])  # fmt: skip
     assert [(r["index"], r["status"], r.get("error")) for r in job["results"]] == [
-        (0, "Updated", None), (1, "Failed", "RecordNotFound"), (2, "Failed", "RecordInvalid")
+        (0, "Updated", None),
+        (1, "Failed", "RecordNotFound"),
+        (2, "Failed", "RecordInvalid"),
     ]
     no_comment = desk_job(box, "POST", create, [{"external_id": "SO-X"}])["results"][0]
     assert (no_comment["error"], no_comment["details"]) == ("RecordInvalid", "Description: cannot be blank")
-    too_many = httpx.post(f"{box.url('support')}{create}", json={"tickets": tickets + tickets[:1]}, auth=auth())
+    too_many = httpx.post(
+        f"{box.url('support')}{create}", json={"tickets": tickets + tickets[:1]}, auth=auth()
+    )
     assert too_many.status_code == 413
-    assert httpx.post(f"{box.url('support')}{create}", json={"tickets": "nope"}, auth=auth()).status_code == 400
+    assert (
+        httpx.post(f"{box.url('support')}{create}", json={"tickets": "nope"}, auth=auth()).status_code == 400
+    )
 
     held = {t["external_id"]: t for t in desk_tickets(box)}
     assert sorted(held) == sorted(ids)
@@ -170,7 +179,9 @@ def test_support_bulk_tickets_through_job_statuses(box):
     more = [{"external_id": f"X-{i}", "comment": {"body": "x"}} for i in range(50)]
     job = desk_job(box, "POST", create, more)
     failed = {more[r["index"]]["external_id"] for r in job["results"] if not r["success"]}
-    assert failed == {o["external_id"] for o in more if unit_hash("reject", "support", o["external_id"]) < 0.3}
+    assert failed == {
+        o["external_id"] for o in more if unit_hash("reject", "support", o["external_id"]) < 0.3
+    }
     assert len(desk_tickets(box)) == 100 + 50 - len(failed)
 
 

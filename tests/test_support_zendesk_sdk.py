@@ -19,7 +19,7 @@ from zenpy import Zenpy
 from zenpy.lib.api_objects import Comment, CustomField, Ticket
 
 from integration_hub import systems
-from integration_hub.engine.sync_engine.delivery import _tls
+from integration_hub.systems.kit import tls
 from integration_hub.systems.kit.writer import Record, TransientError
 from integration_hub.systems.support import FIELDS
 
@@ -87,7 +87,7 @@ def test_zenpy_reads_back_what_the_hub_writer_pushed(desk):
         for i in range(150)
     }  # fmt: skip
     # The TLS context the hub's pushes use, so the test follows its certificate configuration.
-    with httpx.Client(verify=_tls(), timeout=30) as http:
+    with httpx.Client(verify=tls.ssl_context(), timeout=30) as http:
         records = [Record(k, p, "") for k, p in orders.items()]
         outcomes = writer.write(http, records[:100]) + writer.write(http, records[100:])
         assert sorted(o.key for o in outcomes if o.ok) == sorted(orders)
@@ -139,7 +139,7 @@ def test_the_hub_writer_rides_out_429s_without_a_ticket_twice(desk):
     orders = [{"external_id": f"SO-R{i:03d}", "status": "open", "total": float(i)} for i in range(250)]
     confirmed = {}
     box.reset_stats()
-    with httpx.Client(verify=_tls(), timeout=30) as http:
+    with httpx.Client(verify=tls.ssl_context(), timeout=30) as http:
         for start in range(0, len(orders), 100):
             batch = [Record(o["external_id"], o, "") for o in orders[start : start + 100]]
             while True:  # what the engine does with a TransientError: send the batch again

@@ -181,13 +181,20 @@ def build_app(home: Path) -> FastAPI:
         authorize(request)
         if external_id is not None:
             found = system.store.matching(RESOURCE, external_id)
-            return page_response("tickets", found, {"count": len(found), "next_page": None, "previous_page": None})
+            return page_response(
+                "tickets", found, {"count": len(found), "next_page": None, "previous_page": None}
+            )
         position = decode_cursor(after, "page[after]") if after else None
         rows, nxt = keyset_page(system, RESOURCE, position, None, None, size)
         cursor = encode_cursor(nxt) if nxt else None
-        links = {"prev": None, "next": f"{base(request)}/api/v2/tickets.json?page[size]={size}&page[after]={cursor}"}
+        links = {
+            "prev": None,
+            "next": f"{base(request)}/api/v2/tickets.json?page[size]={size}&page[after]={cursor}",
+        }
         meta = {"has_more": nxt is not None, "after_cursor": cursor, "before_cursor": None}
-        return page_response("tickets", rows, {"meta": meta, "links": links if nxt else {"prev": None, "next": None}})
+        return page_response(
+            "tickets", rows, {"meta": meta, "links": links if nxt else {"prev": None, "next": None}}
+        )
 
     @route("GET", "/api/v2/incremental/tickets/cursor")
     async def export(request: Request, start_time: int | None = None, cursor: str | None = None) -> Response:
@@ -234,7 +241,9 @@ def _problems(item: dict) -> list[str]:
     fields = item.get("custom_fields", [])
     if not isinstance(fields, list) or not all(isinstance(f, dict) and "id" in f for f in fields):
         problems.append("Custom fields: must be a list of {id, value} objects")
-    if "tags" in item and not (isinstance(item["tags"], list) and all(isinstance(t, str) for t in item["tags"])):
+    if "tags" in item and not (
+        isinstance(item["tags"], list) and all(isinstance(t, str) for t in item["tags"])
+    ):
         problems.append("Tags: must be a list of strings")
     return problems
 
@@ -256,7 +265,9 @@ def write(system: System, base_url: str, items: list[dict], create: bool) -> lis
             ticket_id = item.get("id")
             current = pending.get(ticket_id) or stored.get(ticket_id)
             if current is None:
-                results.append(_invalid(index, ticket_id, f"ticket {ticket_id!r} not found", "RecordNotFound"))
+                results.append(
+                    _invalid(index, ticket_id, f"ticket {ticket_id!r} not found", "RecordNotFound")
+                )
                 continue
             if current["status"] == "closed":
                 problems.append("Status: closed prevents ticket update")
