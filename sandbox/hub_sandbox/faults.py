@@ -15,7 +15,7 @@ import json
 import math
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -26,18 +26,18 @@ from hub_sandbox.api import ApiError
 if TYPE_CHECKING:
     from hub_sandbox.app import System
 
-KEY_FIELDS = {"crm": "Id", "shop": "id", "billing": "id", "support": "id", "marketing": "id"}
+KEY_FIELDS = {"crm": "Id", "shop": "id", "billing": "Id", "support": "id", "marketing": "id"}
 # A wrong-typed value per (system, resource) for the `malformed` fault; other resources lose their key.
 MALFORMED_VALUES = {
     ("shop", "orders"): ("total_price", "n/a"),
-    ("billing", "invoices"): ("amount_due", "12,00"),
-    ("billing", "payments"): ("amount", "12,00"),
+    ("billing", "invoices"): ("TotalAmt", "12,00"),
+    ("billing", "payments"): ("TotalAmt", "12,00"),
     ("crm", "accounts"): ("Lifetime_Value__c", "n/a"),
 }
 DEFAULT_RENAMES = {
     "shop": "total_price:total_price_set",
     "crm": "Email__c:Email_Address__c",
-    "billing": "amount_due:amount_total",
+    "billing": "TotalAmt:TotalAmount",
     "support": "external_id:externalId",
     "marketing": "email:Email",
 }
@@ -66,6 +66,9 @@ class Faults:
     system: str
     active: dict[str, dict] = field(default_factory=dict)
     counters: Counter = field(default_factory=Counter)
+    # The body of an outage's 503 or a rate limit's 429 in the system's own error shape
+    # (status, message) -> JSON; None: `{"error", "message"}`.
+    error_body: Callable[[int, str], dict] | None = None
 
     def set(self, profile: str, params: dict) -> dict:
         if profile not in PROFILES:
@@ -123,7 +126,7 @@ class Faults:
             if left is None or left > 0:
                 retry = max(1, math.ceil(left)) if left is not None else 5
                 return JSONResponse(
-                    {"error": "service_unavailable", "message": f"{self.system} is down for maintenance"},
+                    self._error(503, "service_unavailable", f"{self.system} is down for maintenance"),
                     503,
                     {"Retry-After": str(retry)},
                 )
@@ -131,9 +134,14 @@ class Faults:
         if "rate_limit" in self.active and self._every("rate_limit"):
             retry = self.active["rate_limit"]["retry_after"]
             return JSONResponse(
-                {"error": "rate_limited", "message": "too many requests"}, 429, {"Retry-After": f"{retry:g}"}
+                self._error(429, "rate_limited", "too many requests"), 429, {"Retry-After": f"{retry:g}"}
             )
         return None
+
+    def _error(self, status: int, error: str, message: str) -> dict:
+        if self.error_body is not None:
+            return self.error_body(status, message)
+        return {"error": error, "message": message}
 
     def delay(self) -> float:
         return self.active["slow"]["delay"] if "slow" in self.active else 0.0

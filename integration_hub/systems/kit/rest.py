@@ -29,7 +29,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from queue import Full, Queue
-from typing import Any
+from typing import Any, ClassVar
 
 import dlt
 import orjson
@@ -123,8 +123,11 @@ class ReauthenticatingClientCredentials(OAuth2ClientCredentials):
     """OAuth2 client credentials that fetch a new token and replay the request on `401 invalid_token`.
 
     dlt renews a token it knows to be expired; a server may expire one earlier (a shorter TTL,
-    a revoked token, clock skew), so the 401 itself triggers one re-authentication.
+    a revoked token, clock skew), so the 401 itself triggers one re-authentication. A 401 is taken
+    for an expired token when its body holds `expired_marker`.
     """
+
+    expired_marker: ClassVar[str] = "invalid_token"
 
     def __call__(self, request: PreparedRequest) -> PreparedRequest:
         request = super().__call__(request)
@@ -132,7 +135,7 @@ class ReauthenticatingClientCredentials(OAuth2ClientCredentials):
         return request
 
     def _retry_on_expired_token(self, response: Response, **kwargs: Any) -> Response:
-        if response.status_code != 401 or "invalid_token" not in response.text:
+        if response.status_code != 401 or self.expired_marker not in response.text:
             return response
         log.warning("the access token was refused (%s); re-authenticating", _error_description(response))
         self.obtain_token()
