@@ -22,7 +22,7 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote, urljoin
 
 import dlt
@@ -90,7 +90,7 @@ class QuickBooksAuth(ReauthenticatingClientCredentials):
     """Intuit's refresh-token grant; a refresh token Intuit rotates is used from then on."""
 
     refresh_token: str = None
-    expired_marker = "AuthenticationFailed"
+    expired_marker: ClassVar[str] = "AuthenticationFailed"
 
     def build_access_token_request(self) -> dict[str, Any]:
         return {

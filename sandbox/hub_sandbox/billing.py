@@ -37,7 +37,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from hub_sandbox import secret
-from hub_sandbox.api import ApiError, TS_FORMAT, bearer, check_secret, now_ts
+from hub_sandbox.api import TS_FORMAT, ApiError, bearer, check_secret, now_ts
 from hub_sandbox.app import System, system_app
 
 MINOR_VERSION = 75
@@ -251,13 +251,9 @@ def _bound(value: str, op: str) -> str:
     if parsed.tzinfo is not None:
         parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
     whole = parsed.replace(microsecond=0)
-    exact = whole == parsed
-    second = dt.timedelta(seconds=1)
-    if op in (">", "<="):
-        bound = whole + second
-    else:  # >= and <: the next whole second unless exact
-        bound = whole if exact else whole + second
-    return bound.strftime(TS_FORMAT)
+    # `>` and `<=` start after the second named; `>=` and `<` at it, unless it is not a whole one.
+    after = op in (">", "<=") or whole != parsed
+    return (whole + dt.timedelta(seconds=1) if after else whole).strftime(TS_FORMAT)
 
 
 def _by_ids(system: System, resource: str, ids: list[str], since: str | None, before: str | None) -> list[str]:
@@ -336,7 +332,7 @@ def validate_invoice(body: dict, creating: bool) -> list[str]:
     currency = (body.get("CurrencyRef") or {}).get("value") if isinstance(body.get("CurrencyRef"), dict) else None
     if currency is not None and currency not in CURRENCY_NAMES:
         problems.append(f"CurrencyRef.value: {currency!r} is not a currency of this company ({', '.join(CURRENCY_NAMES)})")
-    if "TxnDate" in body:
+    if body.get("TxnDate"):
         try:
             dt.date.fromisoformat(str(body["TxnDate"]))
         except ValueError:
@@ -449,13 +445,18 @@ def _new_invoice(body: dict, invoice_id: str, number: str, stamp: str) -> dict:
         "DocNumber": body.get("DocNumber") or number,
         "TxnDate": body.get("TxnDate") or stamp[:10],
         "CurrencyRef": {"value": currency, "name": CURRENCY_NAMES[currency]},
-        "CustomerRef": body["CustomerRef"],
-        "BillEmail": body.get("BillEmail"),
-        "CustomField": body.get("CustomField") or [],
-        "Line": [{"Id": str(i + 1), "LineNum": i + 1, **line} for i, line in enumerate(body["Line"])],
+        "CustomerRef": _present(body["CustomerRef"]),
+        "BillEmail": _present(body.get("BillEmail") or {}),
+        "CustomField": [_present(f) for f in body.get("CustomField") or [] if isinstance(f, dict)],
+        "Line": [{**_present(line), "Id": str(i + 1), "LineNum": i + 1} for i, line in enumerate(body["Line"])],
         "MetaData": {"CreateTime": qbo_time(stamp), "LastUpdatedTime": qbo_time(stamp)},
     }  # fmt: skip
-    return _totals(invoice, paid=0.0)
+    return _totals(_present(invoice), paid=0.0)
+
+
+def _present(item: dict) -> dict:
+    """An object without its null and empty fields (an SDK sends every field it knows)."""
+    return {k: v for k, v in item.items() if v not in (None, "", [], {})}
 
 
 def _totals(invoice: dict, paid: float | None = None) -> dict:

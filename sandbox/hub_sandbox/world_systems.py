@@ -174,7 +174,7 @@ def _billing_records(db: duckdb.DuckDBPyConnection) -> None:
     db.execute(f"""
         CREATE TABLE billing_invoices AS
         WITH base AS (
-            SELECT o.order_id, o.order_number, c.email, o.order_date, o.updated_at,
+            SELECT o.order_id, o.customer_id, o.order_number, c.email, o.order_date, o.updated_at,
                    CASE WHEN o.order_id IN (SELECT k FROM pick_invoice_amount_mismatch) THEN o.total_amount + 1 + (o.order_id % 90)
                         WHEN o.order_id IN (SELECT k FROM pick_invoice_amount_rounding) THEN o.total_amount - {tol}
                         ELSE o.total_amount END AS usd
