@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import httpx
 import pytest
 from hub_sandbox import CREDENTIALS as CREDS
@@ -82,9 +84,30 @@ def billing_pages(sandbox, resource: str, updated_since=None, updated_before=Non
         start += size
 
 
+def create_invoice(sandbox, payload: dict, requestid: str | None) -> httpx.Response:
+    """`POST …/invoice?requestid=…` of the invoice the hub's writer makes of a sync payload
+    (`order_ref`, `customer_email`, `currency`, `amount_due` in cents, `invoice_date`)."""
+    from integration_hub.systems.billing import invoice
+
+    params = {"minorversion": 75} | ({"requestid": requestid} if requestid else {})
+    return httpx.post(billing_url(sandbox, "/invoice"), params=params, json=invoice(payload),
+                      headers={"Authorization": f"Bearer {billing_token(sandbox)}"})  # fmt: skip
+
+
 def changed_at(record: dict) -> str:
     """A QuickBooks record's `MetaData.LastUpdatedTime` as the stores write times (`…Z`, UTC)."""
     return record["MetaData"]["LastUpdatedTime"].replace("+00:00", "Z")
+
+
+def cents(record: dict) -> int:
+    """A QuickBooks amount (`TotalAmt`, a decimal number) in cents."""
+    return int(round(Decimal(str(record["TotalAmt"])) * 100))
+
+
+def applied_to(payment: dict) -> str:
+    """The invoice a QuickBooks payment is applied to (`Line[0].LinkedTxn[0]`)."""
+    (link,) = [t for line in payment["Line"] for t in line["LinkedTxn"] if t["TxnType"] == "Invoice"]
+    return link["TxnId"]
 
 
 def order_ref(invoice: dict) -> str | None:
