@@ -18,7 +18,7 @@ from hub_sandbox.truth import at_source, read_record
 from integration_hub import systems
 from integration_hub.engine import completeness
 from integration_hub.warehouse import Warehouse
-from tests.test_sandbox_api import SHOP, billing_pages, crm_pages, shop_pages
+from tests.test_sandbox_api import SHOP, billing_pages, crm_pages, order_ref, shop_pages
 
 SHOP_AUTH = {"X-Shopify-Access-Token": CREDS["HUB_SHOP_API_KEY"]}
 ERP_TABLES = ("customers", "products", "sales_orders", "sales_order_lines")
@@ -98,7 +98,7 @@ def test_a_tick_deletes_open_unbilled_orders_in_the_erp_and_the_shop(make_sandbo
     )
     erp.close()
     # Only open orders nothing refers to: unbilled, and named by no planted record.
-    invoiced = {i["order_ref"] for i in billing_pages(box, "invoices")}
+    invoiced = {order_ref(i) for i in billing_pages(box, "invoices")}
     planted = {e["order_id"] for k in seeded["discrepancies"].values() for e in k if "order_id" in e}
     assert planted.isdisjoint(ids) and invoiced.isdisjoint(numbers)
     assert {line[0] for line in deleted["erp.sales_order_lines"]} == set(numbers)

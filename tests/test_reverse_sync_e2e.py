@@ -30,6 +30,7 @@ from integration_hub.cli import app
 from integration_hub.engine import sql_models
 from integration_hub.engine import sync_engine as rs
 from integration_hub.warehouse import Warehouse
+from tests.test_sandbox_api import billing_pages, order_ref
 
 CANONICAL_TABLES = ["customer", "customer_xref", "order_xref", "sales_order", "invoice"]
 
@@ -106,16 +107,8 @@ def support_orders(box) -> list[dict]:
 
 
 def billing_invoices(box) -> list[dict]:
-    headers = {"Authorization": f"Bearer {CREDS['HUB_BILLING_API_KEY']}"}
-    rows, offset = [], 0
-    while True:
-        body = httpx.get(
-            f"{box.url('billing')}/v1/invoices", params={"offset": offset, "limit": 1000}, headers=headers
-        ).json()
-        rows += body["data"]
-        offset += len(body["data"])
-        if not body["has_more"]:
-            return rows
+    """Every QuickBooks invoice, with its `Order Ref` as `order_ref` (the key the sync writes)."""
+    return [{**i, "order_ref": order_ref(i)} for i in billing_pages(box, "invoices")]
 
 
 def expected_payloads(sync: rs.Sync, warehouse: Warehouse) -> dict[str, dict]:
@@ -201,7 +194,7 @@ def test_each_destination_holds_exactly_what_the_sync_sent_and_a_rerun_sends_not
     assert not any("customer_phone" in o for o in orders)
 
     # Billing: one new invoice per fulfilled order that had none.
-    created = [i for i in billing_invoices(box) if i["id"].startswith("in_n")]
+    created = [i for i in billing_invoices(box) if i["Id"].startswith("in_n")]
     assert sorted(i["order_ref"] for i in created) == sorted(expected["billing_invoices"])
 
     # Nothing changed, so a second run sends nothing at all (not even a token request).
