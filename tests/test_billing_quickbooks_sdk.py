@@ -66,7 +66,9 @@ def test_sdk_pages_invoices_and_payments_changed_since_a_time(sandbox, sandbox_w
     where = f"MetaData.LastUpdatedTime > '{since}'"
     got, start = [], 1
     while True:
-        page = Invoice.where(where, order_by="MetaData.LastUpdatedTime", start_position=start, max_results=PAGE, qb=qb)
+        page = Invoice.where(
+            where, order_by="MetaData.LastUpdatedTime", start_position=start, max_results=PAGE, qb=qb
+        )
         got += page
         if len(page) < PAGE:
             break
@@ -118,7 +120,11 @@ def test_sdk_writes_once_per_requestid_reads_back_and_sees_a_deletion_in_cdc(mak
     again = new_invoice("SO-9000000007", 123.45).save(qb=qb, request_id="judge-create-1")
     assert again.Id == created.Id and again.SyncToken == created.SyncToken == "0"
     assert Invoice.count(qb=qb) == before + 1, "a repeated requestid creates nothing"
-    assert (created.TotalAmt, created.Balance, created.DocNumber.startswith("INV-N")) == (123.45, 123.45, True)
+    assert (created.TotalAmt, created.Balance, created.DocNumber.startswith("INV-N")) == (
+        123.45,
+        123.45,
+        True,
+    )
 
     # `Invoice.save` decides create or update by `int(Id)`, and the world's ids are not numbers
     # (`in_…`): the update goes through the client's own `update_object`.

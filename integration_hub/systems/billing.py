@@ -75,7 +75,9 @@ CDC_LOOK_BACK = dt.timedelta(days=30)
 ORDER_REF = "Order Ref"
 
 
-def auth(client_id: str, client_secret: str, refresh_token: str, token_url: str, base_url: str) -> QuickBooksAuth:
+def auth(
+    client_id: str, client_secret: str, refresh_token: str, token_url: str, base_url: str
+) -> QuickBooksAuth:
     return QuickBooksAuth(
         access_token_url=urljoin(f"{base_url}/", token_url),
         client_id=client_id,
@@ -128,7 +130,9 @@ def source(
     return dlt.source(name=NAME)(lambda: resources)()
 
 
-def _resource(company: str, token: QuickBooksAuth, name: str, rejects: Rejects, start, end, page_size: int) -> DltResource:
+def _resource(
+    company: str, token: QuickBooksAuth, name: str, rejects: Rejects, start, end, page_size: int
+) -> DltResource:
     """One entity as a dlt resource: query pages fetched one ahead, batched into Arrow tables."""
     entity, contract = ENTITIES[name], CONTRACTS[name]
 
@@ -234,7 +238,9 @@ def count(base_url: str, client_id: str, client_secret: str, refresh_token: str,
     token, http = auth(client_id, client_secret, refresh_token, token_url, base_url), session()
     url = f"{base_url}/v3/company/{realm_id}/query"
     return {
-        name: _get(http, token, url, {"query": f"SELECT COUNT(*) FROM {entity}"})["QueryResponse"]["totalCount"]
+        name: _get(http, token, url, {"query": f"SELECT COUNT(*) FROM {entity}"})["QueryResponse"][
+            "totalCount"
+        ]
         for name, entity in ENTITIES.items()
     }
 
@@ -256,16 +262,26 @@ def deleted(resource: str):
                             "look-back and are not seen", resource, floor.isoformat())  # fmt: skip
                 start = floor
             token, http = auth(client_id, client_secret, refresh_token, token_url, base_url), session()
-            for changed in _changes(http, token, f"{base_url}/v3/company/{realm_id}/cdc", ENTITIES[resource], start):
+            for changed in _changes(
+                http, token, f"{base_url}/v3/company/{realm_id}/cdc", ENTITIES[resource], start
+            ):
                 if changed.get("status") == "Deleted":
                     ids.append(str(changed["Id"]))
-                    stamps.append(_instant(changed["MetaData"]["LastUpdatedTime"]).astimezone(dt.UTC).replace(tzinfo=None))
-        return pa.table({"id": pa.array(ids, pa.string()), "deleted_at": pa.array(stamps, pa.timestamp("us"))})
+                    stamps.append(
+                        _instant(changed["MetaData"]["LastUpdatedTime"])
+                        .astimezone(dt.UTC)
+                        .replace(tzinfo=None)
+                    )
+        return pa.table(
+            {"id": pa.array(ids, pa.string()), "deleted_at": pa.array(stamps, pa.timestamp("us"))}
+        )
 
     return listing
 
 
-def _changes(http: requests.Session, token: QuickBooksAuth, url: str, entity: str, since: dt.datetime) -> Iterator[dict]:
+def _changes(
+    http: requests.Session, token: QuickBooksAuth, url: str, entity: str, since: dt.datetime
+) -> Iterator[dict]:
     """Every object the change data capture lists since `since`: a full answer (`CDC_LIMIT`) is
     followed by another from its latest change time (objects listed twice are harmless here)."""
     while True:
@@ -381,7 +397,9 @@ SYSTEM = System(
     count=count,
     deletions={name: Listed(deleted(name)) for name in ENTITIES},
     trace=TraceKeys(
-        raw=(("order_id", "invoices__custom_field", "string_value"), ("invoice_id", "payments__line__linked_txn", "txn_id")),
+        # The order number lives in a child table (`invoices__custom_field`): the invoice's own id,
+        # which canonical keeps, finds the raw rows.
+        raw=(("invoice_id", "invoices", "id"), ("payment_id", "payments", "id")),
         ids=(("invoice", "invoice_id"), ("payment", "payment_id")),
     ),
     writers={"invoices": BillingInvoices},

@@ -68,7 +68,9 @@ def qbo_time(stamp: str) -> str:
     return stamp.replace("Z", "+00:00")
 
 
-def fault(status: int, kind: str, code: str, message: str, detail: str, headers: dict | None = None) -> ApiError:
+def fault(
+    status: int, kind: str, code: str, message: str, detail: str, headers: dict | None = None
+) -> ApiError:
     """An `ApiError` answered in Intuit's fault body."""
     error = ApiError(status, kind, message, headers)
     error.body = {
@@ -225,10 +227,16 @@ def _conditions(where: str | None) -> tuple[str | None, str | None, list[str] | 
     for part in re.split(r"\s+and\s+", where or "", flags=re.I) if where else []:
         cond = _CONDITION.match(part)
         if cond is None:
-            raise fault(400, "ValidationFault", "4000", "Error parsing query", f"QueryParserError: {part[:120]!r}")
+            raise fault(
+                400, "ValidationFault", "4000", "Error parsing query", f"QueryParserError: {part[:120]!r}"
+            )
         field, op, value = cond["field"], cond["op"].lower(), cond["value"]
         if field.lower() == "id" and op in ("=", "in"):
-            ids = [v.strip().strip("'") for v in value.strip("()").split(",")] if op == "in" else [value.strip("'")]
+            ids = (
+                [v.strip().strip("'") for v in value.strip("()").split(",")]
+                if op == "in"
+                else [value.strip("'")]
+            )
         elif field.lower() == "metadata.lastupdatedtime" and op in (">", ">=", "<", "<="):
             bound = _bound(value.strip("'"), op)
             if op.startswith(">"):
@@ -256,12 +264,18 @@ def _bound(value: str, op: str) -> str:
     return (whole + dt.timedelta(seconds=1) if after else whole).strftime(TS_FORMAT)
 
 
-def _by_ids(system: System, resource: str, ids: list[str], since: str | None, before: str | None) -> list[str]:
+def _by_ids(
+    system: System, resource: str, ids: list[str], since: str | None, before: str | None
+) -> list[str]:
     bodies = []
     for record_id in ids:
         body = system.store.get(resource, record_id)
         stamp = body and body["MetaData"]["LastUpdatedTime"]
-        if body and (since is None or _store_ts(stamp) >= since) and (before is None or _store_ts(stamp) < before):
+        if (
+            body
+            and (since is None or _store_ts(stamp) >= since)
+            and (before is None or _store_ts(stamp) < before)
+        ):
             bodies.append(json.dumps(body, separators=(",", ":")))
     return bodies
 
@@ -298,7 +312,9 @@ def _add_cdc(app: FastAPI, system: System, authorize: Callable[[Request, str], N
             rows = system.store.page_after(resource, None, CDC_LIMIT, since, None)
             bodies = system.faults.shape_bodies(resource, [r[2] for r in rows])
             found += [(r[0], entity, b) for r, b in zip(rows, bodies, strict=True)]
-            for at, _seq, record_id, _label in system.store.deletions_after(resource, None, CDC_LIMIT, since, None):
+            for at, _seq, record_id, _label in system.store.deletions_after(
+                resource, None, CDC_LIMIT, since, None
+            ):
                 stub = {"domain": "QBO", "status": "Deleted", "Id": record_id,
                         "MetaData": {"LastUpdatedTime": qbo_time(at)}}  # fmt: skip
                 found.append((at, entity, json.dumps(stub, separators=(",", ":"))))
@@ -308,7 +324,9 @@ def _add_cdc(app: FastAPI, system: System, authorize: Callable[[Request, str], N
         for entity in names:
             bodies = [b for _, e, b in found if e == entity]
             answers.append(
-                f'{{"{entity}":[{",".join(bodies)}],"startPosition":1,"maxResults":{len(bodies)}}}' if bodies else "{}"
+                f'{{"{entity}":[{",".join(bodies)}],"startPosition":1,"maxResults":{len(bodies)}}}'
+                if bodies
+                else "{}"
             )
         text = f'{{"CDCResponse":[{{"QueryResponse":[{",".join(answers)}]}}],"time":"{_now()}"}}'
         return Response(text.encode(), media_type="application/json")
@@ -327,11 +345,18 @@ def validate_invoice(body: dict, creating: bool) -> list[str]:
         amount = line.get("Amount") if isinstance(line, dict) else None
         if not isinstance(amount, int | float) or isinstance(amount, bool) or amount < 0:
             problems.append(f"Line[{i}].Amount: a number >= 0 is required")
-        if isinstance(line, dict) and line.get("DetailType") not in ("SalesItemLineDetail", "SubTotalLineDetail"):
+        if isinstance(line, dict) and line.get("DetailType") not in (
+            "SalesItemLineDetail",
+            "SubTotalLineDetail",
+        ):
             problems.append(f"Line[{i}].DetailType: SalesItemLineDetail expected")
-    currency = (body.get("CurrencyRef") or {}).get("value") if isinstance(body.get("CurrencyRef"), dict) else None
+    currency = (
+        (body.get("CurrencyRef") or {}).get("value") if isinstance(body.get("CurrencyRef"), dict) else None
+    )
     if currency is not None and currency not in CURRENCY_NAMES:
-        problems.append(f"CurrencyRef.value: {currency!r} is not a currency of this company ({', '.join(CURRENCY_NAMES)})")
+        problems.append(
+            f"CurrencyRef.value: {currency!r} is not a currency of this company ({', '.join(CURRENCY_NAMES)})"
+        )
     if body.get("TxnDate"):
         try:
             dt.date.fromisoformat(str(body["TxnDate"]))
@@ -379,7 +404,9 @@ def _add_invoice_writes(app: FastAPI, system: System, authorize: Callable[[Reque
         except ValueError:
             body = None
         if not isinstance(body, dict):
-            raise fault(400, "ValidationFault", "2500", "Invalid Request", "the request body must be a JSON object")
+            raise fault(
+                400, "ValidationFault", "2500", "Invalid Request", "the request body must be a JSON object"
+            )
         operation = request.query_params.get("operation", "update" if body.get("Id") else "create")
         try:
             status, answer = _invoice_write(system, operation, body)
@@ -389,7 +416,9 @@ def _add_invoice_writes(app: FastAPI, system: System, authorize: Callable[[Reque
             status, answer = error.status, error.body
         text = json.dumps(answer, separators=(",", ":"))
         if request_id:
-            store.con.execute("INSERT OR IGNORE INTO qbo_requests VALUES (?, ?, ?)", [request_id, status, text])
+            store.con.execute(
+                "INSERT OR IGNORE INTO qbo_requests VALUES (?, ?, ?)", [request_id, status, text]
+            )
         return Response(text.encode(), status, media_type="application/json")
 
 
@@ -413,7 +442,9 @@ def _invoice_write(system: System, operation: str, body: dict) -> tuple[int, dic
         return 200, {"Invoice": invoice, "time": _now()}
     current = store.get("invoices", str(body.get("Id")))
     if current is None:
-        raise fault(400, "ValidationFault", "610", "Object Not Found", f"Invoice {body.get('Id')!r} does not exist")
+        raise fault(
+            400, "ValidationFault", "610", "Object Not Found", f"Invoice {body.get('Id')!r} does not exist"
+        )
     if str(body.get("SyncToken")) != current["SyncToken"]:
         raise fault(400, "ValidationFault", "5010", "Stale Object Error",
                     f"You and {'someone else'} are working on the same thing; the invoice's SyncToken is "
