@@ -231,7 +231,9 @@ def _cursors_or(
     return dict.fromkeys(source_system.resources, bound.isoformat())
 
 
-def _sink(context: dg.AssetExecutionContext, source_system: System, warehouse: Warehouse) -> DuckDBArrowSink | None:
+def _sink(
+    context: dg.AssetExecutionContext, source_system: System, warehouse: Warehouse
+) -> DuckDBArrowSink | None:
     """The direct Arrow load, when the system's source reads Arrow and the warehouse is DuckDB;
     a long one logs its progress in the run (dlt's counters do not see these rows)."""
     enabled = settings.direct_arrow_load()

@@ -3,8 +3,10 @@
 Transform tests use this to start from a known truth in seconds: column names go through
 dlt's snake_case naming, ISO timestamps become zoned timestamps (dlt's `iso_timestamp`
 detection), shop orders are flattened with their line items in the child table
-`orders__line_items` (`_dlt_parent_id`, `_dlt_list_idx`), every row gets `_dlt_id` and every
-root row the `_dlt_load_id` of one load (`LOAD_ID`).
+`orders__line_items` (`_dlt_parent_id`, `_dlt_list_idx`), billing's QuickBooks records are
+flattened and split into their child tables as the hub's REST kit lands them (`invoices__line`,
+`invoices__custom_field`, `payments__line`, `payments__line__linked_txn`), every row gets `_dlt_id`
+and every root row the `_dlt_load_id` of one load (`LOAD_ID`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pyarrow as pa
 from dlt.common.normalizers.naming.snake_case import NamingConvention
 from hub_sandbox.world import World
 
+from integration_hub.systems.kit.arrow import flatten, key_row_id, split_children
 from integration_hub.warehouse import Warehouse
 
 _naming = NamingConvention()
@@ -36,6 +39,25 @@ def _dlt_shape(db: duckdb.DuckDBPyConnection, table: pa.Table, key: str) -> pa.T
     return result
 
 
+def _quickbooks_shape(table: pa.Table, resource: str) -> dict[str, pa.Table]:
+    """A QuickBooks entity's root and child tables, as `kit.arrow` lands them."""
+    flat = flatten(table)
+    flat = flat.append_column("_dlt_load_id", pa.array([LOAD_ID] * flat.num_rows, pa.string()))
+    flat = flat.append_column(
+        "_dlt_id", pa.array([key_row_id(v) for v in flat["Id"].to_pylist()], pa.string())
+    )
+    out = {}
+    for name, part in split_children(flat, resource):
+        part = part.rename_columns([_naming.normalize_path(n) for n in part.schema.names])
+        for i, field in enumerate(part.schema):
+            if field.name.startswith("meta_data__"):
+                part = part.set_column(i, field.name, part[field.name].cast(pa.timestamp("us", "UTC")))
+        if name == resource:
+            part = part.append_column("_hub_deleted_at", pa.nulls(part.num_rows, pa.timestamp("us")))
+        out[_naming.normalize_path(name)] = part
+    return out
+
+
 def raw_tables(world: World) -> dict[str, dict[str, pa.Table]]:
     """The world's tables as `raw_<system>.<resource>` would hold them after a dlt load."""
     db = duckdb.connect()
@@ -44,6 +66,9 @@ def raw_tables(world: World) -> dict[str, dict[str, pa.Table]]:
     for system, resources in world.tables.items():
         for resource, table in resources.items():
             if (system, resource) == ("shop", "orders"):
+                continue
+            if system == "billing":
+                out.setdefault(system, {}).update(_quickbooks_shape(table, resource))
                 continue
             out.setdefault(system, {})[resource] = _dlt_shape(db, table, f"{system}.{resource}")
     db.register("o", world.tables["shop"]["orders"])

@@ -20,9 +20,16 @@ def desk_tickets(box) -> list[dict]:
     """Every ticket on the desk, through the cursor-based incremental export from the epoch."""
     tickets, params = [], {"start_time": 0}
     while True:
-        body = httpx.get(
-            f"{box.url('support')}/api/v2/incremental/tickets/cursor.json", params=params, auth=auth(), timeout=30
-        ).raise_for_status().json()
+        body = (
+            httpx.get(
+                f"{box.url('support')}/api/v2/incremental/tickets/cursor.json",
+                params=params,
+                auth=auth(),
+                timeout=30,
+            )
+            .raise_for_status()
+            .json()
+        )
         tickets += body["tickets"]
         if body["end_of_stream"]:
             return tickets
@@ -30,7 +37,11 @@ def desk_tickets(box) -> list[dict]:
 
 
 def field_titles(box) -> dict[int, str]:
-    body = httpx.get(f"{box.url('support')}/api/v2/ticket_fields", auth=auth(), timeout=30).raise_for_status().json()
+    body = (
+        httpx.get(f"{box.url('support')}/api/v2/ticket_fields", auth=auth(), timeout=30)
+        .raise_for_status()
+        .json()
+    )
     return {f["id"]: f["title"] for f in body["ticket_fields"]}
 
 

@@ -55,7 +55,7 @@ def hub(tmp_path, monkeypatch, receiver):
     monkeypatch.setenv("HUB_HOME", str(tmp_path))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
     monkeypatch.setenv("HUB_ALERT_WEBHOOK_URL", receiver.url)
-    monkeypatch.setenv("HUB_BILLING_API_KEY", "sk_live_real_billing_key")
+    monkeypatch.setenv("HUB_BILLING_CLIENT_SECRET", "sk_live_real_billing_key")
     monkeypatch.setenv("HUB_WAREHOUSE_URL", f"postgresql://hub:{PG_PASSWORD}@db.internal:5432/hub")
     instance.ensure_dagster_home()
     with dg.DagsterInstance.get() as inst:

@@ -266,7 +266,9 @@ def test_a_canonical_asset_shows_column_docs_and_pii_tags(ui, page):
     page.screenshot(path=str(shots / "canonical-customer.png"), full_page=True)
     text = page.inner_text("body")
     assert "Owner: erp. Personal data." in text
-    assert page.get_by_text("pii: true", exact=True).count() >= 3, f"no pii tag shown; see {shots}"  # name, email, phone
+    assert page.get_by_text("pii: true", exact=True).count() >= 3, (
+        f"no pii tag shown; see {shots}"
+    )  # name, email, phone
 
 
 def test_the_asset_graph_shows_every_layer(ui, page):

@@ -34,23 +34,23 @@ def test_rows_breaking_a_rule_are_quarantined_with_the_rule_and_left_out(tmp_pat
     load_raw_world(warehouse, sandbox_world)
     invoices = sandbox_world.tables["billing"]["invoices"]
     with warehouse.connect() as con:
-        # Two planted bad invoices: an unknown currency and a negative amount due.
+        # Two planted bad invoices: an unknown currency and a negative total.
         con.execute(
-            "UPDATE raw_billing.invoices SET currency = 'us dollars' WHERE id = ?",
-            [invoices["id"][0].as_py()],
+            "UPDATE raw_billing.invoices SET currency_ref__value = 'us dollars' WHERE id = ?",
+            [invoices["Id"][0].as_py()],
         )
         con.execute(
-            "UPDATE raw_billing.invoices SET amount_due = -500 WHERE id = ?", [invoices["id"][1].as_py()]
+            "UPDATE raw_billing.invoices SET total_amt = -5 WHERE id = ?", [invoices["Id"][1].as_py()]
         )
     result = materialize_transforms(warehouse)
     assert result.success
 
     quarantined = {r[0]: r[1:] for r in _rows(warehouse, "SELECT source_key, reason, payload, run_id "
                                                          "FROM quarantine.canonical_invoice")}  # fmt: skip
-    assert set(quarantined) == {invoices["id"][0].as_py(), invoices["id"][1].as_py()}
-    assert "currency: str_matches" in quarantined[invoices["id"][0].as_py()][0]
-    assert "amount: greater_than_or_equal_to(0)" in quarantined[invoices["id"][1].as_py()][0]
-    assert json.loads(quarantined[invoices["id"][1].as_py()][1])["amount"] == -5.0
+    assert set(quarantined) == {invoices["Id"][0].as_py(), invoices["Id"][1].as_py()}
+    assert "currency: str_matches" in quarantined[invoices["Id"][0].as_py()][0]
+    assert "amount: greater_than_or_equal_to(0)" in quarantined[invoices["Id"][1].as_py()][0]
+    assert json.loads(quarantined[invoices["Id"][1].as_py()][1])["amount"] == -5.0
     assert {r[2] for r in quarantined.values()} == {result.run_id}
     # ... and excluded: in = canonical + quarantined.
     assert warehouse.row_count("canonical", "invoice") == invoices.num_rows - 2

@@ -18,7 +18,15 @@ from hub_sandbox.truth import at_source, read_record
 from integration_hub import systems
 from integration_hub.engine import completeness
 from integration_hub.warehouse import Warehouse
-from tests.test_sandbox_api import SHOP, billing_pages, crm_pages, shop_pages
+from tests.test_sandbox_api import (
+    SHOP,
+    billing_pages,
+    billing_token,
+    billing_url,
+    crm_pages,
+    order_ref,
+    shop_pages,
+)
 
 SHOP_AUTH = {"X-Shopify-Access-Token": CREDS["HUB_SHOP_API_KEY"]}
 ERP_TABLES = ("customers", "products", "sales_orders", "sales_order_lines")
@@ -98,7 +106,7 @@ def test_a_tick_deletes_open_unbilled_orders_in_the_erp_and_the_shop(make_sandbo
     )
     erp.close()
     # Only open orders nothing refers to: unbilled, and named by no planted record.
-    invoiced = {i["order_ref"] for i in billing_pages(box, "invoices")}
+    invoiced = {order_ref(i) for i in billing_pages(box, "invoices")}
     planted = {e["order_id"] for k in seeded["discrepancies"].values() for e in k if "order_id" in e}
     assert planted.isdisjoint(ids) and invoiced.isdisjoint(numbers)
     assert {line[0] for line in deleted["erp.sales_order_lines"]} == set(numbers)
@@ -280,3 +288,26 @@ def test_an_undeleted_erp_order_is_unmarked_by_the_next_load(make_sandbox, monke
         ((when, second_id),) = con.rows(query)
         assert con.scalar("SELECT count(*) FROM raw_erp.sales_orders WHERE _hub_deleted_at IS NOT NULL") == 0
     assert when is None and second_id > first_id
+
+
+def test_a_quickbooks_deletion_seen_in_cdc_lands_as_a_tombstone(make_sandbox, monkeypatch):
+    """Billing lists deletions through QuickBooks' change data capture (`"status": "Deleted"`)."""
+    monkeypatch.delenv("HUB_WAREHOUSE_URL", raising=False)
+    box, warehouse = make_sandbox(export=True), Warehouse()
+    load("billing")
+    invoices = billing_pages(box, "invoices")
+    victim = invoices[len(invoices) // 2]
+    headers = {"Authorization": f"Bearer {billing_token(box)}"}
+    answer = httpx.post(billing_url(box, "/invoice"), params={"operation": "delete", "requestid": "del-1"},
+                        json={"Id": victim["Id"], "SyncToken": victim["SyncToken"]}, headers=headers)  # fmt: skip
+    assert answer.json()["Invoice"] == {"domain": "QBO", "status": "Deleted", "Id": victim["Id"]}
+
+    loaded = load("billing")
+    assert {r: m["rows_deleted"] for (_, r), m in loaded.items()} == {"invoices": 1, "payments": 0}
+    rows = raw(warehouse, "raw_billing.invoices", "id, _hub_deleted_at")
+    marked = [(i, when) for i, when in rows if when is not None]
+    assert [i for i, _ in marked] == [victim["Id"]] and len(rows) == len(invoices), "the tombstone stays"
+    assert dt.datetime.now(dt.UTC).replace(tzinfo=None) - marked[0][1] < dt.timedelta(minutes=5)
+    landed, source = landed_vs_source(warehouse)
+    assert landed["billing.invoices"] == source["billing.invoices"] == len(invoices) - 1
+    assert load("billing")[("billing", "invoices")]["rows_deleted"] == 0, "a deletion is marked once"

@@ -15,9 +15,7 @@ from __future__ import annotations
 import collections
 import time
 
-import httpx
 import pytest
-from hub_sandbox import secret
 
 from integration_hub import settings
 from integration_hub.cli.run import run_job
@@ -27,23 +25,14 @@ from tests.test_drills_world import (
     audit_report,
     build_everything,
 )
+from tests.test_sandbox_api import billing_pages, order_ref
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def _billing(box, resource: str) -> list[dict]:
     """Every record billing holds, read through its API."""
-    headers = {"Authorization": f"Bearer {secret('HUB_BILLING_API_KEY')}"}
-    out, page = [], None
-    while True:
-        params = {"limit": 1000, **({"page": page} if page else {})}
-        body = httpx.get(
-            f"{box.url('billing')}/v1/{resource}", params=params, headers=headers, timeout=30
-        ).json()
-        out += body["data"]
-        page = body.get("next_page")
-        if not page:
-            return out
+    return billing_pages(box, resource)
 
 
 @pytest.fixture
@@ -75,7 +64,7 @@ def test_refused_rows_are_read_again_and_no_order_is_billed_twice(hub):
     assert run_job("nightly").success
 
     invoices, payments = _billing(box, "invoices"), _billing(box, "payments")
-    per_order = collections.Counter(i["order_ref"] for i in invoices)
+    per_order = collections.Counter(order_ref(i) for i in invoices)
     # the world's own planted duplicates (the truth keys them by ERP order id; billing by order number)
     planted = {f"SO-{d['order_id']:010d}" for d in box.truth["discrepancies"]["invoice_duplicated"]}
     assert planted <= set(per_order), "the planted duplicates are there to tell apart"
@@ -103,8 +92,8 @@ def test_refused_rows_are_read_again_and_no_order_is_billed_twice(hub):
         len(raw_invoices),
         len(invoices),
     )
-    assert raw_invoices == {i["id"] for i in invoices}, "raw equals what billing holds"
-    assert raw_payments == {p["id"] for p in payments}
+    assert raw_invoices == {i["Id"] for i in invoices}, "raw equals what billing holds"
+    assert raw_payments == {p["Id"] for p in payments}
     # The refused rows are in the audit trail: `hub audit report` counts them by reason as the
     # quarantine tables do, and its dead letters are sync.dead_letter's.
     pack = audit_report()

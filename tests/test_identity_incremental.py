@@ -351,7 +351,9 @@ def test_only_records_whose_matching_fields_changed_are_resolved_again(duck, dia
         identity_scope.remember_inputs(con, identity_scope.records_sql(con), None)
     touched, moved, deleted = keys[0], keys[1], keys[2]
     with warehouse.connect() as con:
-        con.execute(f"UPDATE staging.{touched[0]}__customer SET updated_at = now() WHERE source_id = ?", [touched[1]])
+        con.execute(
+            f"UPDATE staging.{touched[0]}__customer SET updated_at = now() WHERE source_id = ?", [touched[1]]
+        )
     world.put(moved, {"email": "someone.else@x.org"})
     world.put(deleted, {}, deleted=True)
     new = world.new_record("crm")

@@ -32,7 +32,7 @@ from integration_hub.engine import sql_models
 from integration_hub.engine import sync_engine as rs
 from integration_hub.warehouse import Warehouse
 from tests.support_desk import support_orders
-from tests.test_sandbox_api import crm_pages
+from tests.test_sandbox_api import billing_pages, crm_pages, order_ref
 
 CANONICAL_TABLES = ["customer", "customer_xref", "order_xref", "sales_order", "invoice"]
 
@@ -83,16 +83,8 @@ def marketing_contacts(box) -> list[dict]:
 
 
 def billing_invoices(box) -> list[dict]:
-    headers = {"Authorization": f"Bearer {CREDS['HUB_BILLING_API_KEY']}"}
-    rows, offset = [], 0
-    while True:
-        body = httpx.get(
-            f"{box.url('billing')}/v1/invoices", params={"offset": offset, "limit": 1000}, headers=headers
-        ).json()
-        rows += body["data"]
-        offset += len(body["data"])
-        if not body["has_more"]:
-            return rows
+    """Every QuickBooks invoice, with its `Order Ref` as `order_ref` (the key the sync writes)."""
+    return [{**i, "order_ref": order_ref(i)} for i in billing_pages(box, "invoices")]
 
 
 def expected_payloads(sync: rs.Sync, warehouse: Warehouse) -> dict[str, dict]:
@@ -178,7 +170,7 @@ def test_each_destination_holds_exactly_what_the_sync_sent_and_a_rerun_sends_not
     assert not any("customer_phone" in o for o in orders)
 
     # Billing: one new invoice per fulfilled order that had none.
-    created = [i for i in billing_invoices(box) if i["id"].startswith("in_n")]
+    created = [i for i in billing_invoices(box) if i["Id"].startswith("in_n")]
     assert sorted(i["order_ref"] for i in created) == sorted(expected["billing_invoices"])
 
     # Nothing changed, so a second run sends nothing at all (not even a token request).
@@ -354,7 +346,7 @@ def test_the_dagster_asset_shows_its_plan_pushes_it_and_warns_on_dead_letters(hu
     customers = box.truth["expected"]["canonical.customer"]
     prefix = "sync marketing_contacts → marketing: "
     progress = [e.user_message for e in instance.all_logs(result.run_id) if e.user_message.startswith(prefix)]
-    sent = [int(line[len(prefix):].split(" of ")[0].replace(",", "")) for line in progress]
+    sent = [int(line[len(prefix) :].split(" of ")[0].replace(",", "")) for line in progress]
     assert len(sent) > 1 and sent == sorted(sent) and sent[-1] == customers, progress
     assert all(f" of {customers:,} (" in line for line in progress)
     rejected = metadata["rejected"].value

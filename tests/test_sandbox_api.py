@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import httpx
 import pytest
 from hub_sandbox import CREDENTIALS as CREDS
@@ -64,31 +66,75 @@ def shop_pages(sandbox, resource: str, **params) -> list[dict]:
     return rows
 
 
-def billing_pages(sandbox, resource: str, **params) -> list[dict]:
-    headers = {"Authorization": f"Bearer {CREDS['HUB_BILLING_API_KEY']}"}
-    rows, offset = [], 0
-    while True:
-        query = {"offset": offset, "limit": 1000, **params}
-        body = httpx.get(f"{sandbox.url('billing')}/v1/{resource}", params=query, headers=headers).json()
-        rows += body["data"]
-        offset += len(body["data"])
-        if not body["has_more"]:
-            assert offset == body["total"] and body["next_page"] is None
-            return rows
+QBO = "/v3/company/{realm}"
 
 
-def billing_token_pages(sandbox, resource: str, **params) -> list[dict]:
-    """Billing by `page` tokens: the first request carries the filters, every next one only the token."""
-    headers = {"Authorization": f"Bearer {CREDS['HUB_BILLING_API_KEY']}"}
-    rows, query = [], {"limit": 700, **params}
+def billing_token(sandbox) -> str:
+    """An access token from the stand-in's Intuit token endpoint (refresh-token grant)."""
+    answer = httpx.post(
+        f"{sandbox.url('billing')}/oauth2/v1/tokens/bearer",
+        data={"grant_type": "refresh_token", "refresh_token": CREDS["HUB_BILLING_REFRESH_TOKEN"]},
+        auth=(CREDS["HUB_BILLING_CLIENT_ID"], CREDS["HUB_BILLING_CLIENT_SECRET"]),
+    )
+    answer.raise_for_status()
+    return answer.json()["access_token"]
+
+
+def billing_url(sandbox, path: str) -> str:
+    return sandbox.url("billing") + QBO.format(realm=CREDS["HUB_BILLING_REALM_ID"]) + path
+
+
+def billing_pages(
+    sandbox, resource: str, updated_since=None, updated_before=None, size: int = 1000
+) -> list[dict]:
+    """Every QuickBooks Invoice or Payment changed in [since, before), by STARTPOSITION pages."""
+    entity = {"invoices": "Invoice", "payments": "Payment"}[resource]
+    headers = {"Authorization": f"Bearer {billing_token(sandbox)}"}
+    where = [f"MetaData.LastUpdatedTime >= '{updated_since}'"] * bool(updated_since) + [
+        f"MetaData.LastUpdatedTime < '{updated_before}'"] * bool(updated_before)  # fmt: skip
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    rows, start = [], 1
     while True:
-        body = httpx.get(f"{sandbox.url('billing')}/v1/{resource}", params=query, headers=headers).json()
-        rows += body["data"]
-        assert body["has_more"] == (body["next_page"] is not None)
-        if not body["has_more"]:
-            assert len(rows) == body["total"]
+        query = f"SELECT * FROM {entity}{clause} STARTPOSITION {start} MAXRESULTS {size}"
+        answer = httpx.get(billing_url(sandbox, "/query"), params={"query": query, "minorversion": 75},
+                           headers=headers)  # fmt: skip
+        answer.raise_for_status()
+        page = answer.json()["QueryResponse"].get(entity, [])
+        rows += page
+        if len(page) < size:
             return rows
-        query = {"page": body["next_page"], "limit": 700}
+        start += size
+
+
+def create_invoice(sandbox, payload: dict, requestid: str | None) -> httpx.Response:
+    """`POST …/invoice?requestid=…` of the invoice the hub's writer makes of a sync payload
+    (`order_ref`, `customer_email`, `currency`, `amount_due` in cents, `invoice_date`)."""
+    from integration_hub.systems.billing import invoice
+
+    params = {"minorversion": 75} | ({"requestid": requestid} if requestid else {})
+    return httpx.post(billing_url(sandbox, "/invoice"), params=params, json=invoice(payload),
+                      headers={"Authorization": f"Bearer {billing_token(sandbox)}"})  # fmt: skip
+
+
+def changed_at(record: dict) -> str:
+    """A QuickBooks record's `MetaData.LastUpdatedTime` as the stores write times (`…Z`, UTC)."""
+    return record["MetaData"]["LastUpdatedTime"].replace("+00:00", "Z")
+
+
+def cents(record: dict) -> int:
+    """A QuickBooks amount (`TotalAmt`, a decimal number) in cents."""
+    return int(round(Decimal(str(record["TotalAmt"])) * 100))
+
+
+def applied_to(payment: dict) -> str:
+    """The invoice a QuickBooks payment is applied to (`Line[0].LinkedTxn[0]`)."""
+    (link,) = [t for line in payment["Line"] for t in line["LinkedTxn"] if t["TxnType"] == "Invoice"]
+    return link["TxnId"]
+
+
+def order_ref(invoice: dict) -> str | None:
+    """The ERP order number a QuickBooks invoice carries (its `Order Ref` custom field)."""
+    return next((f["StringValue"] for f in invoice.get("CustomField", []) if f["Name"] == "Order Ref"), None)
 
 
 PROTECTED = [
@@ -97,9 +143,30 @@ PROTECTED = [
     ("crm", "PATCH", f"{CRM}/composite/sobjects/Account/AccountNumber", {}),
     ("shop", "GET", f"{SHOP}/orders.json", {"X-Shopify-Access-Token": "shpat_wrong"}),
     ("shop", "GET", f"{SHOP}/customers/count.json", {"X-Shopify-Access-Token": "shpat_wrong"}),
-    ("billing", "GET", "/v1/invoices", {"Authorization": "Bearer sk_wrong"}),
-    ("billing", "POST", "/v1/invoices", {"Authorization": "Bearer sk_wrong"}),
-    ("support", "GET", "/api/v2/incremental/tickets/cursor.json?start_time=0", {"Authorization": "Basic em9vOnph"}),
+    (
+        "billing",
+        "GET",
+        QBO.format(realm=CREDS["HUB_BILLING_REALM_ID"]) + "/query?query=SELECT%20*%20FROM%20Invoice",
+        {"Authorization": "Bearer qbo_wrong"},
+    ),
+    (
+        "billing",
+        "GET",
+        QBO.format(realm=CREDS["HUB_BILLING_REALM_ID"]) + "/cdc?entities=Invoice&changedSince=2020-01-01",
+        {"Authorization": "Bearer qbo_wrong"},
+    ),
+    (
+        "billing",
+        "POST",
+        QBO.format(realm=CREDS["HUB_BILLING_REALM_ID"]) + "/invoice",
+        {"Authorization": "Bearer qbo_wrong"},
+    ),
+    (
+        "support",
+        "GET",
+        "/api/v2/incremental/tickets/cursor.json?start_time=0",
+        {"Authorization": "Basic em9vOnph"},
+    ),
     ("support", "POST", "/api/v2/tickets/create_many.json", {"Authorization": "Bearer zd_sandbox_token"}),
     ("marketing", "GET", "/crm/v3/objects/contacts", {"Authorization": "Bearer hs_wrong"}),
     ("marketing", "POST", "/crm/v3/objects/contacts/batch/upsert", {"Authorization": "Bearer hs_wrong"}),
@@ -112,7 +179,11 @@ def test_every_api_refuses_missing_and_wrong_credentials(sandbox, system, method
         answer = httpx.request(method, f"{sandbox.url(system)}{path}", headers=headers, json={})
         assert answer.status_code == 401
         body = answer.json()
-        assert "error" in body or body[0]["errorCode"] == "INVALID_SESSION_ID"  # Salesforce's shape
+        assert (
+            "error" in body
+            or (isinstance(body, list) and body[0]["errorCode"] == "INVALID_SESSION_ID")  # Salesforce's shape
+            or body["Fault"]["Error"][0]["Message"].startswith("message=AuthenticationFailed")  # Intuit's
+        )
         assert not any(secret in answer.text for secret in CREDS.values())
 
 
@@ -137,9 +208,9 @@ def test_crm_token_needs_the_right_client_secret(sandbox):
         ("crm", "contacts", "Id", crm_pages),
         ("shop", "orders", "id", shop_pages),
         ("shop", "customers", "id", shop_pages),
-        ("billing", "invoices", "id", billing_pages),
-        ("billing", "payments", "id", billing_pages),
-        ("billing", "invoices", "id", billing_token_pages),
+        ("billing", "invoices", "Id", billing_pages),
+        ("billing", "payments", "Id", billing_pages),
+        ("billing", "invoices", "Id", lambda box, resource: billing_pages(box, resource, size=700)),
     ],
 )
 def test_paging_returns_every_record_exactly_once(sandbox, sandbox_world, system, resource, id_field, pages):
@@ -154,9 +225,9 @@ def test_served_records_equal_the_world_rows(sandbox, sandbox_world):
     orders = {o["id"]: o for o in shop_pages(sandbox, "orders")}
     for row in sandbox_world.tables["shop"]["orders"].slice(0, 50).to_pylist():
         assert orders[row["id"]] == row
-    invoices = {i["id"]: i for i in billing_pages(sandbox, "invoices")}
+    invoices = {i["Id"]: i for i in billing_pages(sandbox, "invoices")}
     for row in sandbox_world.tables["billing"]["invoices"].slice(0, 50).to_pylist():
-        assert invoices[row["id"]] == row
+        assert invoices[row["Id"]] == row
 
 
 def test_time_filters_are_inclusive_lower_and_exclusive_upper_bounds(sandbox, sandbox_world):
@@ -175,12 +246,12 @@ def test_time_filters_are_inclusive_lower_and_exclusive_upper_bounds(sandbox, sa
     want = {a["Id"] for a in accounts if a["LastModifiedDate"] >= low}
     assert {a["Id"] for a in crm_pages(sandbox, "accounts", modified_since=low)} == want
     invoices = sandbox_world.tables["billing"]["invoices"].to_pylist()
-    want = {i["id"] for i in invoices if i["updated_at"] < high}
-    assert {i["id"] for i in billing_pages(sandbox, "invoices", updated_before=high)} == want
+    want = {i["Id"] for i in invoices if changed_at(i) < high}
+    assert {i["Id"] for i in billing_pages(sandbox, "invoices", updated_before=high)} == want
     assert [
-        i["id"] for i in billing_token_pages(sandbox, "invoices", updated_since=low, updated_before=high)
-    ] == [i["id"] for i in billing_pages(sandbox, "invoices", updated_since=low, updated_before=high)], (
-        "the token carries the filters and continues where the previous page ended"
+        i["Id"] for i in billing_pages(sandbox, "invoices", updated_since=low, updated_before=high, size=300)
+    ] == [i["Id"] for i in billing_pages(sandbox, "invoices", updated_since=low, updated_before=high)], (
+        "a deep STARTPOSITION continues where the previous page ended, in (LastUpdatedTime, Id) order"
     )
 
 
@@ -196,9 +267,14 @@ def test_bad_filter_values_get_a_clear_400(sandbox):
     assert answer.status_code == 400
     answer = httpx.get(f"{sandbox.url('shop')}{SHOP}/orders.json", params={"limit": 251}, headers=headers)
     assert answer.status_code == 422
-    billing = {"Authorization": f"Bearer {CREDS['HUB_BILLING_API_KEY']}"}
-    answer = httpx.get(f"{sandbox.url('billing')}/v1/invoices", params={"page": "garbage!"}, headers=billing)
-    assert answer.status_code == 400 and "page" in answer.json()["message"]
+    billing = {"Authorization": f"Bearer {billing_token(sandbox)}"}
+    for query, says in [("SELECT * FROM Invoice WHERE TotalAmt > '5'", "TotalAmt"),
+                        ("SELECT * FROM Invoice WHERE MetaData.LastUpdatedTime > 'yesterday'", "yesterday"),
+                        ("SELECT * FROM Bill", "Bill"), ("DELETE FROM Invoice", "DELETE")]:  # fmt: skip
+        answer = httpx.get(billing_url(sandbox, "/query"), params={"query": query}, headers=billing)
+        fault = answer.json()["Fault"]
+        assert answer.status_code == 400 and fault["type"] == "ValidationFault", query
+        assert says in fault["Error"][0]["Detail"], fault
 
 
 def test_crm_soql_counts_pages_and_refuses_what_it_does_not_speak(sandbox, sandbox_world):

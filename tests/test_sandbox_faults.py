@@ -9,10 +9,25 @@ import pytest
 from hub_sandbox import CREDENTIALS as CREDS
 from hub_sandbox.faults import unit_hash
 
-from tests.test_sandbox_api import CRM, SHOP, billing_pages, crm_pages, crm_token, shop_pages
+from tests.test_sandbox_api import (
+    CRM,
+    SHOP,
+    billing_pages,
+    billing_token,
+    billing_url,
+    crm_pages,
+    crm_token,
+    shop_pages,
+)
 
 SHOP_HEADERS = {"X-Shopify-Access-Token": CREDS["HUB_SHOP_API_KEY"]}
-BILLING_HEADERS = {"Authorization": f"Bearer {CREDS['HUB_BILLING_API_KEY']}"}
+
+
+def invoices_page(sandbox, size: int = 100, token: str | None = None) -> httpx.Response:
+    """One QuickBooks query page of invoices."""
+    query = f"SELECT * FROM Invoice MAXRESULTS {size}"
+    headers = {"Authorization": f"Bearer {token or billing_token(sandbox)}"}
+    return httpx.get(billing_url(sandbox, "/query"), params={"query": query}, headers=headers)
 
 
 @pytest.fixture(autouse=True)
@@ -35,11 +50,13 @@ def test_outage_answers_503_with_retry_after_until_cleared_or_over(sandbox):
     sandbox.clear_faults("shop")
     assert shop_orders(sandbox).status_code == 200
 
+    token = billing_token(sandbox)
     sandbox.set_fault("billing", "outage", seconds=1)
-    answer = httpx.get(f"{sandbox.url('billing')}/v1/invoices", headers=BILLING_HEADERS)
+    answer = invoices_page(sandbox, token=token)
     assert answer.status_code == 503 and answer.headers["Retry-After"] == "1"
+    assert answer.json()["Fault"]["type"] == "ServiceUnavailable", "billing answers in Intuit's fault body"
     time.sleep(1.1)
-    assert httpx.get(f"{sandbox.url('billing')}/v1/invoices", headers=BILLING_HEADERS).status_code == 200
+    assert invoices_page(sandbox, token=token).status_code == 200
 
 
 def test_rate_limit_answers_every_nth_request_with_429(sandbox):
@@ -48,6 +65,14 @@ def test_rate_limit_answers_every_nth_request_with_429(sandbox):
     assert codes == [200, 200, 429, 200, 200, 429]
     answer = [shop_orders(sandbox, limit=1) for _ in range(3)][-1]
     assert answer.status_code == 429 and answer.headers["Retry-After"] == "2"
+    token = billing_token(sandbox)
+    sandbox.set_fault("billing", "rate_limit", every=2, retry_after=1)
+    answer = [invoices_page(sandbox, 1, token) for _ in range(2)][-1]
+    assert answer.status_code == 429 and answer.headers["Retry-After"] == "1"
+    assert (
+        answer.json()["Fault"]["type"] == "ThrottleExceeded"
+        and answer.json()["Fault"]["Error"][0]["code"] == "3001"
+    )
 
 
 def test_slow_delays_every_page(sandbox):
@@ -61,12 +86,12 @@ def test_slow_delays_every_page(sandbox):
 
 
 def test_drop_cuts_every_nth_list_response_mid_body(sandbox):
+    token = billing_token(sandbox)
     sandbox.set_fault("billing", "drop", every=2)
-    url = f"{sandbox.url('billing')}/v1/invoices"
-    assert len(httpx.get(url, params={"limit": 100}, headers=BILLING_HEADERS).json()["data"]) == 100
+    assert len(invoices_page(sandbox, 100, token).json()["QueryResponse"]["Invoice"]) == 100
     with pytest.raises(httpx.RemoteProtocolError):  # "peer closed connection without sending complete body"
-        httpx.get(url, params={"limit": 100}, headers=BILLING_HEADERS)
-    assert httpx.get(url, params={"limit": 100}, headers=BILLING_HEADERS).status_code == 200
+        invoices_page(sandbox, 100, token)
+    assert invoices_page(sandbox, 100, token).status_code == 200
 
 
 def test_malformed_rows_are_the_same_rows_on_every_read(sandbox, sandbox_world):
@@ -84,8 +109,8 @@ def test_malformed_rows_are_the_same_rows_on_every_read(sandbox, sandbox_world):
 
     sandbox.set_fault("billing", "malformed", share=0.1)
     invoices = billing_pages(sandbox, "invoices")
-    assert any(i.get("amount_due") == "12,00" for i in invoices)
-    assert any("id" not in i for i in invoices)
+    assert any(i.get("TotalAmt") == "12,00" for i in invoices)
+    assert any("Id" not in i for i in invoices)
 
 
 def test_schema_drift_renames_a_field_in_every_row(sandbox):
@@ -96,8 +121,8 @@ def test_schema_drift_renames_a_field_in_every_row(sandbox):
     orders = shop_orders(sandbox, limit=20).json()["orders"]
     assert all("price_total" in o and "total_price" not in o for o in orders)
     sandbox.set_fault("billing", "schema_drift")
-    invoices = httpx.get(f"{sandbox.url('billing')}/v1/invoices", headers=BILLING_HEADERS).json()["data"]
-    assert all("amount_total" in i and "amount_due" not in i for i in invoices)
+    invoices = invoices_page(sandbox, 50).json()["QueryResponse"]["Invoice"]
+    assert all("TotalAmount" in i and "TotalAmt" not in i for i in invoices)
 
 
 def test_crm_token_expiry_then_a_fresh_token_works(sandbox):

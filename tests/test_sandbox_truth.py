@@ -9,7 +9,15 @@ from decimal import Decimal
 
 import pytest
 
-from tests.test_sandbox_api import billing_pages, crm_pages, shop_pages
+from tests.test_sandbox_api import (
+    applied_to,
+    billing_pages,
+    cents,
+    changed_at,
+    crm_pages,
+    order_ref,
+    shop_pages,
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,19 +54,19 @@ def test_billing_plants(sandbox, served):
     truth, orders = sandbox.truth, served["orders"]
     by_ref = defaultdict(list)
     for invoice in served["invoices"]:
-        by_ref[invoice["order_ref"]].append(invoice)
+        by_ref[order_ref(invoice)].append(invoice)
     for order_id in keys(truth, "invoice_missing", "order_id"):
         assert orders[order_id][1] == "fulfilled" and orders[order_id][0] not in by_ref
     for order_id in keys(truth, "invoice_duplicated", "order_id"):
         assert len(by_ref[orders[order_id][0]]) == 2
     for order_id in keys(truth, "invoice_amount_mismatch", "order_id"):
         (invoice,) = by_ref[orders[order_id][0]]
-        assert abs(invoice["amount_due"] - Decimal(str(orders[order_id][2])) * 100) > 1
+        assert abs(cents(invoice) - Decimal(str(orders[order_id][2])) * 100) > 1
     for order_id in keys(truth, "invoice_amount_rounding", "order_id", "non_findings"):
         (invoice,) = by_ref[orders[order_id][0]]
-        assert abs(invoice["amount_due"] - Decimal(str(orders[order_id][2])) * 100) == 1
+        assert abs(cents(invoice) - Decimal(str(orders[order_id][2])) * 100) == 1
     for order_id in keys(truth, "invoice_in_eur", "order_id", "non_findings"):
-        assert by_ref[orders[order_id][0]][0]["currency"] == "eur"
+        assert by_ref[orders[order_id][0]][0]["CurrencyRef"]["value"] == "EUR"
     # every other fulfilled order has exactly one invoice of the order's amount
     planted = {k for kind in ("invoice_missing", "invoice_duplicated", "invoice_amount_mismatch") for k in
                keys(truth, kind, "order_id")} | {k for kind in ("invoice_amount_rounding", "invoice_in_eur")
@@ -66,15 +74,15 @@ def test_billing_plants(sandbox, served):
     for order_id, (number, status, total, *_) in orders.items():
         if status == "fulfilled" and order_id not in planted:
             (invoice,) = by_ref[number]
-            assert invoice["amount_due"] == round(Decimal(str(total)) * 100)
+            assert cents(invoice) == round(Decimal(str(total)) * 100)
 
 
 def test_payment_plants(sandbox, served):
     truth = sandbox.truth
     paid = defaultdict(int)
     for payment in served["payments"]:
-        paid[payment["invoice"]] += payment["amount"]
-    due = {i["id"]: i["amount_due"] for i in served["invoices"]}
+        paid[applied_to(payment)] += cents(payment)
+    due = {i["Id"]: cents(i) for i in served["invoices"]}
     for invoice_id in keys(truth, "invoice_unpaid", "invoice_id"):
         assert invoice_id in due and invoice_id not in paid
     for invoice_id in keys(truth, "invoice_partially_paid", "invoice_id"):
@@ -82,7 +90,7 @@ def test_payment_plants(sandbox, served):
     for invoice_id in keys(truth, "invoice_overpaid", "invoice_id"):
         assert paid[invoice_id] > due[invoice_id]
     unsettled = set(keys(truth, "payment_not_settled", "payment_id"))
-    payment_ids = {p["id"] for p in served["payments"]}
+    payment_ids = {p["Id"] for p in served["payments"]}
     assert unsettled <= payment_ids
     assert served["settled"] == payment_ids - unsettled
 
@@ -145,8 +153,8 @@ def test_every_seeded_record_was_last_touched_before_the_anchor(sandbox, served)
     }
     erp.close()
     latest |= {
-        "billing.invoices": max(r["updated_at"] for r in served["invoices"]),
-        "billing.payments": max(max(r["updated_at"], r["created"]) for r in served["payments"]),
+        "billing.invoices": max(changed_at(r) for r in served["invoices"]),
+        "billing.payments": max(changed_at(r) for r in served["payments"]),
         "shop.orders": max(o["updated_at"] for o in served["shop_orders"].values()),
         "shop.customers": max(c["updated_at"] for c in served["shop_customers"].values()),
         "crm.accounts": max(a["LastModifiedDate"] for a in served["accounts"].values()),

@@ -9,9 +9,15 @@ from hub_sandbox.crm import integration_user
 from hub_sandbox.faults import unit_hash
 
 from tests.support_desk import auth, desk_tickets
-from tests.test_sandbox_api import billing_pages, crm_pages, crm_upsert
+from tests.test_sandbox_api import (
+    billing_pages,
+    changed_at,
+    create_invoice,
+    crm_pages,
+    crm_upsert,
+    order_ref,
+)
 
-BILLING = {"Authorization": f"Bearer {CREDS['HUB_BILLING_API_KEY']}"}
 MARKETING = {"Authorization": f"Bearer {CREDS['HUB_MARKETING_API_KEY']}"}
 INVOICE = {"order_ref": "SO-9000000001", "customer_email": "ada@example.com", "currency": "usd",
            "amount_due": 12345, "invoice_date": "2026-11-20"}  # fmt: skip
@@ -79,46 +85,39 @@ def test_crm_reject_writes_fails_the_same_records_every_time(box):
     assert 0 < sum(first) < 40
 
 
-def test_billing_idempotency_key_creates_one_invoice(box):
-    url = f"{box.url('billing')}/v1/invoices"
+def test_billing_requestid_creates_one_invoice(box):
     total = len(billing_pages(box, "invoices"))
-    created = httpx.post(url, json=INVOICE, headers=BILLING | {"Idempotency-Key": "k-1"})
-    assert created.status_code == 201
-    replay = httpx.post(url, json=INVOICE, headers=BILLING | {"Idempotency-Key": "k-1"})
-    assert replay.status_code == 200 and replay.headers["Idempotent-Replayed"] == "true"
-    assert replay.json() == created.json()
-    conflict = httpx.post(url, json=INVOICE | {"amount_due": 1}, headers=BILLING | {"Idempotency-Key": "k-1"})
-    assert conflict.status_code == 409
-    assert httpx.post(url, json=INVOICE, headers=BILLING).status_code == 400
-    bad = httpx.post(
-        url,
-        json=INVOICE | {"currency": "gbp", "amount_due": "12"},
-        headers=BILLING | {"Idempotency-Key": "k-2"},
+    created = create_invoice(box, INVOICE, "k-1")
+    assert created.status_code == 200, created.text
+    replay = create_invoice(box, INVOICE, "k-1")
+    assert replay.status_code == 200 and replay.json() == created.json(), (
+        "QuickBooks answers the first response"
     )
-    assert bad.status_code == 400 and "amount_due" in bad.json()["message"]
+    other_body = create_invoice(box, INVOICE | {"amount_due": 1}, "k-1")
+    assert other_body.json() == created.json(), "a repeated requestid writes nothing, whatever the body"
+    bad = create_invoice(box, INVOICE | {"currency": "gbp"}, "k-2")
+    fault = bad.json()["Fault"]
+    assert bad.status_code == 400 and fault["type"] == "ValidationFault"
+    assert "CurrencyRef.value" in fault["Error"][0]["Detail"]
 
     invoices = billing_pages(box, "invoices")
     assert len(invoices) == total + 1
-    mine = [i for i in invoices if i["order_ref"] == INVOICE["order_ref"]]
-    assert mine == [created.json()]
-    assert mine[0]["status"] == "open" and mine[0]["amount_paid"] == 0
-    assert billing_pages(box, "invoices", updated_since=mine[0]["updated_at"])[-1] == mine[0]
+    mine = [i for i in invoices if order_ref(i) == INVOICE["order_ref"]]
+    assert mine == [created.json()["Invoice"]]
+    assert mine[0]["TotalAmt"] == mine[0]["Balance"] == 123.45 and mine[0]["Id"].startswith("in_n")
+    assert mine[0]["BillEmail"] == {"Address": INVOICE["customer_email"]}
+    assert billing_pages(box, "invoices", updated_since=changed_at(mine[0]))[-1] == mine[0]
 
 
-def test_billing_reject_writes_answers_422_and_writes_nothing(box):
+def test_billing_reject_writes_answers_a_fault_and_writes_nothing(box):
     box.set_fault("billing", "reject_writes", share=1.0)
-    url = f"{box.url('billing')}/v1/invoices"
     total = len(billing_pages(box, "invoices"))
-    answer = httpx.post(
-        url, json=INVOICE | {"order_ref": "SO-9000000002"}, headers=BILLING | {"Idempotency-Key": "r-1"}
-    )
-    assert answer.status_code == 422
+    answer = create_invoice(box, INVOICE | {"order_ref": "SO-9000000002"}, None)
+    assert answer.status_code == 400 and answer.json()["Fault"]["Error"][0]["code"] == "6000"
     assert len(billing_pages(box, "invoices")) == total
     box.clear_faults("billing")
-    answer = httpx.post(
-        url, json=INVOICE | {"order_ref": "SO-9000000002"}, headers=BILLING | {"Idempotency-Key": "r-1"}
-    )
-    assert answer.status_code == 201  # a rejected request did not burn its key
+    answer = create_invoice(box, INVOICE | {"order_ref": "SO-9000000002"}, "r-1")
+    assert answer.status_code == 200 and len(billing_pages(box, "invoices")) == total + 1
 
 
 def desk_job(box, method: str, path: str, tickets) -> dict:

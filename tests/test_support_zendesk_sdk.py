@@ -71,10 +71,13 @@ def test_zenpy_creates_updates_and_reads_back_tickets_through_jobs_and_the_incre
 
     held = {t.external_id: t for t in client.tickets.incremental(start_time=0)}
     assert sorted(held) == sorted(ids)
-    assert (held["SO-Z007"].status, sorted(held["SO-Z007"].tags)) == ("solved", ["integration_hub", "order_deleted"])
-    assert {e: float(next(f["value"] for f in t.custom_fields if f["id"] == total_field)) for e, t in held.items()} == {
-        f"SO-Z{i:03d}": i + 0.25 for i in range(30)
-    }
+    assert (held["SO-Z007"].status, sorted(held["SO-Z007"].tags)) == (
+        "solved",
+        ["integration_hub", "order_deleted"],
+    )
+    assert {
+        e: float(next(f["value"] for f in t.custom_fields if f["id"] == total_field)) for e, t in held.items()
+    } == {f"SO-Z{i:03d}": i + 0.25 for i in range(30)}
 
 
 def test_zenpy_reads_back_what_the_hub_writer_pushed(desk):
@@ -131,7 +134,8 @@ def test_the_hub_writer_rides_out_429s_without_a_ticket_twice(desk):
     box.set_fault("support", "rate_limit", every=3, retry_after=0)
     refused = httpx.get(f"{box.url('support')}/api/v2/tickets/count.json", auth=("x/token", "y"))
     refused = next(
-        r for r in [refused, *(httpx.get(f"{box.url('support')}/api/v2/tickets/count.json") for _ in range(3))]
+        r
+        for r in [refused, *(httpx.get(f"{box.url('support')}/api/v2/tickets/count.json") for _ in range(3))]
         if r.status_code == 429
     )
     assert refused.json()["error"] == "APIRateLimitExceeded" and "Retry-After" in refused.headers

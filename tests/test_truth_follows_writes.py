@@ -17,20 +17,18 @@ from typer.testing import CliRunner
 from integration_hub.cli import app
 from integration_hub.warehouse import Warehouse
 from tests.test_recon_truth import assert_exactly_the_truth
+from tests.test_sandbox_api import create_invoice as qbo_create_invoice
 from tests.test_sandbox_api import crm_pages, crm_upsert
 
-BILLING = {"Authorization": f"Bearer {CREDS['HUB_BILLING_API_KEY']}"}
 # The parts of the truth that describe the world (not the tally of what was created).
 WORLD = ("discrepancies", "non_findings", "counts", "expected")
 
 
 def create_invoice(box, order_ref: str, key: str) -> httpx.Response:
-    body = {"order_ref": order_ref, "customer_email": "ada@example.com", "currency": "usd",
-            "amount_due": 12345, "invoice_date": "2026-11-20"}  # fmt: skip
-    answer = httpx.post(
-        f"{box.url('billing')}/v1/invoices", json=body, headers=BILLING | {"Idempotency-Key": key}
-    )
-    assert answer.status_code in (200, 201), answer.text
+    payload = {"order_ref": order_ref, "customer_email": "ada@example.com", "currency": "usd",
+               "amount_due": 12345, "invoice_date": "2026-11-20"}  # fmt: skip
+    answer = qbo_create_invoice(box, payload, key)
+    assert answer.status_code == 200 and "Fault" not in answer.json(), answer.text
     return answer
 
 
@@ -50,8 +48,10 @@ def test_the_truth_follows_what_is_created_through_the_apis(make_sandbox):
     customer_id = seeded["discrepancies"]["crm_account_missing"][0]["customer_id"]
     existing = next(a for a in crm_pages(box, "accounts") if a["AccountNumber"])
 
-    invoice = create_invoice(box, f"SO-{order_id:010d}", "follow-1").json()
-    stranger = create_invoice(box, "SO-9000000001", "follow-2").json()  # an order the ERP never had
+    invoice = create_invoice(box, f"SO-{order_id:010d}", "follow-1").json()["Invoice"]
+    stranger = create_invoice(box, "SO-9000000001", "follow-2").json()[
+        "Invoice"
+    ]  # an order the ERP never had
     created, updated, unknown = upsert_accounts(box, [
         {"AccountNumber": f"C{customer_id:09d}", "Name": "Planted Missing"},
         {"AccountNumber": existing["AccountNumber"], "Lifetime_Value__c": 1.5},
@@ -69,7 +69,7 @@ def test_the_truth_follows_what_is_created_through_the_apis(make_sandbox):
     found = expected["discrepancies"]
     found["invoice_missing"].remove({"order_id": order_id})
     found["invoice_unpaid"] = sorted(
-        [*found["invoice_unpaid"], {"invoice_id": invoice["id"]}], key=lambda e: e["invoice_id"]
+        [*found["invoice_unpaid"], {"invoice_id": invoice["Id"]}], key=lambda e: e["invoice_id"]
     )
     found["crm_account_missing"].remove({"customer_id": customer_id})
     expected["counts"]["billing.invoices"] += 2
@@ -78,7 +78,7 @@ def test_the_truth_follows_what_is_created_through_the_apis(make_sandbox):
     expected["hub_writes"] = {
         "created": {"billing.invoices": 2, "crm.accounts": 2},  # the destinations are no part of the truth
         "not_followed": [
-            {"system": "billing", "resource": "invoices", "id": stranger["id"], "key": "SO-9000000001"},
+            {"system": "billing", "resource": "invoices", "id": stranger["Id"], "key": "SO-9000000001"},
             {"system": "crm", "resource": "accounts", "id": unknown["id"], "key": "C999999999"},
         ],
     }

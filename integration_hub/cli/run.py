@@ -362,7 +362,9 @@ def backfill_command(
     downstream: bool = typer.Option(True, help="Also rebuild staging, canonical, recon and sync after it."),
     wait: bool = typer.Option(False, help="Wait until the daemon has finished the backfill."),
     timeout: float = typer.Option(1800, help="Seconds to wait with --wait."),
-    as_json: bool = typer.Option(False, "--json", help="Print the backfill (and its outcome with --wait) as JSON."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the backfill (and its outcome with --wait) as JSON."
+    ),
 ) -> None:
     """Reload a system's days after an outage: a real Dagster backfill, run by the daemon."""
     defs = _defs()

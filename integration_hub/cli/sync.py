@@ -71,7 +71,9 @@ def apply(name: str, as_json: bool = typer.Option(False, "--json", help="Print t
 
     try:
         # Progress lines go to stderr: stdout stays the result (JSON with --json).
-        result = sync_engine.apply(_sync(name), _warehouse(), progress=lambda line: typer.echo(line, err=True))
+        result = sync_engine.apply(
+            _sync(name), _warehouse(), progress=lambda line: typer.echo(line, err=True)
+        )
     except DestinationUnusable as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -228,4 +228,3 @@ def remember_inputs(con: Connection, records: str, changed: set[tuple[str, str]]
             "WHERE t.system = r.source_system AND t.source_id = r.source_id)",
         )
     )
-

@@ -109,7 +109,9 @@ def _build_full(con: Connection, model: SqlModel, sql: str, vet: Vet | None, win
     return rows_built, rejected
 
 
-def _build_changes(con: Connection, model: SqlModel, sql: str, vet: Vet | None, win) -> tuple[int, int, int, int]:
+def _build_changes(
+    con: Connection, model: SqlModel, sql: str, vet: Vet | None, win
+) -> tuple[int, int, int, int]:
     """Recompute the changed keys' rows into a scratch table, vet them, then in one transaction
     replace the rows of the keys whose rows differ, log those keys and move the watermarks.
 
@@ -152,7 +154,9 @@ def _build_changes(con: Connection, model: SqlModel, sql: str, vet: Vet | None, 
                 f"({old} EXCEPT ALL SELECT {columns} FROM {new})) AS d"
             )
             con.execute(f"DELETE FROM {target} AS m WHERE {among(moved)}")
-            con.execute(f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {new} AS m WHERE {among(moved)}")
+            con.execute(
+                f"INSERT INTO {target} ({columns}) SELECT {columns} FROM {new} AS m WHERE {among(moved)}"
+            )
             n_moved = int(con.scalar(f"SELECT count(*) FROM {quote(layer, moved)}"))
             _finish(con, model, win, keys_table=quote(layer, moved))
             for table in (scratch, keys, moved):

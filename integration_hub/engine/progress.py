@@ -22,7 +22,9 @@ Report = Callable[[str], None]
 class Meter:
     """Counts units of `what` done; `add` reports a line when the period has passed since the last."""
 
-    def __init__(self, what: str, unit: str, total: int | None, report: Report | None, every: float | None = None):
+    def __init__(
+        self, what: str, unit: str, total: int | None, report: Report | None, every: float | None = None
+    ):
         self.what, self.unit, self.total, self.report = what, unit, total, report
         self.every = settings.progress_seconds() if every is None else every
         self.done, self.started = 0, time.monotonic()

@@ -167,7 +167,9 @@ class SupportOrders(Writer):
         deadline, wait = time.monotonic() + POLL_DEADLINE, 0.0
         while job["status"] not in ("completed", "failed"):
             if time.monotonic() > deadline:
-                raise TransientError(f"support: job {job['id']} still {job['status']} after {POLL_DEADLINE:g} s")
+                raise TransientError(
+                    f"support: job {job['id']} still {job['status']} after {POLL_DEADLINE:g} s"
+                )
             time.sleep(wait)
             wait = min(POLL_BACKOFF_CAP, max(0.05, wait * 2))
             job = self._read(http, f"/api/v2/job_statuses/{job['id']}")["job_status"]
@@ -185,7 +187,9 @@ class SupportOrders(Writer):
             ok = res.get("success", res.get("status") in ("Created", "Updated"))
             error = None if ok else f"{res.get('error', 'Failed')}: {res.get('details', '')}".rstrip(": ")
             ticket_id = res.get("id")
-            outcomes.append(Outcome(records[index].key, ok, error, str(ticket_id) if ok and ticket_id else None))
+            outcomes.append(
+                Outcome(records[index].key, ok, error, str(ticket_id) if ok and ticket_id else None)
+            )
         return outcomes
 
 

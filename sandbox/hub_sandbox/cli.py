@@ -236,7 +236,9 @@ def demo(
     scale: float = typer.Option(0.01, help="TPC-H scale factor of the sandbox world."),
     seed: int = typer.Option(42, help="Seed of the planted discrepancies."),
     keep_running: bool = typer.Option(False, help="Leave the sandbox systems running afterwards."),
-    as_json: bool = typer.Option(False, "--json", help="Print the run's summary as JSON (the rest to stderr)."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the run's summary as JSON (the rest to stderr)."
+    ),
 ) -> None:
     """Start the sandbox, run the main job on the embedded warehouse, print what happened."""
     from hub_sandbox.demo import run_demo

@@ -38,7 +38,9 @@ def run_demo(scale: float, seed: int, keep_running: bool = False, as_json: bool 
         ok, run_id, elapsed = _run_main_job(console)
         data = summary(run_id)
         if as_json:
-            print(json.dumps({"run_id": run_id, "success": ok, "seconds": round(elapsed, 1), **data}, indent=2))
+            print(
+                json.dumps({"run_id": run_id, "success": ok, "seconds": round(elapsed, 1), **data}, indent=2)
+            )
         else:
             _print_summary(console, data)
         status = "[green]succeeded" if ok else "[red]failed"

@@ -26,18 +26,18 @@ from hub_sandbox.api import ApiError
 if TYPE_CHECKING:
     from hub_sandbox.app import System
 
-KEY_FIELDS = {"crm": "Id", "shop": "id", "billing": "id", "support": "id", "marketing": "id"}
+KEY_FIELDS = {"crm": "Id", "shop": "id", "billing": "Id", "support": "id", "marketing": "id"}
 # A wrong-typed value per (system, resource) for the `malformed` fault; other resources lose their key.
 MALFORMED_VALUES = {
     ("shop", "orders"): ("total_price", "n/a"),
-    ("billing", "invoices"): ("amount_due", "12,00"),
-    ("billing", "payments"): ("amount", "12,00"),
+    ("billing", "invoices"): ("TotalAmt", "12,00"),
+    ("billing", "payments"): ("TotalAmt", "12,00"),
     ("crm", "accounts"): ("Lifetime_Value__c", "n/a"),
 }
 DEFAULT_RENAMES = {
     "shop": "total_price:total_price_set",
     "crm": "Email__c:Email_Address__c",
-    "billing": "amount_due:amount_total",
+    "billing": "TotalAmt:TotalAmount",
     "support": "external_id:externalId",
     "marketing": "email:Email",
 }

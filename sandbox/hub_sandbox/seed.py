@@ -28,14 +28,17 @@ from hub_sandbox.truth import RECORD, write_record
 from hub_sandbox.world import World, build_world
 
 REST_SYSTEMS = ["crm", "shop", "billing", "support", "marketing"]
-# resource -> (id field, updated field, match-key field or None) of the records each REST store serves.
+# resource -> (id, updated-at and match-key (or None) expressions over the record) each REST store serves.
 RESOURCES = {
     "crm": {
         "accounts": ("Id", "LastModifiedDate", "AccountNumber"),
         "contacts": ("Id", "LastModifiedDate", None),
     },
     "shop": {"orders": ("id", "updated_at", None), "customers": ("id", "updated_at", None)},
-    "billing": {"invoices": ("id", "updated_at", None), "payments": ("id", "updated_at", None)},
+    # QuickBooks' records keep their change time in `MetaData`, with the company's offset.
+    "billing": dict.fromkeys(
+        ("invoices", "payments"), ('"Id"', """replace("MetaData"."LastUpdatedTime", '+00:00', 'Z')""", None)
+    ),
     "support": {"tickets": ("id", "updated_at", "external_id")},
     "marketing": {"contacts": ("id", "updatedAt", "email")},
 }

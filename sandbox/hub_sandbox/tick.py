@@ -20,6 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from hub_sandbox import tick_deletes
+from hub_sandbox.billing import ORDER_REF, qbo_time
 from hub_sandbox.seed import read_world_info, write_settlements, write_world_info
 from hub_sandbox.store import Store
 from hub_sandbox.truth import read_record, write_record
@@ -269,15 +270,25 @@ class Tick:
         """A paid invoice for the order, its payment, and the payment's settlement line."""
         cents = int((total * 100).to_integral_value(ROUND_HALF_UP))
         inv, pay, stamp = f"in_{order_id:010d}", f"py_{order_id:010d}", self.stamp
+        email, amount, at = self.customers[customer_id][0], cents / 100, qbo_time(stamp)
+        usd = {"value": "USD", "name": "United States Dollar"}
+        customer = {"value": str(customer_id), "name": email}
+        meta = {"CreateTime": at, "LastUpdatedTime": at}
         self.invoices.append((inv, None, stamp, {
-            "id": inv, "number": f"INV-{order_id:010d}", "order_ref": order_number,
-            "customer_email": self.customers[customer_id][0], "currency": "usd", "amount_due": cents,
-            "amount_paid": cents, "status": "paid", "invoice_date": str(order_date + dt.timedelta(days=1)),
-            "updated_at": stamp}))  # fmt: skip
+            "Id": inv, "SyncToken": "0", "domain": "QBO", "sparse": False, "DocNumber": f"INV-{order_id:010d}",
+            "TxnDate": str(order_date + dt.timedelta(days=1)), "CurrencyRef": usd, "CustomerRef": customer,
+            "BillEmail": {"Address": email},
+            "CustomField": [{"DefinitionId": "1", "Name": ORDER_REF, "Type": "StringType", "StringValue": order_number}],
+            "Line": [{"Id": "1", "LineNum": 1, "Amount": amount, "DetailType": "SalesItemLineDetail",
+                      "SalesItemLineDetail": {"ItemRef": {"value": "1", "name": "Goods"}, "Qty": 1}}],
+            "TotalAmt": amount, "Balance": 0.0, "MetaData": meta}))  # fmt: skip
+        method = order_id % 3
         self.payments.append((pay, None, stamp, {
-            "id": pay, "invoice": inv, "currency": "usd", "amount": cents,
-            "method": ["card", "sepa_debit", "bank_transfer"][order_id % 3], "status": "succeeded",
-            "created": stamp, "updated_at": stamp}))  # fmt: skip
+            "Id": pay, "SyncToken": "0", "domain": "QBO", "sparse": False, "TxnDate": stamp[:10],
+            "TotalAmt": amount, "UnappliedAmt": 0.0, "CurrencyRef": usd, "CustomerRef": customer,
+            "PaymentMethodRef": {"value": str(1 + method), "name": ["card", "sepa_debit", "bank_transfer"][method]},
+            "Line": [{"Amount": amount, "LinkedTxn": [{"TxnId": inv, "TxnType": "Invoice"}]}],
+            "MetaData": meta}))  # fmt: skip
         fee = round(cents * 0.029 + 30)
         self.settlement.append({"payment_id": pay, "invoice_id": inv, "currency": "USD",
                                 "gross_amount": f"{cents / 100:.2f}", "fee_amount": f"{fee / 100:.2f}",

@@ -134,20 +134,36 @@ def make_crm(db: duckdb.DuckDBPyConnection) -> dict[str, pa.Table]:
 
 
 def make_billing(db: duckdb.DuckDBPyConnection) -> dict[str, pa.Table]:
-    """Billing: an invoice per fulfilled ERP order and the payments against them."""
+    """Billing, in QuickBooks Online's `Invoice` and `Payment` shapes: an invoice per fulfilled ERP
+    order (its order number in the `Order Ref` custom field) and the payments applied to them.
+
+    `Balance` is what is left to pay: negative for an overpaid invoice (QuickBooks would keep the
+    excess as an unapplied credit), so the amount paid stays readable from the invoice."""
     _billing_records(db)
-    invoices = db.sql("""
-        SELECT i.id, i.number, i.order_ref, i.customer_email, i.currency, i.amount_due,
-               coalesce(p.amount, 0)::BIGINT AS amount_paid,
-               CASE WHEN coalesce(p.amount, 0) >= i.amount_due THEN 'paid' ELSE 'open' END AS status,
-               strftime(i.invoice_date, '%Y-%m-%d') AS invoice_date,
-               ts(i.updated_at) || 'Z' AS updated_at
+    currency = "{'value': upper(i.currency), 'name': CASE upper(i.currency) WHEN 'EUR' THEN 'Euro' ELSE 'United States Dollar' END}"
+    invoices = db.sql(f"""
+        SELECT i.id AS "Id", '0' AS "SyncToken", 'QBO' AS domain, false AS sparse,
+               i.number AS "DocNumber", strftime(i.invoice_date, '%Y-%m-%d') AS "TxnDate",
+               {currency} AS "CurrencyRef",
+               {{'value': i.customer_id::VARCHAR, 'name': i.customer_email}} AS "CustomerRef",
+               {{'Address': i.customer_email}} AS "BillEmail",
+               [{{'DefinitionId': '1', 'Name': 'Order Ref', 'Type': 'StringType', 'StringValue': i.order_ref}}] AS "CustomField",
+               [{{'Id': '1', 'LineNum': 1, 'Amount': i.amount_due / 100, 'DetailType': 'SalesItemLineDetail',
+                  'SalesItemLineDetail': {{'ItemRef': {{'value': '1', 'name': 'Goods'}}, 'Qty': 1}}}}] AS "Line",
+               i.amount_due / 100 AS "TotalAmt",
+               (i.amount_due - coalesce(p.amount, 0)) / 100 AS "Balance",
+               {{'CreateTime': ts(i.updated_at) || '+00:00', 'LastUpdatedTime': ts(i.updated_at) || '+00:00'}} AS "MetaData"
         FROM billing_invoices i LEFT JOIN billing_payments p ON p.invoice = i.id ORDER BY i.id
     """).to_arrow_table()
-    payments = db.sql("""
-        SELECT id, invoice, currency, amount, method, 'succeeded' AS status, ts(updated_at) || 'Z' AS created,
-               ts(updated_at) || 'Z' AS updated_at
-        FROM billing_payments ORDER BY id
+    payments = db.sql(f"""
+        SELECT p.id AS "Id", '0' AS "SyncToken", 'QBO' AS domain, false AS sparse,
+               strftime(p.updated_at, '%Y-%m-%d') AS "TxnDate", p.amount / 100 AS "TotalAmt", 0.0 AS "UnappliedAmt",
+               {currency.replace("i.", "p.")} AS "CurrencyRef",
+               {{'value': p.customer_id::VARCHAR, 'name': p.customer_email}} AS "CustomerRef",
+               {{'value': (1 + p.order_id % 3)::VARCHAR, 'name': p.method}} AS "PaymentMethodRef",
+               [{{'Amount': p.amount / 100, 'LinkedTxn': [{{'TxnId': p.invoice, 'TxnType': 'Invoice'}}]}}] AS "Line",
+               {{'CreateTime': ts(p.updated_at) || '+00:00', 'LastUpdatedTime': ts(p.updated_at) || '+00:00'}} AS "MetaData"
+        FROM billing_payments p ORDER BY p.id
     """).to_arrow_table()
     return {"invoices": invoices, "payments": payments}
 
@@ -158,7 +174,7 @@ def _billing_records(db: duckdb.DuckDBPyConnection) -> None:
     db.execute(f"""
         CREATE TABLE billing_invoices AS
         WITH base AS (
-            SELECT o.order_id, o.order_number, c.email, o.order_date, o.updated_at,
+            SELECT o.order_id, o.customer_id, o.order_number, c.email, o.order_date, o.updated_at,
                    CASE WHEN o.order_id IN (SELECT k FROM pick_invoice_amount_mismatch) THEN o.total_amount + 1 + (o.order_id % 90)
                         WHEN o.order_id IN (SELECT k FROM pick_invoice_amount_rounding) THEN o.total_amount - {tol}
                         ELSE o.total_amount END AS usd
@@ -170,7 +186,7 @@ def _billing_records(db: duckdb.DuckDBPyConnection) -> None:
             UNION ALL
             SELECT 'in_' || lpad(order_id::VARCHAR, 10, '0') || 'd', 'INV-' || lpad(order_id::VARCHAR, 10, '0') || '-2', *
             FROM base WHERE order_id IN (SELECT k FROM pick_invoice_duplicated))
-        SELECT id, number, order_id, order_number AS order_ref, email AS customer_email,
+        SELECT id, number, order_id, customer_id, order_number AS order_ref, email AS customer_email,
                CASE WHEN order_id IN (SELECT k FROM pick_invoice_in_eur) THEN 'eur' ELSE 'usd' END AS currency,
                CASE WHEN order_id IN (SELECT k FROM pick_invoice_in_eur) THEN round(usd / {EUR_USD} * 100)
                     ELSE round(usd * 100) END::BIGINT AS amount_due,
@@ -183,7 +199,7 @@ def _billing_records(db: duckdb.DuckDBPyConnection) -> None:
                     WHEN i.order_id IN (SELECT k FROM pick_invoice_overpaid) THEN i.amount_due + 1000
                     ELSE i.amount_due END AS amount,
                ['card', 'sepa_debit', 'bank_transfer'][1 + i.order_id % 3] AS method,
-               i.order_id, i.updated_at + INTERVAL 1 HOUR AS updated_at
+               i.order_id, i.customer_id, i.customer_email, i.updated_at + INTERVAL 1 HOUR AS updated_at
         FROM billing_invoices i WHERE i.order_id NOT IN (SELECT k FROM pick_invoice_unpaid);
     """)
 

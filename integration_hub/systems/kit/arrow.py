@@ -239,7 +239,9 @@ def with_deletions(child: pa.Table | None, root_ids: pa.Array) -> pa.Table:
 
 def required(table: pa.Table) -> pa.Table:
     """dlt's row columns declared not null, as dlt's schema has them (so the two agree)."""
-    return table.cast(pa.schema([f.with_nullable(f.nullable and f.name not in ROW_KEYS) for f in table.schema]))
+    return table.cast(
+        pa.schema([f.with_nullable(f.nullable and f.name not in ROW_KEYS) for f in table.schema])
+    )
 
 
 def not_null(table: pa.Table, columns: Sequence[str]) -> pa.Table:

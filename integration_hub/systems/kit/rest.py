@@ -29,7 +29,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from queue import Full, Queue
-from typing import Any
+from typing import Any, ClassVar
 
 import dlt
 import orjson
@@ -146,11 +146,14 @@ def _parse_json_once(response: Response) -> Response:
 @configspec
 class ReauthenticatingClientCredentials(OAuth2ClientCredentials):
     """OAuth2 client credentials that fetch a new token and replay the request on a 401 that says
-    the token expired (`EXPIRED_TOKEN_MARKS`).
+    the token expired.
 
     dlt renews a token it knows to be expired; a server may expire one earlier (a shorter TTL,
-    a revoked token, clock skew), so the 401 itself triggers one re-authentication.
+    a revoked token, clock skew), so the 401 itself triggers one re-authentication. A 401 is taken
+    for an expired token when its body holds one of `expired_marks` (a system's own, where it differs).
     """
+
+    expired_marks: ClassVar[tuple[str, ...]] = EXPIRED_TOKEN_MARKS
 
     def __call__(self, request: PreparedRequest) -> PreparedRequest:
         request = super().__call__(request)
@@ -158,7 +161,7 @@ class ReauthenticatingClientCredentials(OAuth2ClientCredentials):
         return request
 
     def _retry_on_expired_token(self, response: Response, **kwargs: Any) -> Response:
-        if response.status_code != 401 or not any(mark in response.text for mark in EXPIRED_TOKEN_MARKS):
+        if response.status_code != 401 or not any(mark in response.text for mark in self.expired_marks):
             return response
         log.warning("the access token was refused (%s); re-authenticating", _error_description(response))
         self.obtain_token()
