@@ -191,6 +191,7 @@ def with_pos(tmp_path_factory, canonical_world, sandbox):
         "HUB_POS_URL": f"http://127.0.0.1:{server.server_address[1]}",
         "HUB_POS_API_KEY": API_KEY,
         "HUB_SANDBOX_PORT_BASE": str(sandbox.port_base),
+        "HUB_CA_BUNDLE": sandbox.ca_bundle,  # this home has no sandbox of its own: trust the running one's CA
         "HUB_ERP_URL": f"sqlite:///{sandbox.home / 'sandbox' / 'erp.sqlite'}",
         "RUNTIME__REQUEST_MAX_ATTEMPTS": "2",
     }

@@ -4,6 +4,7 @@ import datetime as dt
 import json
 import subprocess
 import sys
+import time
 
 import dagster as dg
 
@@ -153,12 +154,16 @@ def test_landing_sensor_asks_for_nothing_a_run_it_did_not_ask_for_loaded(tmp_pat
     assert [r.tags["hub/file"] for r in later.run_requests] == ["settlement_2026-11-04.csv"]
 
 
-def test_crm_change_sensor_asks_cheaply_and_triggers_once_per_change(sandbox, sandbox_world):
+def test_crm_change_sensor_asks_cheaply_and_triggers_once_per_change(sandbox, sandbox_world, tmp_path):
     from integration_hub.definitions import automation
 
     instance = dg.DagsterInstance.ephemeral()
     client = SystemClient(system="crm", url=sandbox.url("crm"))
-    context = dg.build_sensor_context(instance=instance, resources={"crm_client": client})
+    resources = {
+        "crm_client": client,
+        "warehouse": Warehouse(path=tmp_path / "w.duckdb"),
+    }  # nothing loaded yet
+    context = dg.build_sensor_context(instance=instance, resources=resources)
     before = sandbox.stats("crm")["by_path"]
 
     sensor = named(automation.SENSORS, "crm_change_sensor")
@@ -172,9 +177,7 @@ def test_crm_change_sensor_asks_cheaply_and_triggers_once_per_change(sandbox, sa
     assert first.cursor == (dt.datetime.fromisoformat(latest) + dt.timedelta(seconds=1)).strftime(
         "%Y-%m-%dT%H:%M:%SZ"
     )
-    again = sensor(
-        dg.build_sensor_context(instance=instance, cursor=first.cursor, resources={"crm_client": client})
-    )
+    again = sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor, resources=resources))
     assert isinstance(again, dg.SkipReason)
     calls = {path: n - before.get(path, 0) for path, n in sandbox.stats("crm")["by_path"].items()}
     calls = {path: n for path, n in calls.items() if n}
@@ -182,9 +185,10 @@ def test_crm_change_sensor_asks_cheaply_and_triggers_once_per_change(sandbox, sa
     assert calls == {"/services/oauth2/token": 2, "/services/data/v62.0/queryAll": 8}, calls
 
 
-def test_crm_change_sensor_ignores_the_hubs_own_writes(make_sandbox):
+def test_crm_change_sensor_ignores_the_hubs_own_writes(make_sandbox, tmp_path):
     """Issue #21: a push to the CRM stamped by the hub's integration user is no change to load;
-    the business's change (an edit, a deletion) after it is."""
+    the business's change (an edit, a deletion) after it is. A new sensor (no cursor) starts where
+    the last load into raw began: what another run loaded launches nothing."""
     import httpx
 
     from integration_hub.definitions import automation
@@ -195,12 +199,19 @@ def test_crm_change_sensor_ignores_the_hubs_own_writes(make_sandbox):
     sensor = named(automation.SENSORS, "crm_change_sensor")
     instance = dg.DagsterInstance.ephemeral()
 
+    warehouse = Warehouse(path=tmp_path / "w.duckdb")
+
     def probe(cursor):
-        return sensor(
-            dg.build_sensor_context(instance=instance, cursor=cursor, resources={"crm_client": client})
-        )
+        resources = {"crm_client": client, "warehouse": warehouse}
+        return sensor(dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources))
 
     first = probe(None)
+    assert first.run_requests, "nothing loaded yet: everything is a change"
+    warehouse.ensure_schema("raw_crm")
+    with warehouse.connect() as con:  # as a load that began now leaves it
+        con.execute("CREATE TABLE raw_crm._dlt_loads (load_id VARCHAR, status BIGINT)")
+        con.execute("INSERT INTO raw_crm._dlt_loads VALUES (?, 0)", [f"{time.time():.6f}"])
+    assert isinstance(probe(None), dg.SkipReason), "a new sensor asked for what another run loaded"
     results = crm_upsert(box, [{"AccountNumber": "C000000001", "Lifetime_Value__c": 10.0},
                                {"AccountNumber": "C777777777", "Name": "Pushed By The Hub"}]).json()  # fmt: skip
     assert all(r["success"] for r in results), results

@@ -60,7 +60,7 @@ class Hub:
         context = dg.build_sensor_context(
             instance=self.instance,
             cursor=self.cursor,
-            resources={"payments_client": SystemClient(system="payments")},
+            resources={"payments_client": SystemClient(system="payments"), "warehouse": warehouse_from_env()},
         )
         result = named(automation.SENSORS, "payments_landing")(context)
         self.cursor = result.cursor

@@ -8,8 +8,6 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-console = Console()
-
 
 def landscape_command(
     html_file: Path = typer.Option(None, "--html", help="Also draw the picture into this HTML file."),
@@ -22,6 +20,8 @@ def landscape_command(
 ) -> None:
     """Every flow between the systems (the hub's, from its definitions; the legacy links of the
     inventory), each with its schedule and last success, and the migration figures."""
+    console = Console()  # made per call: its width is the terminal's now
+
     from assets.landscape import build
     from integration_hub.engine import landscape as engine
     from integration_hub.engine import landscape_picture as picture
@@ -38,12 +38,12 @@ def landscape_command(
     if as_json:
         typer.echo(json.dumps(found.as_dict(), indent=2, default=str))
         return
-    _print(found)
+    _print(console, found)
     if html_file:
         console.print(f"picture written to {html_file}")
 
 
-def _print(found) -> None:
+def _print(console: Console, found) -> None:
     from rich.table import Table
 
     table = Table(title=f"flows ({found.source})", title_justify="left", title_style="bold")

@@ -217,6 +217,21 @@ def landing_sensor(system: System) -> tuple:
     return job, _landing
 
 
+def loaded_since(warehouse: Warehouse, system: str) -> str | None:
+    """When `system`'s last completed load into raw began (its dlt load id), as the probes'
+    `since`; None when nothing was loaded."""
+    with warehouse.connect(lock_wait=LOOKUP_LOCK_WAIT) as con:
+        if not con.rows(
+            "SELECT 1 FROM information_schema.tables WHERE table_schema = ? AND table_name = '_dlt_loads'",
+            [f"raw_{system}"],
+        ):
+            return None
+        newest = con.scalar(f"SELECT max(load_id) FROM {quote('raw_' + system, '_dlt_loads')} WHERE status = 0")
+    if not newest:
+        return None
+    return dt.datetime.fromtimestamp(float(newest), dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def loaded_files(warehouse: Warehouse, system: System) -> dict[str, str]:
     """File name → SHA-256 of the version a load last took (loaded, replaced or rejected), read
     from the system's `files_table`; empty when it declares none or nothing was loaded yet."""
@@ -242,7 +257,8 @@ def change_sensor(system: System) -> tuple:
     """Asks the system cheaply whether anything changed since the cursor; if so, loads it now.
 
     The cursor is one second past the newest change seen (timestamps are whole seconds and
-    `since` is inclusive), so a change triggers exactly one run.
+    `since` is inclusive), so a change triggers exactly one run. A new sensor starts where the
+    system's last completed load began, so what another run loaded launches nothing.
     """
     name = system.name
     job = dg.define_asset_job(
@@ -254,12 +270,18 @@ def change_sensor(system: System) -> tuple:
         job=job,
         minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        required_resource_keys={resource_key(name)},
+        required_resource_keys={resource_key(name), "warehouse"},
         description=change_sensor.__doc__.splitlines()[0],
     )
     def _changes(context: dg.SensorEvaluationContext, **_invoked_with):
         client: SystemClient = getattr(context.resources, resource_key(name))
-        answer = system.changes(**client.source_kwargs(), since=context.cursor or None)
+        since = context.cursor or None
+        if since is None:  # a new sensor: what raw holds was loaded by another run (the demo, `hub run`)
+            try:
+                since = loaded_since(context.resources.warehouse, name)
+            except WarehouseLockedError:
+                return dg.SkipReason(f"{name}: a run holds the warehouse; the next tick asks again")
+        answer = system.changes(**client.source_kwargs(), since=since)
         if not answer.get("changed") or not answer.get("latest"):
             return dg.SkipReason(f"no {name} change since {context.cursor or 'the beginning'}")
         latest = dt.datetime.strptime(answer["latest"], "%Y-%m-%dT%H:%M:%SZ")

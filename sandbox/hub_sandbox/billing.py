@@ -26,7 +26,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import re
 import secrets
 import time
 from collections.abc import Callable
@@ -36,27 +35,16 @@ from urllib.parse import parse_qs
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from hub_sandbox import secret
-from hub_sandbox.api import TS_FORMAT, ApiError, bearer, check_secret, now_ts
+from hub_sandbox import billing_query, secret
+from hub_sandbox.api import ApiError, bearer, check_secret, now_ts
 from hub_sandbox.app import System, system_app
 
 MINOR_VERSION = 75
 ENTITIES = {"Invoice": "invoices", "Payment": "payments"}  # QuickBooks entity -> store resource
 TOKEN_PATH = "/oauth2/v1/tokens/bearer"
 DISCOVERY_PATH = "/.well-known/openid_configuration"
-MAX_RESULTS = 1000
-CDC_LIMIT = 1000
 CURRENCY_NAMES = {"USD": "United States Dollar", "EUR": "Euro"}
 ORDER_REF = "Order Ref"  # the invoice custom field that carries the ERP order number
-_QUERY = re.compile(
-    r"^\s*select\s+(?P<what>\*|count\(\s*\*\s*\))\s+from\s+(?P<entity>\w+)"
-    r"(?:\s+where\s+(?P<where>.+?))?(?:\s+orderby\s+(?P<order>[\w.]+(?:\s+(?:asc|desc))?))?"
-    r"(?:\s+startposition\s+(?P<start>\d+))?(?:\s+maxresults\s+(?P<max>\d+))?\s*$",
-    re.I | re.S,
-)
-_CONDITION = re.compile(
-    r"^\s*(?P<field>[\w.]+)\s*(?P<op>>=|<=|=|>|<|\bin\b)\s*(?P<value>'[^']*'|\([^)]*\))\s*$", re.I
-)
 
 
 def token_ttl_default() -> float:
@@ -75,7 +63,7 @@ def fault(
     error = ApiError(status, kind, message, headers)
     error.body = {
         "Fault": {"Error": [{"Message": message, "Detail": detail, "code": code}], "type": kind},
-        "time": _now(),
+        "time": now(),
     }
     return error
 
@@ -84,7 +72,7 @@ def validation(detail: str, code: str = "2020") -> ApiError:
     return fault(400, "ValidationFault", code, "Request has invalid or unsupported property", detail)
 
 
-def _now() -> str:
+def now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+00:00"
 
 
@@ -99,8 +87,8 @@ def build_app(home: Path) -> FastAPI:
     tokens: dict[str, float] = {}  # access token -> issued at (monotonic)
     _add_oauth(app, system, tokens)
     authorize = _token_check(system, tokens)
-    _add_query(app, system, authorize)
-    _add_cdc(app, system, authorize)
+    billing_query.add_query(app, system, authorize)
+    billing_query.add_cdc(app, system, authorize)
     _add_invoice_writes(app, system, authorize)
     return app
 
@@ -170,170 +158,6 @@ def _basic(request: Request) -> tuple[str | None, str | None]:
     return user, password
 
 
-def _add_query(app: FastAPI, system: System, authorize: Callable[[Request, str], None]) -> None:
-    """The query endpoint, by GET (`?query=`) or POST (the query as the body, `application/text`)."""
-    # (entity, since, before, start position) -> the (updated_at, id) the page before it ended at
-    positions: dict[tuple, tuple[str, str]] = {}
-
-    async def answer(request: Request, realm: str, text: str | None) -> Response:
-        authorize(request, realm)
-        match = _QUERY.match(text or "")
-        if match is None:
-            raise fault(400, "ValidationFault", "4000", "Error parsing query",
-                        f"QueryParserError: cannot read {str(text)[:200]!r}")  # fmt: skip
-        entity = match["entity"]
-        if entity not in ENTITIES:
-            raise fault(400, "ValidationFault", "4000", "Error parsing query",
-                        f"QueryParserError: entity {entity!r} is not served here ({', '.join(ENTITIES)})")  # fmt: skip
-        resource = ENTITIES[entity]
-        since, before, ids = _conditions(match["where"])
-        if match["what"] != "*":
-            total = len(_by_ids(system, resource, ids, since, before)) if ids is not None else (
-                system.store.count(resource, since, before))  # fmt: skip
-            return _query_response({"totalCount": total})
-        start = int(match["start"] or 1)
-        size = int(match["max"] or 100)
-        if start < 1 or not 1 <= size <= MAX_RESULTS:
-            raise validation(f"STARTPOSITION must be >= 1 and MAXRESULTS 1..{MAX_RESULTS}", "4001")
-        if ids is not None:
-            bodies = _by_ids(system, resource, ids, since, before)[start - 1 : start - 1 + size]
-        else:
-            key = (resource, since, before)
-            after = positions.get((*key, start))
-            rows = (
-                system.store.page_after(resource, after, size, since, before)
-                if after
-                else system.store.page_offset(resource, start - 1, size, since, before)
-            )
-            if len(positions) > 10_000:
-                positions.clear()
-            if len(rows) == size:
-                positions[(*key, start + size)] = (rows[-1][0], rows[-1][1])
-            bodies = [r[2] for r in rows]
-        bodies = system.faults.shape_bodies(resource, bodies)
-        extra = {"startPosition": start, "maxResults": len(bodies)} if bodies else {}
-        return _query_response(extra, entity, bodies)
-
-    @app.get("/v3/company/{realm}/query")
-    async def query_get(request: Request, realm: str) -> Response:
-        return await answer(request, realm, request.query_params.get("query"))
-
-    @app.post("/v3/company/{realm}/query")
-    async def query_post(request: Request, realm: str) -> Response:
-        return await answer(request, realm, (await request.body()).decode(errors="replace"))
-
-
-def _conditions(where: str | None) -> tuple[str | None, str | None, list[str] | None]:
-    """The WHERE clause as (since, before) store bounds on LastUpdatedTime and the Ids asked for."""
-    since, before, ids = None, None, None
-    for part in re.split(r"\s+and\s+", where or "", flags=re.I) if where else []:
-        cond = _CONDITION.match(part)
-        if cond is None:
-            raise fault(
-                400, "ValidationFault", "4000", "Error parsing query", f"QueryParserError: {part[:120]!r}"
-            )
-        field, op, value = cond["field"], cond["op"].lower(), cond["value"]
-        if field.lower() == "id" and op in ("=", "in"):
-            ids = (
-                [v.strip().strip("'") for v in value.strip("()").split(",")]
-                if op == "in"
-                else [value.strip("'")]
-            )
-        elif field.lower() == "metadata.lastupdatedtime" and op in (">", ">=", "<", "<="):
-            bound = _bound(value.strip("'"), op)
-            if op.startswith(">"):
-                since = max(since or bound, bound)
-            else:
-                before = min(before or bound, bound)
-        else:
-            raise validation(f"property {field!r} with {op!r} is not queryable here "
-                             "(MetaData.LastUpdatedTime: > >= < <=; Id: = IN)", "4001")  # fmt: skip
-    return since, before, ids
-
-
-def _bound(value: str, op: str) -> str:
-    """A time condition as a store bound: `>`/`>=` the first whole second kept (inclusive),
-    `<`/`<=` the first second left out (exclusive); stored times are whole seconds."""
-    try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "+"))
-    except ValueError:
-        raise validation(f"MetaData.LastUpdatedTime: not a date-time: {value[:40]!r}") from None
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(dt.UTC).replace(tzinfo=None)
-    whole = parsed.replace(microsecond=0)
-    # `>` and `<=` start after the second named; `>=` and `<` at it, unless it is not a whole one.
-    after = op in (">", "<=") or whole != parsed
-    return (whole + dt.timedelta(seconds=1) if after else whole).strftime(TS_FORMAT)
-
-
-def _by_ids(
-    system: System, resource: str, ids: list[str], since: str | None, before: str | None
-) -> list[str]:
-    bodies = []
-    for record_id in ids:
-        body = system.store.get(resource, record_id)
-        stamp = body and body["MetaData"]["LastUpdatedTime"]
-        if (
-            body
-            and (since is None or _store_ts(stamp) >= since)
-            and (before is None or _store_ts(stamp) < before)
-        ):
-            bodies.append(json.dumps(body, separators=(",", ":")))
-    return bodies
-
-
-def _store_ts(stamp: str) -> str:
-    return dt.datetime.fromisoformat(stamp).astimezone(dt.UTC).strftime(TS_FORMAT)
-
-
-def _query_response(extra: dict, entity: str | None = None, bodies: list[str] | None = None) -> Response:
-    """`{"QueryResponse": {entity: [bodies…], **extra}, "time": …}`, the stored bodies spliced in."""
-    inner = json.dumps(extra, separators=(",", ":"))[1:-1]
-    records = f'"{entity}":[{",".join(bodies)}]' if bodies else ""
-    text = f'{{"QueryResponse":{{{records}{"," if records and inner else ""}{inner}}},"time":"{_now()}"}}'
-    return Response(text.encode(), media_type="application/json")
-
-
-def _add_cdc(app: FastAPI, system: System, authorize: Callable[[Request, str], None]) -> None:
-    """Changed and deleted records since a time, oldest first, at most `CDC_LIMIT` in all."""
-
-    @app.get("/v3/company/{realm}/cdc")
-    async def cdc(request: Request, realm: str) -> Response:
-        authorize(request, realm)
-        params = request.query_params
-        names = [e.strip() for e in (params.get("entities") or "").split(",") if e.strip()]
-        if not names or (unknown := [e for e in names if e not in ENTITIES]):
-            raise validation(f"entities: a comma-separated list of {', '.join(ENTITIES)}"
-                             + (f" (not served: {', '.join(unknown)})" if names else ""), "4001")  # fmt: skip
-        if not params.get("changedSince"):
-            raise validation("changedSince is required", "4001")
-        since = _bound(params["changedSince"], ">=")
-        found = []  # (time, entity, body JSON)
-        for entity in names:
-            resource = ENTITIES[entity]
-            rows = system.store.page_after(resource, None, CDC_LIMIT, since, None)
-            bodies = system.faults.shape_bodies(resource, [r[2] for r in rows])
-            found += [(r[0], entity, b) for r, b in zip(rows, bodies, strict=True)]
-            for at, _seq, record_id, _label in system.store.deletions_after(
-                resource, None, CDC_LIMIT, since, None
-            ):
-                stub = {"domain": "QBO", "status": "Deleted", "Id": record_id,
-                        "MetaData": {"LastUpdatedTime": qbo_time(at)}}  # fmt: skip
-                found.append((at, entity, json.dumps(stub, separators=(",", ":"))))
-        found.sort(key=lambda f: f[0])
-        found = found[:CDC_LIMIT]
-        answers = []
-        for entity in names:
-            bodies = [b for _, e, b in found if e == entity]
-            answers.append(
-                f'{{"{entity}":[{",".join(bodies)}],"startPosition":1,"maxResults":{len(bodies)}}}'
-                if bodies
-                else "{}"
-            )
-        text = f'{{"CDCResponse":[{{"QueryResponse":[{",".join(answers)}]}}],"time":"{_now()}"}}'
-        return Response(text.encode(), media_type="application/json")
-
-
 def validate_invoice(body: dict, creating: bool) -> list[str]:
     """What is wrong with an invoice body (empty when fine)."""
     problems = []
@@ -389,7 +213,7 @@ def _add_invoice_writes(app: FastAPI, system: System, authorize: Callable[[Reque
         if body is None:
             raise fault(400, "ValidationFault", "610", "Object Not Found",
                         f"Object Not Found : Something you're trying to use has been made inactive. Check the fields with accounts, customers, items, vendors or employees. Invoice {invoice_id}")  # fmt: skip
-        return JSONResponse({"Invoice": body, "time": _now()})
+        return JSONResponse({"Invoice": body, "time": now()})
 
     @app.post("/v3/company/{realm}/invoice")
     async def write_invoice(request: Request, realm: str) -> Response:
@@ -441,7 +265,7 @@ def _invoice_write(system: System, operation: str, body: dict) -> tuple[int, dic
                         [invoice["Id"], ref, stamp, json.dumps(invoice, separators=(",", ":"))])  # fmt: skip
             store.note_created("invoices", invoice["Id"], ref, stamp)
         system.stats.records_written += 1
-        return 200, {"Invoice": invoice, "time": _now()}
+        return 200, {"Invoice": invoice, "time": now()}
     current = store.get("invoices", str(body.get("Id")))
     if current is None:
         raise fault(
@@ -454,7 +278,7 @@ def _invoice_write(system: System, operation: str, body: dict) -> tuple[int, dic
     if operation == "delete":
         store.delete("invoices", [(current["Id"], order_ref(current))], stamp)
         system.stats.records_written += 1
-        return 200, {"Invoice": {"domain": "QBO", "status": "Deleted", "Id": current["Id"]}, "time": _now()}
+        return 200, {"Invoice": {"domain": "QBO", "status": "Deleted", "Id": current["Id"]}, "time": now()}
     if operation != "update":
         raise validation(f"operation: {operation!r} is not one of create, update, delete", "4001")
     if problems := validate_invoice(body, creating=False):
@@ -467,7 +291,7 @@ def _invoice_write(system: System, operation: str, body: dict) -> tuple[int, dic
     merged["MetaData"] = {**current["MetaData"], "LastUpdatedTime": qbo_time(stamp)}
     store.put("invoices", [(merged["Id"], order_ref(merged), stamp, merged)])
     system.stats.records_written += 1
-    return 200, {"Invoice": merged, "time": _now()}
+    return 200, {"Invoice": merged, "time": now()}
 
 
 def _new_invoice(body: dict, invoice_id: str, number: str, stamp: str) -> dict:
