@@ -1,4 +1,12 @@
-"""The ERP database (NetSuite-like tables): customers, products, sales orders and their lines.
+"""The ERP: customers, products, sales orders and their lines, read from its database or NetSuite's SuiteQL.
+
+`HUB_ERP_URL` chooses how: a database URL (`sqlite:///…`, `postgresql://…`; the default, the
+sandbox's database) reads the tables directly; an `https://` URL (NetSuite's
+`https://{account}.suitetalk.api.netsuite.com`, or the sandbox's stand-in) reads the same
+records through SuiteQL (`POST /services/rest/query/v1/suiteql`, `limit`/`offset` paging while
+`hasMore`, `Prefer: transient`, token-based auth: OAuth 1.0a HMAC-SHA256 with the account id as
+realm). `SUITEQL` maps each table to its NetSuite record and fields, so both paths land the same
+raw tables and columns.
 
 A fast SQL path, Arrow end to end: Postgres rows arrive through `COPY (SELECT …) TO STDOUT`
 parsed by pyarrow in streaming batches (the next chunk is parsed while the COPY stream
@@ -23,6 +31,7 @@ import select
 import sqlite3
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Protocol
 
 import dlt
@@ -30,13 +39,15 @@ import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
 from psycopg import OperationalError, pq
+from requests_oauthlib import OAuth1
 
 from integration_hub import settings
-from integration_hub.systems import System, TraceKeys
+from integration_hub.systems import Credential, System, TraceKeys
 from integration_hub.systems.kit.arrow import normalized, not_null
 from integration_hub.systems.kit.contract import Rejects
 from integration_hub.systems.kit.deletions import KeySet
 from integration_hub.systems.kit.dlt_internals import current_schema, incremental_rows
+from integration_hub.systems.kit.rest import session
 
 NAME = "erp"
 DESCRIPTIONS = {
@@ -56,6 +67,81 @@ SCHEMA = "erp"  # the ERP's tables on Postgres (on SQLite, the database's own)
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 # The COPY stream is parsed by pyarrow in chunks of this size, one ahead: one Arrow table each.
 CHUNK_BYTES = 8 << 20
+SUITEQL_PATH = "/services/rest/query/v1/suiteql"
+SUITEQL_PAGE = 1000  # NetSuite's largest `limit`
+SUITEQL_BATCH = 20_000  # SuiteQL rows joined into one Arrow table (dlt's cost is per table)
+SUITEQL_STAMP = "YYYY-MM-DD HH24:MI:SS"  # TO_CHAR / TO_TIMESTAMP format: SuiteQL's default drops the time
+SUITEQL_DAY = "YYYY-MM-DD"
+
+
+@dataclass(frozen=True)
+class SuiteqlRecord:
+    """An ERP table as a NetSuite record: `fields` maps each ERP column to (SuiteQL field, Arrow
+    type); `scope` is the condition every query of it carries (sales orders among the
+    transactions, item lines among the transaction lines)."""
+
+    record: str
+    fields: dict[str, tuple[str, pa.DataType]]
+    scope: str = ""
+
+
+_INT, _TEXT, _NUM, _DAY, _TS = pa.int64(), pa.string(), pa.float64(), pa.date32(), pa.timestamp("us")
+# Standard fields where NetSuite has one; the rest are the account's custom fields
+# (custentity_/custitem_/custbody_/custcol_), as the sandbox's account names them: another
+# account maps its own here. Types are those the SQL path lands (SQLite's), so raw is the same.
+SUITEQL = {
+    "customers": SuiteqlRecord("customer", {
+        "customer_id": ("id", _INT), "account_number": ("entityid", _TEXT), "name": ("companyname", _TEXT),
+        "email": ("email", _TEXT), "phone": ("phone", _TEXT), "country": ("custentity_country", _TEXT),
+        "address": ("custentity_address", _TEXT), "segment": ("custentity_segment", _TEXT),
+        "balance": ("balance", _NUM), "created_at": ("datecreated", _TS), "updated_at": ("lastmodifieddate", _TS),
+    }),
+    "products": SuiteqlRecord("item", {
+        "product_id": ("id", _INT), "sku": ("itemid", _TEXT), "name": ("displayname", _TEXT),
+        "brand": ("custitem_brand", _TEXT), "category": ("custitem_category", _TEXT),
+        "unit_price": ("baseprice", _NUM), "currency": ("custitem_currency", _TEXT),
+        "created_at": ("createddate", _TS), "updated_at": ("lastmodifieddate", _TS),
+    }),
+    "sales_orders": SuiteqlRecord("transaction", {
+        "order_id": ("id", _INT), "order_number": ("tranid", _TEXT), "customer_id": ("entity", _INT),
+        "order_date": ("trandate", _DAY), "status": ("status", _TEXT), "total_amount": ("foreigntotal", _NUM),
+        "currency": ("custbody_currency", _TEXT), "channel": ("custbody_channel", _TEXT),
+        "external_ref": ("externalid", _TEXT), "priority": ("custbody_priority", _TEXT),
+        "created_at": ("createddate", _TS), "updated_at": ("lastmodifieddate", _TS),
+    }, scope="type = 'SalesOrd'"),
+    "sales_order_lines": SuiteqlRecord("transactionline", {
+        "order_id": ("transaction", _INT), "line_number": ("linesequencenumber", _INT), "product_id": ("item", _INT),
+        "quantity": ("quantity", _INT), "unit_price": ("rate", _NUM), "discount": ("custcol_discount", _NUM),
+        "tax": ("custcol_tax", _NUM), "line_amount": ("netamount", _NUM),
+        "updated_at": ("linelastmodifieddate", _TS),
+    }, scope="mainline = 'F'"),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TokenAuth:
+    """NetSuite token-based authentication: the account id (the OAuth realm), the integration
+    record's consumer key/secret and the access token's id/secret. Unused on the SQL path."""
+
+    account_id: str = ""
+    consumer_key: str = ""
+    consumer_secret: str = ""
+    token_id: str = ""
+    token_secret: str = ""
+
+    def signer(self) -> OAuth1:
+        missing = [f"HUB_ERP_{name.upper()}" for name, value in vars(self).items() if not value]
+        if missing:
+            raise ValueError(f"the ERP is a SuiteQL URL but {', '.join(missing)} is not set: set the "
+                             "account id and the token-based authentication credentials")  # fmt: skip
+        return OAuth1(
+            self.consumer_key,
+            client_secret=self.consumer_secret,
+            resource_owner_key=self.token_id,
+            resource_owner_secret=self.token_secret,
+            signature_method="HMAC-SHA256",
+            realm=self.account_id,
+        )
 
 
 class ArrowSink(Protocol):
@@ -68,6 +154,11 @@ class ArrowSink(Protocol):
 @dlt.source(name=NAME)
 def source(
     url: str = dlt.secrets.value,
+    account_id: str = "",
+    consumer_key: str = "",
+    consumer_secret: str = "",
+    token_id: str = "",
+    token_secret: str = "",
     start=None,
     end=None,
     tables: Iterable[str] | None = None,
@@ -76,13 +167,15 @@ def source(
 ):
     """The ERP tables changed in [start, end); no bounds = since the stored cursor.
 
-    The database types every column, so no row can break a contract: `rejects` stays empty.
+    The database (or SuiteQL's fixed field list) types every column, so no row can break a
+    contract: `rejects` stays empty. The token credentials are needed for a SuiteQL URL only.
     """
+    token = TokenAuth(account_id, consumer_key, consumer_secret, token_id, token_secret)
     for table in tables or PRIMARY_KEYS:
-        yield _table_resource(url, table, start, end, sink)
+        yield _table_resource(url, table, start, end, sink, token)
 
 
-def _table_resource(url: str, table: str, start, end, sink: ArrowSink | None):
+def _table_resource(url: str, table: str, start, end, sink: ArrowSink | None, token: TokenAuth):
     # Upsert (MERGE by primary key): ~30 % faster than dlt's default delete-insert on DuckDB at SF1;
     # valid because one query per table returns each key once.
     @dlt.resource(
@@ -95,7 +188,9 @@ def _table_resource(url: str, table: str, start, end, sink: ArrowSink | None):
     ) -> Iterator[pa.Table]:
         chunks = (
             not_null(chunk, PRIMARY_KEYS[table])
-            for chunk in _stamped(read_table(url, table, updated_at.last_value, updated_at.end_value))
+            for chunk in _stamped(
+                read_table(url, table, updated_at.last_value, updated_at.end_value, token=token)
+            )
         )
         if sink is None:
             yield from chunks
@@ -146,15 +241,108 @@ def read_table(
     since: dt.datetime | None,
     before: dt.datetime | None,
     columns: list[str] | None = None,
+    token: TokenAuth | None = None,
 ) -> Iterator[pa.Table]:
     """Arrow batches of `table` (its `columns`, default all) with since <= updated_at < before (UTC)."""
+    if is_suiteql(url):
+        yield from _suiteql(url, token or TokenAuth(), table, since, before, columns)
+        return
     where, params = _window(since, before)
     if url.startswith(("postgresql", "postgres")):
         yield from _postgres_copy(url, table, where, params, columns)
     elif url.startswith("sqlite"):
         yield from _sqlite(url, table, where, params, columns)
     else:
-        raise ValueError(f"ERP URL must be sqlite:/// or postgresql://, got scheme {url.split(':', 1)[0]!r}")
+        raise ValueError(
+            "HUB_ERP_URL must be sqlite:///, postgresql:// or NetSuite's https:// URL, "
+            f"got scheme {url.split(':', 1)[0]!r}"
+        )
+
+
+def is_suiteql(url: str) -> bool:
+    """Whether the ERP is reached through SuiteQL (an http(s) URL) rather than its database."""
+    return url.startswith(("https://", "http://"))
+
+
+def suiteql(table: str, since=None, before=None, columns: list[str] | None = None) -> str:
+    """The SuiteQL of `table`'s rows (their `columns`, default all) changed in [since, before),
+    ordered by key. Bounds are whole seconds, `since` rounded down and `before` up: the rows
+    are filtered exactly after (dlt's incremental), so the query may only read more."""
+    record = SUITEQL[table]
+    items = []
+    for column in columns or record.fields:
+        field, kind = record.fields[column]
+        stamp = SUITEQL_STAMP if pa.types.is_timestamp(kind) else SUITEQL_DAY if kind == _DAY else None
+        items.append(f"TO_CHAR({field}, '{stamp}') AS {field}" if stamp else field)
+    conditions = [record.scope] if record.scope else []
+    cursor = record.fields[CURSOR][0]
+    for op, bound, up in ((">=", since, False), ("<", before, True)):
+        if bound is not None:
+            conditions.append(f"{cursor} {op} TO_TIMESTAMP('{_whole_second(bound, up)}', '{SUITEQL_STAMP}')")
+    return (
+        f"SELECT {', '.join(items)} FROM {record.record}"
+        + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
+        + f" ORDER BY {', '.join(record.fields[k][0] for k in PRIMARY_KEYS[table])}"
+    )
+
+
+def _whole_second(value, up: bool) -> str:
+    value = _utc(value).astimezone(dt.UTC).replace(tzinfo=None)
+    whole = value.replace(microsecond=0)
+    if up and whole < value:
+        whole += dt.timedelta(seconds=1)
+    return whole.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def suiteql_pages(url: str, token: TokenAuth, query: str, limit: int = SUITEQL_PAGE) -> Iterator[dict]:
+    """Each answer page of `query` (`items`, `hasMore`, `totalResults`…), `limit` items a page."""
+    http, signer, offset = session(), token.signer(), 0
+    while True:
+        response = http.post(
+            url.rstrip("/") + SUITEQL_PATH,
+            params={"limit": limit, "offset": offset},
+            json={"q": query},
+            headers={"Prefer": "transient"},
+            auth=signer,
+        )
+        if response.status_code >= 400:
+            raise RuntimeError(f"erp SuiteQL at {url}: {_netsuite_error(response)}; check HUB_ERP_URL, "
+                               "HUB_ERP_ACCOUNT_ID and the token credentials (HUB_ERP_CONSUMER_KEY/_SECRET, "
+                               "HUB_ERP_TOKEN_ID/_SECRET)")  # fmt: skip
+        page = response.json()
+        yield page
+        if not page.get("hasMore"):
+            return
+        offset += len(page["items"])
+
+
+def _netsuite_error(response) -> str:
+    """`HTTP 401 INVALID_LOGIN: detail` from NetSuite's error body (its first error detail)."""
+    try:
+        detail = (response.json().get("o:errorDetails") or [{}])[0]
+    except (ValueError, AttributeError):
+        return f"HTTP {response.status_code} {response.text[:200]}"
+    return f"HTTP {response.status_code} {detail.get('o:errorCode')}: {str(detail.get('detail'))[:300]}"
+
+
+def _suiteql(
+    url: str, token: TokenAuth, table: str, since, before, only: list[str] | None
+) -> Iterator[pa.Table]:
+    """SuiteQL pages as Arrow tables of the ERP's columns and types (SuiteQL answers text, and
+    leaves out the fields that are null)."""
+    record = SUITEQL[table]
+    columns = [c for c in record.fields if only is None or c in only]
+    batch: list[dict] = []
+    for page in suiteql_pages(url, token, suiteql(table, since, before, columns)):
+        batch += page["items"]
+        if len(batch) >= SUITEQL_BATCH or not page.get("hasMore"):
+            if batch:
+                yield _utc_cursor(pa.table({
+                    column: pa.array([item.get(record.fields[column][0]) for item in batch], pa.string())
+                    .cast(record.fields[column][1])
+                    for column in columns
+                }))  # fmt: skip
+            batch = []
 
 
 def _window(since, before) -> tuple[str, list[str]]:
@@ -352,8 +540,13 @@ def default_url() -> str:
     return recorded or f"sqlite:///{settings.sandbox_dir() / 'erp.sqlite'}"
 
 
-def count(url: str) -> dict[str, int]:
-    """Rows of each ERP table now (`count(*)`)."""
+def count(url: str, **token: str) -> dict[str, int]:
+    """Rows of each ERP table now (`count(*)`; SuiteQL's `totalResults` of a one-row page)."""
+    if is_suiteql(url):
+        return {
+            t: next(suiteql_pages(url, TokenAuth(**token), suiteql(t, columns=PRIMARY_KEYS[t][:1]), 1))["totalResults"]
+            for t in PRIMARY_KEYS
+        }  # fmt: skip
     if url.startswith("sqlite"):
         with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as con:
             return {t: con.execute(f"SELECT count(*) FROM {_ident(t)}").fetchone()[0] for t in PRIMARY_KEYS}
@@ -364,21 +557,36 @@ def count(url: str) -> dict[str, int]:
         }
 
 
-def keys(table: str, url: str) -> pa.Table:
+def keys(table: str, url: str, **token: str) -> pa.Table:
     """Every primary key of `table` at the source now, read the fast way its rows are (a COPY or
-    connectorx: millions of keys at scale), for the key-set comparison that finds deleted rows."""
+    connectorx: millions of keys at scale; SuiteQL pages), for the key-set comparison that finds
+    deleted rows."""
     columns = PRIMARY_KEYS[table]
-    chunks = list(read_table(url, table, None, None, columns))
+    chunks = list(read_table(url, table, None, None, columns, TokenAuth(**token)))
     if not chunks:
         return pa.table({name: pa.array([], pa.int64()) for name in columns})
     return pa.concat_tables(chunks).rename_columns([normalized(name) for name in columns])
 
 
+def _tba(var: str, sandbox: str) -> Credential:
+    """A token-based-auth credential: asked for only when HUB_ERP_URL is a SuiteQL (http(s)) URL."""
+    return Credential(var, sandbox=sandbox, schemes=("https", "http"))
+
+
 SYSTEM = System(
     name=NAME,
-    description="The ERP database (NetSuite-like tables): the customer master, products and sales orders.",
+    description="The ERP (its database, or NetSuite SuiteQL): the customer master, products and sales orders.",
     location="database",
     default_location=default_url,
+    # The SuiteQL stand-in over the sandbox's ERP database (HUB_ERP_URL=https://127.0.0.1:base+6).
+    sandbox_port=6,
+    credentials={
+        "account_id": _tba("HUB_ERP_ACCOUNT_ID", "1234567_SB1"),
+        "consumer_key": _tba("HUB_ERP_CONSUMER_KEY", "hub-sandbox-consumer"),
+        "consumer_secret": _tba("HUB_ERP_CONSUMER_SECRET", "erp-sandbox-consumer-secret"),
+        "token_id": _tba("HUB_ERP_TOKEN_ID", "hub-sandbox-token"),
+        "token_secret": _tba("HUB_ERP_TOKEN_SECRET", "erp-sandbox-token-secret"),
+    },
     resources=DESCRIPTIONS,
     source=source,
     arrow_sink=True,
