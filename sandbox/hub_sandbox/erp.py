@@ -168,7 +168,7 @@ def _token_check():
         if not header.lower().startswith("oauth "):
             raise refuse()
         try:
-            params = dict(utils.parse_authorization_header(header))
+            params = {k: utils.unescape(v) for k, v in utils.parse_authorization_header(header)}
         except ValueError:
             raise refuse() from None
         now = time.time()
