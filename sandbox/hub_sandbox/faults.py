@@ -26,7 +26,7 @@ from hub_sandbox.api import ApiError
 if TYPE_CHECKING:
     from hub_sandbox.app import System
 
-KEY_FIELDS = {"crm": "Id", "shop": "id", "billing": "Id", "support": "id", "marketing": "id", "erp": "id"}
+KEY_FIELDS = {"crm": "Id", "shop": "id", "billing": "Id", "support": "id", "marketing": "id"}
 # A wrong-typed value per (system, resource) for the `malformed` fault; other resources lose their key.
 MALFORMED_VALUES = {
     ("shop", "orders"): ("total_price", "n/a"),
@@ -40,7 +40,6 @@ DEFAULT_RENAMES = {
     "billing": "TotalAmt:TotalAmount",
     "support": "external_id:externalId",
     "marketing": "email:Email",
-    "erp": "email:email_address",
 }
 PROFILES = {
     "outage": {"seconds": None},
