@@ -165,7 +165,7 @@ def test_the_erp_url_chooses_the_path_and_the_token_is_asked_for_suiteql_only(mo
     assert system.client_kwargs(sandbox.url("erp"))["account_id"] == SANDBOX_TBA["account_id"]
     with pytest.raises(settings.ConfigError, match="HUB_ERP_ACCOUNT_ID is not set"):
         system.client_kwargs("https://1234567.suitetalk.api.netsuite.com")
-    assert erp.suiteql("sales_orders", "2026-11-01T10:00:00.5Z", "2026-11-02T00:00:00Z", ["order_id"]) == (
+    assert erp.suiteql_query("sales_orders", "2026-11-01T10:00:00.5Z", "2026-11-02T00:00:00Z", ["order_id"]) == (
         "SELECT id FROM transaction WHERE type = 'SalesOrd' AND "
         "lastmodifieddate >= TO_TIMESTAMP('2026-11-01 10:00:00', 'YYYY-MM-DD HH24:MI:SS') AND "
         "lastmodifieddate < TO_TIMESTAMP('2026-11-02 00:00:00', 'YYYY-MM-DD HH24:MI:SS') ORDER BY id"

@@ -26,7 +26,7 @@ from integration_hub.systems.erp import PRIMARY_KEYS, SUITEQL
 
 # record -> (ERP table, SuiteQL field -> (ERP column, Arrow type))
 RECORDS = {
-    spec.record: (table, {field: (column, kind) for column, (field, kind) in spec.fields.items()})
+    spec.name: (table, {field: (column, kind) for column, (field, kind) in spec.fields.items()})
     for table, spec in SUITEQL.items()
 }
 CONSTANTS = {"transaction": {"type": "SalesOrd"}, "transactionline": {"mainline": "F"}}
