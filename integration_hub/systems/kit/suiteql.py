@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 from requests_oauthlib import OAuth1
 
-from integration_hub.systems.kit.rest import session
+from integration_hub.systems.kit.rest import _ahead, session
 
 PATH = "/services/rest/query/v1/suiteql"
 PAGE = 1000  # NetSuite's largest `limit`
@@ -128,9 +128,9 @@ def _error(response) -> str:
 
 def tables(url: str, token: TokenAuth, record: Record, columns: list[str], text: str) -> Iterator[pa.Table]:
     """The rows of the query `text` (selecting `columns` of `record`) as typed Arrow tables of
-    about `BATCH` rows."""
+    about `BATCH` rows; pages are fetched on a thread, ahead of their shaping."""
     batch: list[dict] = []
-    for page in pages(url, token, text):
+    for page in _ahead(pages(url, token, text)):
         batch += page["items"]
         if batch and (len(batch) >= BATCH or not page.get("hasMore")):
             yield arrow(record, columns, batch)
