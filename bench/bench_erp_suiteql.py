@@ -58,7 +58,13 @@ def main() -> None:
 
     from integration_hub import systems
 
-    base = random.randrange(30000, 60000, 10)
+    for _ in range(100):  # below the ephemeral ports, where outgoing connections take theirs
+        base = random.randrange(10000, 32700, 10)
+        try:
+            runner.check_ports(base)
+            break
+        except runner.SandboxError:
+            continue
     os.environ["HUB_SANDBOX_PORT_BASE"] = str(base)
     suiteql_url = f"https://127.0.0.1:{base + systems.get('erp').sandbox_port}"
     best: dict[str, float] = {}

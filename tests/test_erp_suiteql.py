@@ -8,6 +8,7 @@ client signs NetSuite's token-based authentication (docs/sandbox.md).
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 
 import dlt
@@ -165,7 +166,9 @@ def test_the_erp_url_chooses_the_path_and_the_token_is_asked_for_suiteql_only(mo
     assert system.client_kwargs(sandbox.url("erp"))["account_id"] == SANDBOX_TBA["account_id"]
     with pytest.raises(settings.ConfigError, match="HUB_ERP_ACCOUNT_ID is not set"):
         system.client_kwargs("https://1234567.suitetalk.api.netsuite.com")
-    assert erp.suiteql_query("sales_orders", "2026-11-01T10:00:00.5Z", "2026-11-02T00:00:00Z", ["order_id"]) == (
+    assert erp.suiteql_query(
+        "sales_orders", "2026-11-01T10:00:00.5Z", "2026-11-02T00:00:00Z", ["order_id"]
+    ) == (
         "SELECT id FROM transaction WHERE type = 'SalesOrd' AND "
         "lastmodifieddate >= TO_TIMESTAMP('2026-11-01 10:00:00', 'YYYY-MM-DD HH24:MI:SS') AND "
         "lastmodifieddate < TO_TIMESTAMP('2026-11-02 00:00:00', 'YYYY-MM-DD HH24:MI:SS') ORDER BY id"
@@ -213,3 +216,41 @@ def test_the_erp_through_suiteql_lands_the_same_raw_tables_as_through_sql(sandbo
                 f"EXCEPT ALL SELECT {listed} FROM suiteql.raw_erp.{table})"
             ).fetchone()[0]
             assert differ == 0, f"{table}: {differ} rows differ between the SQL and SuiteQL loads (key {key})"
+
+
+def test_the_raw_erp_assets_through_suiteql_land_the_truth_then_exactly_a_tick(make_sandbox, monkeypatch):
+    """The hub's own path: the `raw/erp/*` assets (DuckDB, the Arrow sink) with HUB_ERP_URL at SuiteQL."""
+    import dagster as dg
+
+    from assets import ingestion
+    from integration_hub.warehouse import Warehouse
+
+    box = make_sandbox(export=True)
+    monkeypatch.setenv("HUB_ERP_URL", box.url("erp"))
+    erp_assets = [a for a in ingestion.build_assets() if any(k.path[1] == "erp" for k in a.keys)]
+    instance, today = dg.DagsterInstance.ephemeral(), dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
+
+    def load() -> dict[str, int]:
+        result = dg.materialize(
+            erp_assets, resources=ingestion.build_resources(), partition_key=today, instance=instance
+        )
+        assert result.success
+        return {
+            e.asset_key.path[2]: e.materialization.metadata["rows_loaded"].value
+            for e in result.get_asset_materialization_events()
+            if "rows_loaded" in e.materialization.metadata
+        }
+
+    first = load()
+    assert first == {t: box.truth["counts"][f"erp.{t}"] for t in erp.PRIMARY_KEYS}
+    with Warehouse().connect() as con:
+        assert {t: con.scalar(f"SELECT count(DISTINCT {erp.PRIMARY_KEYS[t][0]}) FROM raw_erp.{t}")
+                for t in ("customers", "products", "sales_orders")} == {
+            t: box.truth["counts"][f"erp.{t}"] for t in ("customers", "products", "sales_orders")
+        }  # fmt: skip
+    tick = box.tick(0.01)["records"]
+    changed = {
+        t: tick[f"erp.{t}"]["new"] + tick[f"erp.{t}"]["changed"] if f"erp.{t}" in tick else 0
+        for t in erp.PRIMARY_KEYS
+    }
+    assert load() == changed and changed["sales_orders"] > 0
