@@ -103,7 +103,7 @@ class Sandbox:
 
 
 def free_port_base() -> int:
-    """A base whose five system ports (base+1 … base+5) are free right now.
+    """A base whose system ports (base+1 … base+6) are free right now.
 
     Below Linux's ephemeral range (32768 and up), where every outgoing connection of the suite
     (HTTP clients, Postgres) takes a port and could take a sandbox's between this check and its bind.

@@ -28,10 +28,17 @@ def erp_database(postgres_url):
         con.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def test_erp_in_postgres_holds_the_world_and_ticks(tmp_path, erp_database, sandbox_world, sandbox):
+def test_erp_in_postgres_holds_the_world_and_ticks(
+    tmp_path, erp_database, sandbox_world, sandbox, monkeypatch
+):
     import psycopg
+    from hub_sandbox import tls
 
-    status = runner.start(tmp_path, free_port_base(), 0.01, 42, erp_url=erp_database)
+    from integration_hub import systems
+    from integration_hub.systems import erp
+
+    base = free_port_base()
+    status = runner.start(tmp_path, base, 0.01, 42, erp_url=erp_database)
     try:
         assert status["world"]["erp_url"] == erp_database
         assert not (tmp_path / "sandbox" / "erp.sqlite").exists()
@@ -53,6 +60,16 @@ def test_erp_in_postgres_holds_the_world_and_ticks(tmp_path, erp_database, sandb
             ).fetchone()[0]
         records = report["records"]["erp.sales_orders"]
         assert changed == records["new"] + records["changed"] == 300
+
+        # The SuiteQL stand-in serves the Postgres ERP, ticks included.
+        monkeypatch.setenv("HUB_CA_BUNDLE", str(tls.files(tmp_path).bundle))
+        client = systems.get("erp").client_kwargs(
+            f"https://127.0.0.1:{base + systems.get('erp').sandbox_port}"
+        )
+        assert erp.count(**client) == erp.count(erp_database)
+        token = erp.suiteql.TokenAuth(**{k: v for k, v in client.items() if k != "url"})
+        chunks = erp.read_table(client["url"], "sales_orders", report["at"], None, ["order_id"], token)
+        assert sum(chunk.num_rows for chunk in chunks) == changed
     finally:
         runner.stop(tmp_path)
 

@@ -39,6 +39,9 @@ class Credential:
 
     var: str
     sandbox: str | None = None
+    # The location schemes whose client needs it (empty: all). The ERP's database URL needs no
+    # SuiteQL token: the credential is then "" instead of a configuration error.
+    schemes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,8 @@ class System:
         if value:
             return value
         where = self.location_value(location)
+        if credential.schemes and urlsplit(where).scheme not in credential.schemes:
+            return ""
         if credential.sandbox is not None and settings.is_loopback(where):
             return credential.sandbox
         raise settings.ConfigError(

@@ -1,10 +1,16 @@
-"""The ERP database (NetSuite-like tables): customers, products, sales orders and their lines.
+"""The ERP: customers, products, sales orders and their lines, read from its database or NetSuite's SuiteQL.
 
-A fast SQL path, Arrow end to end: Postgres rows arrive through `COPY (SELECT …) TO STDOUT`
-parsed by pyarrow in streaming batches (the next chunk is parsed while the COPY stream
-goes on), SQLite rows through connectorx; dlt receives Arrow tables and writes them as
-Parquet. dlt's default row-by-row SQLAlchemy backend is ~300x slower here (DESIGN.md).
-Incremental on `updated_at`, filtered in the database. Every identifier written into SQL is
+`HUB_ERP_URL` chooses how: a database URL (`sqlite:///…`, `postgresql://…`; the default, the
+sandbox's database) reads the tables directly; an `https://` URL (NetSuite's
+`https://{account}.suitetalk.api.netsuite.com`, or the sandbox's stand-in) reads the same
+records through SuiteQL (`POST /services/rest/query/v1/suiteql`, `limit`/`offset` paging while
+`hasMore`, `Prefer: transient`, token-based auth: OAuth 1.0a HMAC-SHA256 with the account id as
+realm). `SUITEQL` maps each table to its NetSuite record and fields, so both paths land the same
+raw tables and columns.
+
+A fast SQL path, Arrow end to end: Postgres rows through a streamed COPY (`kit/pg_copy.py`),
+SQLite rows through connectorx; dlt receives Arrow tables and writes them as Parquet.
+Incremental on `updated_at`, filtered at the source. Every identifier written into SQL is
 quoted (`_ident`): a column named `credit limit` or `order` reads as any other.
 
 With an Arrow `sink` (the ingestion layer passes one for a DuckDB warehouse) the rows skip
@@ -19,20 +25,17 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import select
 import sqlite3
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 import dlt
 import psycopg
 import pyarrow as pa
-import pyarrow.csv as pacsv
-from psycopg import OperationalError, pq
 
 from integration_hub import settings
-from integration_hub.systems import System, TraceKeys
+from integration_hub.systems import Credential, System, TraceKeys
+from integration_hub.systems.kit import pg_copy, suiteql
 from integration_hub.systems.kit.arrow import normalized, not_null
 from integration_hub.systems.kit.contract import Rejects
 from integration_hub.systems.kit.deletions import KeySet
@@ -57,6 +60,37 @@ EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 # The COPY stream is parsed by pyarrow in chunks of this size, one ahead: one Arrow table each.
 CHUNK_BYTES = 8 << 20
 
+_INT, _TEXT, _NUM, _DAY, _TS = pa.int64(), pa.string(), pa.float64(), pa.date32(), pa.timestamp("us")
+# Each table as a NetSuite record: standard fields where NetSuite has one, else the sandbox account's
+# custom fields (another account maps its own here); typed as the SQL path lands them (SQLite's).
+SUITEQL = {
+    "customers": suiteql.Record("customer", {
+        "customer_id": ("id", _INT), "account_number": ("entityid", _TEXT), "name": ("companyname", _TEXT),
+        "email": ("email", _TEXT), "phone": ("phone", _TEXT), "country": ("custentity_country", _TEXT),
+        "address": ("custentity_address", _TEXT), "segment": ("custentity_segment", _TEXT),
+        "balance": ("balance", _NUM), "created_at": ("datecreated", _TS), "updated_at": ("lastmodifieddate", _TS),
+    }),
+    "products": suiteql.Record("item", {
+        "product_id": ("id", _INT), "sku": ("itemid", _TEXT), "name": ("displayname", _TEXT),
+        "brand": ("custitem_brand", _TEXT), "category": ("custitem_category", _TEXT),
+        "unit_price": ("baseprice", _NUM), "currency": ("custitem_currency", _TEXT),
+        "created_at": ("createddate", _TS), "updated_at": ("lastmodifieddate", _TS),
+    }),
+    "sales_orders": suiteql.Record("transaction", {
+        "order_id": ("id", _INT), "order_number": ("tranid", _TEXT), "customer_id": ("entity", _INT),
+        "order_date": ("trandate", _DAY), "status": ("status", _TEXT), "total_amount": ("foreigntotal", _NUM),
+        "currency": ("custbody_currency", _TEXT), "channel": ("custbody_channel", _TEXT),
+        "external_ref": ("externalid", _TEXT), "priority": ("custbody_priority", _TEXT),
+        "created_at": ("createddate", _TS), "updated_at": ("lastmodifieddate", _TS),
+    }, scope="type = 'SalesOrd'"),
+    "sales_order_lines": suiteql.Record("transactionline", {
+        "order_id": ("transaction", _INT), "line_number": ("linesequencenumber", _INT), "product_id": ("item", _INT),
+        "quantity": ("quantity", _INT), "unit_price": ("rate", _NUM), "discount": ("custcol_discount", _NUM),
+        "tax": ("custcol_tax", _NUM), "line_amount": ("netamount", _NUM),
+        "updated_at": ("linelastmodifieddate", _TS),
+    }, scope="mainline = 'F'"),
+}  # fmt: skip
+
 
 class ArrowSink(Protocol):
     """Where a resource's Arrow chunks land when they bypass dlt's load (see the module doc)."""
@@ -68,6 +102,11 @@ class ArrowSink(Protocol):
 @dlt.source(name=NAME)
 def source(
     url: str = dlt.secrets.value,
+    account_id: str = "",
+    consumer_key: str = "",
+    consumer_secret: str = "",
+    token_id: str = "",
+    token_secret: str = "",
     start=None,
     end=None,
     tables: Iterable[str] | None = None,
@@ -76,13 +115,15 @@ def source(
 ):
     """The ERP tables changed in [start, end); no bounds = since the stored cursor.
 
-    The database types every column, so no row can break a contract: `rejects` stays empty.
+    The database (or SuiteQL's fixed field list) types every column, so no row can break a
+    contract: `rejects` stays empty. The token credentials are needed for a SuiteQL URL only.
     """
+    token = suiteql.TokenAuth(account_id, consumer_key, consumer_secret, token_id, token_secret)
     for table in tables or PRIMARY_KEYS:
-        yield _table_resource(url, table, start, end, sink)
+        yield _table_resource(url, table, start, end, sink, token)
 
 
-def _table_resource(url: str, table: str, start, end, sink: ArrowSink | None):
+def _table_resource(url: str, table: str, start, end, sink: ArrowSink | None, token: suiteql.TokenAuth):
     # Upsert (MERGE by primary key): ~30 % faster than dlt's default delete-insert on DuckDB at SF1;
     # valid because one query per table returns each key once.
     @dlt.resource(
@@ -95,7 +136,9 @@ def _table_resource(url: str, table: str, start, end, sink: ArrowSink | None):
     ) -> Iterator[pa.Table]:
         chunks = (
             not_null(chunk, PRIMARY_KEYS[table])
-            for chunk in _stamped(read_table(url, table, updated_at.last_value, updated_at.end_value))
+            for chunk in _stamped(
+                read_table(url, table, updated_at.last_value, updated_at.end_value, token=token)
+            )
         )
         if sink is None:
             yield from chunks
@@ -146,15 +189,62 @@ def read_table(
     since: dt.datetime | None,
     before: dt.datetime | None,
     columns: list[str] | None = None,
+    token: suiteql.TokenAuth | None = None,
 ) -> Iterator[pa.Table]:
     """Arrow batches of `table` (its `columns`, default all) with since <= updated_at < before (UTC)."""
+    if is_suiteql(url):
+        yield from _suiteql(url, token or suiteql.TokenAuth(), table, since, before, columns)
+        return
     where, params = _window(since, before)
     if url.startswith(("postgresql", "postgres")):
         yield from _postgres_copy(url, table, where, params, columns)
     elif url.startswith("sqlite"):
         yield from _sqlite(url, table, where, params, columns)
     else:
-        raise ValueError(f"ERP URL must be sqlite:/// or postgresql://, got scheme {url.split(':', 1)[0]!r}")
+        raise ValueError(
+            "HUB_ERP_URL must be sqlite:///, postgresql:// or NetSuite's https:// URL, "
+            f"got scheme {url.split(':', 1)[0]!r}"
+        )
+
+
+def is_suiteql(url: str) -> bool:
+    """Whether the ERP is reached through SuiteQL (an http(s) URL) rather than its database."""
+    return url.startswith(("https://", "http://"))
+
+
+def suiteql_query(table: str, since=None, before=None, columns: list[str] | None = None) -> str:
+    """The SuiteQL of `table`'s rows (their `columns`, default all) changed in [since, before)."""
+    return suiteql.query(
+        SUITEQL[table], columns or list(SUITEQL[table].fields), CURSOR, PRIMARY_KEYS[table], since, before
+    )
+
+
+def _suiteql(
+    url: str, token: suiteql.TokenAuth, table: str, since, before, only: list[str] | None
+) -> Iterator[pa.Table]:
+    columns = [c for c in SUITEQL[table].fields if only is None or c in only]
+    with _suiteql_errors(token):
+        for chunk in suiteql.tables(
+            url, token, SUITEQL[table], columns, suiteql_query(table, since, before, columns)
+        ):
+            yield _utc_cursor(chunk)
+
+
+@contextlib.contextmanager
+def _suiteql_errors(token: suiteql.TokenAuth) -> Iterator[None]:
+    """The SuiteQL path's configuration errors, naming the variables to check."""
+    if missing := token.missing():
+        raise settings.ConfigError(
+            f"HUB_ERP_URL is a SuiteQL URL but {', '.join(f'HUB_ERP_{m.upper()}' for m in missing)} "
+            "is not set: set the account id and the token-based authentication credentials"
+        )
+    try:
+        yield
+    except suiteql.SuiteqlRefused as exc:
+        raise RuntimeError(
+            f"erp {exc}; check HUB_ERP_URL, HUB_ERP_ACCOUNT_ID and the token credentials "
+            "(HUB_ERP_CONSUMER_KEY/_SECRET, HUB_ERP_TOKEN_ID/_SECRET)"
+        ) from None
 
 
 def _window(since, before) -> tuple[str, list[str]]:
@@ -203,114 +293,13 @@ def _sqlite_columns(url: str, table: str) -> list[tuple[str, str]]:
 def _postgres_copy(
     url: str, table: str, where: str, params: list[str], only: list[str] | None
 ) -> Iterator[pa.Table]:
-    with psycopg.connect(_libpq(url)) as con, con.cursor() as cur:
-        schema = _pg_arrow_schema(cur, table)
-        if only is not None:
-            schema = pa.schema([field for field in schema if field.name in only])
-        columns = ", ".join(_ident(name) for name in schema.names)
-        query = psycopg.ClientCursor(con).mogrify(
-            f"SELECT {columns} FROM {_ident(SCHEMA)}.{_ident(table)}{where}", params
-        )
-        # One thread per chunk: the reader, this parser, the sink's writer and the database's
-        # backend already share the cores; pyarrow's own pool cost ~50 % more CPU for the same parse.
-        read = pacsv.ReadOptions(column_names=schema.names, use_threads=False)
-        convert = pacsv.ConvertOptions(
-            column_types=schema, strings_can_be_null=True, quoted_strings_can_be_null=False
-        )
-
-        def parse(chunk: bytearray) -> pa.Table:
-            return _utc_cursor(
-                pacsv.read_csv(pa.BufferReader(chunk), read_options=read, convert_options=convert)
-            )
-
-        # pyarrow parses (without the GIL) while the next chunk streams in: one chunk ahead at most.
-        with ThreadPoolExecutor(1) as parser:
-            ahead = None
-            for chunk in _copy_out(con.pgconn, f"COPY ({query}) TO STDOUT (FORMAT csv)", CHUNK_BYTES):
-                if ahead is not None:
-                    yield ahead.result()
-                ahead = parser.submit(parse, chunk)
-            if ahead is not None:
-                yield ahead.result()
-
-
-def _copy_out(pgconn, sql: str, size: int) -> Iterator[bytearray]:
-    """The rows of `COPY … TO STDOUT` in chunks of about `size` bytes, each of whole rows (libpq
-    hands over one row per call), read through libpq itself (psycopg's documented `pq` layer).
-
-    psycopg's `Copy` iterator costs ~2.4x the CPU per row (a generator and a wait per row) and
-    holds the GIL meanwhile, which starves the parser and the sink's writer thread; the row loop
-    here is the one Python loop per row of the whole load, so it does nothing else. The first
-    chunks are smaller (1/8, 1/4, 1/2 of `size`), so the parser and the sink start working while
-    the rest is read instead of waiting for a whole chunk.
-    """
-
-    def wait() -> None:
-        select.select([pgconn.socket], [], [])
-        pgconn.consume_input()
-
-    def result():
-        while pgconn.is_busy():
-            wait()
-        return pgconn.get_result()
-
-    def fail(status) -> OperationalError:
-        while result() is not None:  # the connection stays usable (rollback, close)
-            pass
-        message = (status.error_message if status is not None else b"") or pgconn.error_message
-        return OperationalError(f"the ERP's COPY failed: {message.decode(errors='replace').strip()}")
-
-    pgconn.send_query(sql.encode())
-    while pgconn.flush():
-        select.select([], [pgconn.socket], [])
-    if (started := result()) is None or started.status != pq.ExecStatus.COPY_OUT:
-        raise fail(started)
-    get_row, chunk, filled, limit = pgconn.get_copy_data, bytearray(), 0, size >> 3
-    while True:
-        n, row = get_row(1)  # non-blocking: 0 = nothing buffered yet, -1 = the end
-        if n > 0:
-            chunk += row
-            filled += n
-            if filled >= limit:
-                yield chunk
-                chunk, filled, limit = bytearray(), 0, min(limit << 1, size)
-        elif n == 0:
-            wait()
-        else:
-            break
-    if (final := result()) is None or final.status != pq.ExecStatus.COMMAND_OK:
-        raise fail(final)
-    while result() is not None:
-        pass
-    if chunk:
-        yield chunk
-
-
-_PG_ARROW = {
-    "bigint": pa.int64(), "integer": pa.int32(), "smallint": pa.int16(), "double precision": pa.float64(),
-    "real": pa.float32(), "boolean": pa.bool_(), "date": pa.date32(),
-    "timestamp without time zone": pa.timestamp("us"), "timestamp with time zone": pa.timestamp("us", "UTC"),
-}  # fmt: skip
-
-
-def _pg_arrow_schema(cur, table: str) -> pa.Schema:
-    cur.execute(
-        "SELECT column_name, data_type, numeric_precision, numeric_scale FROM information_schema.columns "
-        "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
-        [SCHEMA, table],
-    )
-    fields = []
-    for column, kind, precision, scale in cur.fetchall():
-        if kind == "numeric":
-            arrow = pa.decimal128(precision, scale) if precision else pa.float64()
-        else:
-            arrow = _PG_ARROW.get(kind, pa.string())
-        fields.append(pa.field(column, arrow))
-    if not fields:
+    try:
+        for chunk in pg_copy.read(_libpq(url), SCHEMA, table, where, params, only, CHUNK_BYTES):
+            yield _utc_cursor(chunk)
+    except pg_copy.NoSuchTable:
         raise LookupError(
             f"the ERP database has no table {SCHEMA}.{table}: is it seeded (hub sandbox up --erp-url)?"
-        )
-    return pa.schema(fields)
+        ) from None
 
 
 def _utc_cursor(data: pa.Table) -> pa.Table:
@@ -352,8 +341,15 @@ def default_url() -> str:
     return recorded or f"sqlite:///{settings.sandbox_dir() / 'erp.sqlite'}"
 
 
-def count(url: str) -> dict[str, int]:
-    """Rows of each ERP table now (`count(*)`)."""
+def count(url: str, **token: str) -> dict[str, int]:
+    """Rows of each ERP table now (`count(*)`; SuiteQL's `totalResults` of a one-row page)."""
+    if is_suiteql(url):
+        auth = suiteql.TokenAuth(**token)
+        with _suiteql_errors(auth):
+            return {
+                t: next(suiteql.pages(url, auth, suiteql_query(t, columns=PRIMARY_KEYS[t][:1]), limit=1))["totalResults"]
+                for t in PRIMARY_KEYS
+            }  # fmt: skip
     if url.startswith("sqlite"):
         with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as con:
             return {t: con.execute(f"SELECT count(*) FROM {_ident(t)}").fetchone()[0] for t in PRIMARY_KEYS}
@@ -364,21 +360,36 @@ def count(url: str) -> dict[str, int]:
         }
 
 
-def keys(table: str, url: str) -> pa.Table:
+def keys(table: str, url: str, **token: str) -> pa.Table:
     """Every primary key of `table` at the source now, read the fast way its rows are (a COPY or
-    connectorx: millions of keys at scale), for the key-set comparison that finds deleted rows."""
+    connectorx: millions of keys at scale; SuiteQL pages), for the key-set comparison that finds
+    deleted rows."""
     columns = PRIMARY_KEYS[table]
-    chunks = list(read_table(url, table, None, None, columns))
+    chunks = list(read_table(url, table, None, None, columns, suiteql.TokenAuth(**token)))
     if not chunks:
         return pa.table({name: pa.array([], pa.int64()) for name in columns})
     return pa.concat_tables(chunks).rename_columns([normalized(name) for name in columns])
 
 
+def _tba(var: str, sandbox: str) -> Credential:
+    """A token-based-auth credential: asked for only when HUB_ERP_URL is a SuiteQL (http(s)) URL."""
+    return Credential(var, sandbox=sandbox, schemes=("https", "http"))
+
+
 SYSTEM = System(
     name=NAME,
-    description="The ERP database (NetSuite-like tables): the customer master, products and sales orders.",
+    description="The ERP (its database, or NetSuite SuiteQL): the customer master, products and sales orders.",
     location="database",
     default_location=default_url,
+    # The SuiteQL stand-in over the sandbox's ERP database (HUB_ERP_URL=https://127.0.0.1:base+6).
+    sandbox_port=6,
+    credentials={
+        "account_id": _tba("HUB_ERP_ACCOUNT_ID", "1234567_SB1"),
+        "consumer_key": _tba("HUB_ERP_CONSUMER_KEY", "hub-sandbox-consumer"),
+        "consumer_secret": _tba("HUB_ERP_CONSUMER_SECRET", "erp-sandbox-consumer-secret"),
+        "token_id": _tba("HUB_ERP_TOKEN_ID", "hub-sandbox-token"),
+        "token_secret": _tba("HUB_ERP_TOKEN_SECRET", "erp-sandbox-token-secret"),
+    },
     resources=DESCRIPTIONS,
     source=source,
     arrow_sink=True,

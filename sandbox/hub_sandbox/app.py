@@ -194,9 +194,10 @@ def batch_upsert(
     return outcomes
 
 
-def system_app(name: str, home: Path, title: str) -> tuple[FastAPI, System]:
-    """A FastAPI app with the shared error handling, fault middleware and admin router."""
-    system = System(name, Store(home / "sandbox" / f"{name}.sqlite"), Faults(name))
+def system_app(name: str, home: Path, title: str, store: Any = None) -> tuple[FastAPI, System]:
+    """A FastAPI app with the shared error handling, fault middleware and admin router, over the
+    system's record store (or `store`: what else it serves, with `counts()` for the health check)."""
+    system = System(name, store or Store(home / "sandbox" / f"{name}.sqlite"), Faults(name))
     app = FastAPI(title=title, openapi_url=None, docs_url=None, redoc_url=None)
 
     @app.exception_handler(ApiError)

@@ -22,15 +22,15 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from hub_sandbox import PORT_OFFSETS, billing, crm, marketing, shop, support, tls
+from hub_sandbox import PORT_OFFSETS, billing, crm, erp, marketing, shop, support, tls
 from hub_sandbox import seed as seeding
 
 APPS = {"crm": crm.build_app, "shop": shop.build_app, "billing": billing.build_app,
-        "support": support.build_app, "marketing": marketing.build_app}  # fmt: skip
+        "support": support.build_app, "marketing": marketing.build_app, "erp": erp.build_app}  # fmt: skip
 START_TIMEOUT = 120.0  # generous: the CI box is often loaded
 ORPHAN_GRACE = 10.0
 PORT_HINT = (
-    "stop what holds it or choose other ports with HUB_SANDBOX_PORT_BASE (the systems use base+1 … base+5)"
+    "stop what holds it or choose other ports with HUB_SANDBOX_PORT_BASE (the systems use base+1 … base+6)"
 )
 
 
