@@ -62,13 +62,12 @@ def report_command(
     from integration_hub import settings
     from integration_hub.engine import audit_report
     from integration_hub.warehouse import warehouse_from_env
-    from resources.alerts import UI_URL_DEFAULT
 
     today = dt.datetime.now(dt.UTC).date()
     try:
         first = audit_report.parse_day(start, "--from") if start else today - dt.timedelta(days=30)
         last = audit_report.parse_day(end, "--to") if end else today
-        pack = audit_report.build_report(warehouse_from_env(), first, last, settings.ui_url(UI_URL_DEFAULT))
+        pack = audit_report.build_report(warehouse_from_env(), first, last, settings.ui_url(settings.UI_URL_DEFAULT))
     except ValueError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
