@@ -67,7 +67,7 @@ def report_command(
     try:
         first = audit_report.parse_day(start, "--from") if start else today - dt.timedelta(days=30)
         last = audit_report.parse_day(end, "--to") if end else today
-        pack = audit_report.build_report(warehouse_from_env(), first, last, settings.ui_url(settings.UI_URL_DEFAULT))
+        pack = audit_report.build_report(warehouse_from_env(), first, last, settings.ui_url())
     except ValueError as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
