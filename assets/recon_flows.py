@@ -131,10 +131,12 @@ FLOWS = [
         entity="payment",
         description="Every payment appears once in a settlement file for its gross amount; fees are reported.",
         left="SELECT payment_id AS id, payment_id, currency, amount FROM canonical.payment",
-        # Settlement lines have no canonical entity: read as landed, amounts cast from the file's text.
+        # Stripe's payout report lines have no canonical entity: read as landed, amounts cast from the
+        # file's text (major units); the payment id is the PaymentIntent's `payment_metadata[payment_id]`.
         right="""
-            SELECT s.payment_id AS id, s.payment_id, upper(s.currency) AS currency,
-                   CAST(s.gross_amount AS DECIMAL(18, 2)) AS amount, CAST(s.fee_amount AS DECIMAL(18, 2)) AS fee_amount,
+            SELECT s.payment_metadata_payment_id AS id, s.payment_metadata_payment_id AS payment_id,
+                   upper(s.currency) AS currency,
+                   CAST(s.gross AS DECIMAL(18, 2)) AS amount, CAST(s.fee AS DECIMAL(18, 2)) AS fee_amount,
                    CAST(fx.rate_to_usd AS DECIMAL(12, 6)) AS fx_rate
             FROM raw_payments.settlement AS s LEFT JOIN seeds.fx_rates AS fx ON fx.currency = upper(s.currency)""",
         on=("payment_id",),

@@ -17,6 +17,7 @@ import pyarrow as pa
 from dlt.common.normalizers.naming.snake_case import NamingConvention
 from hub_sandbox.world import World
 
+from integration_hub.systems import payments
 from integration_hub.systems.kit.arrow import flatten, key_row_id, split_children
 from integration_hub.warehouse import Warehouse
 
@@ -70,6 +71,10 @@ def raw_tables(world: World) -> dict[str, dict[str, pa.Table]]:
             if system == "billing":
                 out.setdefault(system, {}).update(_quickbooks_shape(table, resource))
                 continue
+            if (
+                system == "payments"
+            ):  # Stripe's `payment_metadata[key]` columns, named as the source lands them
+                table = table.rename_columns([payments.landed_name(c) for c in table.column_names])
             out.setdefault(system, {})[resource] = _dlt_shape(db, table, f"{system}.{resource}")
     db.register("o", world.tables["shop"]["orders"])
     orders = db.sql(

@@ -11,12 +11,16 @@ import dagster as dg
 from integration_hub.warehouse import Warehouse
 from resources.systems import SystemClient
 
-HEADER = "settlement_date,payment_id,invoice_id,currency,gross_amount,fee_amount,net_amount\n"
+HEADER = (  # Stripe's itemized payout reconciliation report, the columns the hub needs
+    "automatic_payout_id,automatic_payout_effective_at,balance_transaction_id,currency,gross,fee,net,"
+    "reporting_category,payment_metadata[payment_id]\n"
+)
 
 
 def settlement(day: str, first: int, n: int) -> str:
     return HEADER + "".join(
-        f"{day},py_{i:010d},in_{i:010d},USD,{i}.00,0.30,{i - 1}.70\n" for i in range(first, first + n)
+        f"po_{day.replace('-', '')},{day} 00:00:00,txn_{i:010d},usd,{i}.00,0.30,{i - 1}.70,charge,py_{i:010d}\n"
+        for i in range(first, first + n)
     )
 
 

@@ -110,12 +110,18 @@ def test_settlement_file_lands_as_arrow_and_bad_lines_are_quarantined_with_reaso
 
     folder = tmp_path / "landing"
     folder.mkdir()
-    header = "settlement_date,payment_id,invoice_id,currency,gross_amount,fee_amount,net_amount\n"
-    good = [f"2026-11-12,py_{i:04d},in_{i:04d},USD,{i}.50,0.10,{i}.40\n" for i in range(1, 101)]
+    header = (  # Stripe's itemized payout reconciliation report, the columns the hub needs
+        "automatic_payout_id,automatic_payout_effective_at,balance_transaction_id,currency,gross,fee,net,"
+        "reporting_category,payment_metadata[payment_id]\n"
+    )
+    good = [
+        f"po_1,2026-11-12 00:00:00,txn_{i:04d},usd,{i}.50,0.10,{i}.40,charge,py_{i:04d}\n"
+        for i in range(1, 101)
+    ]
     bad = [
-        "2026-11-12,py_bad,in_x,USD,n/a,0.10,1.00\n",  # wrong type
-        '"",py_nodate,in_y,USD,1.00,0.10,0.90\n',  # empty required field
-        "2026-11-12,py_short,in_z\n",  # too few fields
+        "po_1,2026-11-12 00:00:00,txn_bad,usd,n/a,0.10,1.00,charge,py_bad\n",  # wrong type
+        '"",,txn_nodate,usd,1.00,0.10,0.90,charge,py_nodate\n',  # empty required field
+        "po_1,2026-11-12 00:00:00,txn_short\n",  # too few fields
     ]
     (folder / "settlement_2026-11-12.csv").write_text(header + "".join(good[:50] + bad + good[50:]))
     rejects = Rejects()
@@ -127,13 +133,13 @@ def test_settlement_file_lands_as_arrow_and_bad_lines_are_quarantined_with_reaso
 
     assert pipeline.last_trace.last_normalize_info.row_counts["settlement"] == 100
     assert sorted((key, reason) for key, reason, _ in rejects.by_resource["settlement"]) == [
-        ("py_bad", "field 'gross_amount': expected decimal text, got 'n/a'"),
-        ("py_nodate", "field 'settlement_date': expected text, got ''"),
-        ("py_short", "expected 7 fields, got 3"),
+        ("txn_bad", "field 'gross': expected decimal text, got 'n/a'"),
+        ("txn_nodate", "field 'automatic_payout_effective_at': expected text, got ''"),
+        ("txn_short", "expected 9 fields, got 3"),
     ]
     with pipeline.sql_client() as client:
         rows = client.execute_sql(
-            "SELECT count(*), count(DISTINCT _dlt_id), count(DISTINCT _dlt_load_id), min(gross_amount),"
+            "SELECT count(*), count(DISTINCT _dlt_id), count(DISTINCT _dlt_load_id), min(gross),"
             " min(file_name) FROM settlement"
         )
     assert rows == [(100, 100, 1, "1.50", "settlement_2026-11-12.csv")]

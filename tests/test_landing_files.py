@@ -1,4 +1,5 @@
-"""Landing files: each settlement file loads, or is rejected, on its own, and safely.
+"""Landing files: each payout report (Stripe's itemized payout reconciliation) loads, or is rejected,
+on its own, and safely.
 
 Every test drops files in a temporary `$HUB_HOME/landing/payments`, runs the `payments_files`
 job (the real dlt source inside the Dagster asset) and asserts what `raw_payments.settlement`,
@@ -21,14 +22,23 @@ import pytest
 from integration_hub.warehouse import Warehouse, warehouse_from_env
 from resources.systems import SystemClient
 
-HEADER = "settlement_date,payment_id,invoice_id,currency,gross_amount,fee_amount,net_amount\n"
+HEADER = (
+    "automatic_payout_id,automatic_payout_effective_at,balance_transaction_id,created_utc,currency,gross,fee,net,"
+    "reporting_category,charge_id,invoice_id,payment_metadata[payment_id]\n"
+)
 DAY = "2026-11-12"
+SHAPE = "YYYY-MM-DD or YYYY-MM-DD HH:MM:SS"
 
 
 def line(i: int, day: str = DAY, gross: str | None = None, fee: str = "0.30", net: str | None = None) -> str:
+    """Balance transaction `txn_000i` of payment `py_000i`, paid out on `day`."""
     gross = gross if gross is not None else f"{i}.00"
     net = net if net is not None else f"{i - 1}.70"
-    return f"{day},py_{i:04d},in_{i:04d},USD,{gross},{fee},{net}\n"
+    payout = f"po_{day.replace('-', '').replace('/', '')}"
+    return (
+        f"{payout},{day} 00:00:00,txn_{i:04d},{DAY} 09:30:00,usd,{gross},{fee},{net},charge,ch_{i:04d},"
+        f"in_{i:04d},py_{i:04d}\n"
+    )
 
 
 def report(*numbers: int, day: str = DAY) -> str:
@@ -60,18 +70,19 @@ class Hub:
         context = dg.build_sensor_context(
             instance=self.instance,
             cursor=self.cursor,
-            resources={"payments_client": SystemClient(system="payments"), "warehouse": warehouse_from_env()},
+            resources={"payments_client": SystemClient(system="payments"), "warehouse": self.warehouse},
         )
         result = named(automation.SENSORS, "payments_landing")(context)
         self.cursor = result.cursor
         return [request.tags["hub/file"] for request in result.run_requests]
 
     def settlement(self) -> dict[str, dict[str, tuple]]:
-        """file -> payment_id -> (settlement_date, gross, fee, net)."""
+        """file -> payment id (metadata) -> (payout date, gross, fee, net)."""
         out: dict[str, dict[str, tuple]] = {}
         with self.warehouse.connect() as con:
             for file, pid, *values in con.rows(
-                "SELECT file_name, payment_id, settlement_date, gross_amount, fee_amount, net_amount "
+                "SELECT file_name, payment_metadata_payment_id, left(automatic_payout_effective_at, 10), "
+                "gross, fee, net "
                 "FROM raw_payments.settlement ORDER BY 1, 2"
             ):
                 out.setdefault(file, {})[pid] = tuple(values)
@@ -86,7 +97,7 @@ class Hub:
             )
 
     def quarantine(self) -> list[tuple[str, str, str]]:
-        """(file, payment_id, reason) of every quarantined line."""
+        """(file, balance_transaction_id, reason) of every quarantined line."""
         if not self.warehouse.table_exists("quarantine", "payments__settlement"):
             return []
         with self.warehouse.connect() as con:
@@ -154,7 +165,7 @@ def test_each_unreadable_file_is_rejected_on_its_own_with_its_reason_and_the_oth
     (hub.landing / "d_directory.csv").mkdir()
     (hub.landing / "e_link.csv").symlink_to(outside / "secret.csv")
     (hub.landing / "f_no_header.csv").write_text(line(4) + line(5))
-    (hub.landing / "g_latin1.csv").write_bytes((HEADER + line(6).replace("USD", "EUR é")).encode("latin-1"))
+    (hub.landing / "g_latin1.csv").write_bytes((HEADER + line(6).replace("usd", "eur é")).encode("latin-1"))
     (hub.landing / "h_empty.csv").write_bytes(b"")
     (hub.landing / "z_good.csv").write_text(report(7))
 
@@ -183,7 +194,7 @@ def test_each_unreadable_file_is_rejected_on_its_own_with_its_reason_and_the_oth
     )
     assert "a directory" in reasons["d_directory.csv"][2]
     assert "symbolic link" in reasons["e_link.csv"][2]
-    assert "no settlement report header" in reasons["f_no_header.csv"][2]
+    assert "no itemized payout reconciliation report header" in reasons["f_no_header.csv"][2]
     assert "not UTF-8" in reasons["g_latin1.csv"][2]
     assert "empty file" in reasons["h_empty.csv"][2]
     assert hub.quarantine() == []  # neither the link's target nor any rejected file's lines
@@ -223,7 +234,9 @@ def test_a_byte_order_mark_is_dropped_and_the_header_reads_right(hub):
             "SELECT column_name FROM information_schema.columns "
             "WHERE table_schema = 'raw_payments' AND table_name = 'settlement'"
         )}  # fmt: skip
-    assert "settlement_date" in columns and not any("\ufeff" in c or "bom" in c for c in columns)
+    assert "automatic_payout_effective_at" in columns and not any(
+        "\ufeff" in c or "bom" in c for c in columns
+    )
 
 
 def test_rows_breaking_the_amount_and_date_rules_are_quarantined_with_their_reason(hub, monkeypatch):
@@ -248,14 +261,14 @@ def test_rows_breaking_the_amount_and_date_rules_are_quarantined_with_their_reas
     assert result.success
     assert sorted(hub.settlement()["rules.csv"]) == ["py_0001", "py_0008", "py_0009"]
     assert hub.quarantine() == [
-        ("rules.csv", "py_0002", "field 'gross_amount': negative amount '-2.00'"),
-        ("rules.csv", "py_0003", "field 'fee_amount': negative amount '-0.30'"),
-        ("rules.csv", "py_0004", "field 'net_amount': '3.69' is not gross_amount - fee_amount ('4.00' - '0.30' = '3.70')"),
-        ("rules.csv", "py_0005", f"field 'settlement_date': {today + dt.timedelta(days=2)} is in the future "
-                                 f"(the latest date accepted now is {today + dt.timedelta(days=1)})"),
-        ("rules.csv", "py_0006", "field 'settlement_date': not a valid date (YYYY-MM-DD), got '2026-02-30'"),
-        ("rules.csv", "py_0007", "field 'settlement_date': not a valid date (YYYY-MM-DD), got '2026-02-29'"),
-        ("rules.csv", "py_0010", "field 'settlement_date': not a valid date (YYYY-MM-DD), got '12/11/2026'"),
+        ("rules.csv", "txn_0002", "field 'gross': negative amount '-2.00'"),
+        ("rules.csv", "txn_0003", "field 'fee': negative amount '-0.30'"),
+        ("rules.csv", "txn_0004", "field 'net': '3.69' is not gross - fee ('4.00' - '0.30' = '3.70')"),
+        ("rules.csv", "txn_0005", f"field 'automatic_payout_effective_at': {today + dt.timedelta(days=2)} is in "
+                                  f"the future (the latest date accepted now is {today + dt.timedelta(days=1)})"),
+        ("rules.csv", "txn_0006", f"field 'automatic_payout_effective_at': not a valid date ({SHAPE}), got '2026-02-30 00:00:00'"),
+        ("rules.csv", "txn_0007", f"field 'automatic_payout_effective_at': not a valid date ({SHAPE}), got '2026-02-29 00:00:00'"),
+        ("rules.csv", "txn_0010", f"field 'automatic_payout_effective_at': not a valid date ({SHAPE}), got '12/11/2026 00:00:00'"),
     ]  # fmt: skip
     assert [f[:4] for f in hub.files()] == [("rules.csv", "loaded", 3, 7)]
 
@@ -271,10 +284,10 @@ def test_conflicting_duplicates_are_all_quarantined_and_exact_ones_load_once(hub
         "dupes.csv": {"py_0001": (DAY, "1.00", "0.30", "0.70"), "py_0003": (DAY, "3.00", "0.30", "2.70")}
     }
     reason = (
-        "conflicting duplicate: 3 rows share payment_id 'py_0002' with different content "
-        "(gross_amount, net_amount differ); none of them is loaded"
+        "conflicting duplicate: 3 rows share balance_transaction_id 'txn_0002' with different content "
+        "(gross, net differ); none of them is loaded"
     )
-    assert hub.quarantine() == [("dupes.csv", "py_0002", reason)] * 3
+    assert hub.quarantine() == [("dupes.csv", "txn_0002", reason)] * 3
     assert [f[:4] for f in hub.files()] == [("dupes.csv", "loaded", 2, 3)]
 
 
@@ -322,11 +335,11 @@ def test_a_corrected_file_replaces_the_lines_of_its_previous_version_on_postgres
 def corrections_replace_lines(hub: Hub) -> None:
     (hub.landing / "other.csv").write_text(report(100))
     corrected = hub.landing / "settlement_2026-11-12.csv"
-    corrected.write_text(report(1, 2) + line(3)[:20])  # the writer paused mid-line: loaded half
+    corrected.write_text(report(1, 2) + line(3)[:45])  # the writer paused mid-line: loaded half
     assert hub.sense() == ["other.csv", "settlement_2026-11-12.csv"]
     assert hub.load().success
     assert sorted(hub.settlement()["settlement_2026-11-12.csv"]) == ["py_0001", "py_0002"]
-    assert [(f, k) for f, k, _ in hub.quarantine()] == [("settlement_2026-11-12.csv", "py_0003")]
+    assert [(f, k) for f, k, _ in hub.quarantine()] == [("settlement_2026-11-12.csv", "txn_0003")]
 
     # The rest arrives, and the processor corrects line 2 and withdraws line 1.
     corrected.write_text(HEADER + line(2, gross="2.50", net="2.20") + line(3) + line(4))
@@ -358,7 +371,9 @@ def corrections_replace_lines(hub: Hub) -> None:
     assert metadata(again, "files_skipped") == ["other.csv", "settlement_2026-11-12.csv"]
     assert [f[1:3] for f in hub.files()[3:]] == [("replaced", 0)]
     with hub.warehouse.connect() as con:  # the emptying marker is never stored
-        assert con.scalar("SELECT count(*) FROM raw_payments.settlement WHERE payment_id = ''") == 0
+        assert (
+            con.scalar("SELECT count(*) FROM raw_payments.settlement WHERE balance_transaction_id = ''") == 0
+        )
 
 
 def test_run_config_names_are_plain_names_in_the_folder(hub, tmp_path):

@@ -31,7 +31,7 @@ def warehouse(tmp_path, tmp_path_factory, sandbox_world) -> Warehouse:
         con.execute("DROP SCHEMA IF EXISTS recon CASCADE")
         con.execute("ALTER TABLE raw_payments.settlement ADD COLUMN file_name VARCHAR")
         con.execute(
-            "UPDATE raw_payments.settlement SET file_name = 'settlement_' || settlement_date || '.csv'"
+            "UPDATE raw_payments.settlement SET file_name = 'settlement_' || left(automatic_payout_effective_at, 10) || '.csv'"
         )
     return copy
 

@@ -31,7 +31,7 @@ def served(sandbox) -> dict:
     settled = set()
     for path in (sandbox.home / "landing" / "payments").glob("settlement_*.csv"):
         with path.open() as f:
-            settled |= {row["payment_id"] for row in csv.DictReader(f)}
+            settled |= {row["payment_metadata[payment_id]"] for row in csv.DictReader(f)}
     return {
         "orders": orders,
         "customers": customers,

@@ -1,4 +1,11 @@
-"""The payment processor's daily settlement reports: CSV files dropped in a landing folder.
+"""The payment processor's settlement reports: Stripe's "Itemized payout reconciliation" report
+(`payout_reconciliation.itemized.5`) as CSV files dropped in a landing folder.
+
+One line per balance transaction paid out (`balance_transaction_id`), amounts in major units as
+the report gives them (`gross`, `fee`, `net`), dated by the payout's `automatic_payout_effective_at`.
+The report is run with the column `payment_metadata[payment_id]`: the accounting system's payment
+id, which the business stores in the PaymentIntent's metadata and reconciliation matches on.
+Stripe's bracketed metadata columns land as `<object>_metadata_<key>` (`landed_name`).
 
 Longer than 400 lines because this docstring records every landing decision (what happens
 to each kind of file), next to the code that makes it; the code itself is about 350 lines.
@@ -9,7 +16,7 @@ fails (or retries) the step. Each file ends in one of these, listed in `settleme
 (`file_name, sha256, rows, quarantined, status, reason, seen_at`; appended, a history) and in
 the load's report (`FileReport`: the asset's metadata and the audit row's details):
 
-- `loaded`: a new file; its lines land in `settlement` (merge key `file_name, payment_id`).
+- `loaded`: a new file; its lines land in `settlement` (key `file_name, balance_transaction_id`).
 - `replaced`: a loaded name with new content (a processor's correction, or the rest of a file
   that was loaded half). The new version replaces the old one's lines: lines of that file not
   in the new version go, new ones come. dlt's `delete-insert` merge with `merge_key=file_name`
@@ -31,17 +38,19 @@ Decisions, and why:
    permission: remembered by its mode too, so a `chmod` is tried again); empty; NUL bytes or
    not UTF-8 (a binary file, another encoding); a line longer than `MAX_LINE_BYTES` (1 MiB,
    the parser's limit: pyarrow's block is larger, so every line under it parses); no
-   settlement header (the first line must name every column of `REPORT_COLUMNS`; extra
+   report header (the first line must name every column of `REPORT_COLUMNS`; Stripe's other
    columns land as text if their names are distinct and not the hub's own: `file_name`,
    `_dlt_*`, `_hub_deleted`); anything else pyarrow cannot parse (its message is the reason).
 2. A UTF-8 byte order mark (Excel's "CSV UTF-8") is dropped before the header is read.
 3. Rows keep the contract or go to `quarantine.payments__settlement` with the reason:
-   `settlement_date` a valid `YYYY-MM-DD` date, no later than tomorrow in UTC (a processor east
-   of UTC dates its report by its own day, up to a day ahead of UTC's; later is an error);
-   `gross_amount`, `fee_amount`, `net_amount` decimal text, none negative (the report carries
-   settlements, not refunds); `net_amount == gross_amount - fee_amount` exactly (to the cent).
-   A line with the wrong number of fields is quarantined too.
-4. Lines of one file with the same `payment_id`: the same content is one line sent twice and
+   `automatic_payout_effective_at` a valid date (`YYYY-MM-DD`, or with Stripe's time of day
+   `YYYY-MM-DD HH:MM:SS`), no later than tomorrow in UTC (a report run in a timezone east of
+   UTC dates payouts by its own day, up to a day ahead of UTC's; later is an error);
+   `payment_metadata[payment_id]` present; `gross`, `fee`, `net` decimal text, none negative
+   (the hub reconciles charges: refund and dispute lines, negative, are quarantined, not
+   netted); `net == gross - fee` exactly (to the cent). A line with the wrong number of
+   fields is quarantined too.
+4. Lines of one file with the same `balance_transaction_id`: the same content is one line sent twice and
    lands once; different content contradicts itself, so every such line goes to quarantine
    with a reason naming the duplicate, and none lands.
 5. The settle time judges a file by its mtime (a write moves it) when listed, and the file
@@ -65,6 +74,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import logging
+import re
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -101,18 +111,27 @@ from integration_hub.systems.kit.files import (
 NAME = "payments"
 PATTERN = "*.csv"
 DESCRIPTIONS = {
-    "settlement": "Settlement lines from the processor's daily CSV reports, one per payment, with file_name.",
+    "settlement": "Balance transactions paid out, from Stripe's itemized payout reconciliation reports, "
+    "one line per balance transaction, with file_name.",
 }
-# The processor's documented report: a file whose first line lacks one of these is no report.
+# The columns of Stripe's report the hub needs: a file whose first line lacks one is no such report.
+PAYMENT_ID = "payment_metadata[payment_id]"  # the accounting payment id, from the PaymentIntent's metadata
 REPORT_COLUMNS = (
-    "settlement_date", "payment_id", "invoice_id", "currency", "gross_amount", "fee_amount", "net_amount",
+    "automatic_payout_id", "automatic_payout_effective_at", "balance_transaction_id", "currency",
+    "gross", "fee", "net", "reporting_category", PAYMENT_ID,
 )  # fmt: skip
+_METADATA = re.compile(r"^(\w+_metadata)\[(\w+)\]$")
 MAX_LINE_BYTES = 1 << 20
 _BLOCK_BYTES = 4 * MAX_LINE_BYTES  # pyarrow's parse block: any line under the limit fits in one
 _BOM = b"\xef\xbb\xbf"
 DELETED = "_hub_deleted"  # dlt's hard-delete flag: only on the marker that empties a replaced file
 # A processor east of UTC dates its report by its own day: up to one day ahead of UTC's date.
 AHEAD_OF_UTC = dt.timedelta(days=1)
+
+
+def landed_name(column: str) -> str:
+    """A report column as it lands: Stripe's `payment_metadata[key]` as `payment_metadata_key`."""
+    return _METADATA.sub(r"\1_\2", column)
 
 
 def latest_settlement_date() -> dt.date:
@@ -122,18 +141,19 @@ def latest_settlement_date() -> dt.date:
 
 CONTRACTS = {
     "settlement": Contract(
-        "payment_id",
+        "balance_transaction_id",
         {
-            "settlement_date": TEXT,
-            "payment_id": TEXT,
-            "gross_amount": DECIMAL_TEXT,
-            "fee_amount": DECIMAL_TEXT,
-            "net_amount": DECIMAL_TEXT,
+            "automatic_payout_effective_at": TEXT,
+            "balance_transaction_id": TEXT,
+            landed_name(PAYMENT_ID): TEXT,
+            "gross": DECIMAL_TEXT,
+            "fee": DECIMAL_TEXT,
+            "net": DECIMAL_TEXT,
         },
         rules=(
-            date_not_after("settlement_date", latest_settlement_date),
-            not_negative("gross_amount", "fee_amount", "net_amount"),
-            difference("net_amount", "gross_amount", "fee_amount"),
+            date_not_after("automatic_payout_effective_at", latest_settlement_date, with_time=True),
+            not_negative("gross", "fee", "net"),
+            difference("net", "gross", "fee"),
         ),
     )
 }
@@ -160,7 +180,7 @@ def source(
 
     @dlt.resource(
         name="settlement",
-        primary_key=["file_name", "payment_id"],
+        primary_key=["file_name", "balance_transaction_id"],
         merge_key="file_name",  # a file's new version replaces all of its stored lines
         write_disposition={"disposition": "merge", "strategy": "delete-insert"},
     )
@@ -259,7 +279,9 @@ def _land(
     if table.num_rows:
         yield _with_row_columns(table)
     elif previous is not None:  # nothing to insert, so only a marker can delete the old lines
-        yield _with_row_columns(pa.table({"file_name": [name], "payment_id": [""], DELETED: [True]}))
+        yield _with_row_columns(
+            pa.table({"file_name": [name], "balance_transaction_id": [""], DELETED: [True]})
+        )
     reason = None if previous is None else f"replaces the version with sha256 {previous[:12]}…"
     status = "loaded" if previous is None else "replaced"
     yield _files_table(_file_row(name, sha, table.num_rows, len(refused_rows), status, reason))
@@ -301,7 +323,7 @@ def _reject(
 
 def _read(name: str, data: bytes) -> tuple[pa.Table, list[tuple[str, str, dict]]]:
     """The file's rows as text (staging casts them), each with its file name, and the refused ones
-    as `(payment_id, reason, row)`; NotLoadable when the file is no settlement report at all.
+    as `(balance_transaction_id, reason, row)`; NotLoadable when the file is no such report at all.
 
     pyarrow parses the file and the contract is checked column-wise; only doubted rows, lines
     with the wrong number of fields and duplicates take the row path to the quarantine.
@@ -322,6 +344,7 @@ def _read(name: str, data: bytes) -> tuple[pa.Table, list[tuple[str, str, dict]]
         ) from None
     _check_lines(data)
     header = _header(first_line)
+    landed = [landed_name(c) for c in header]
     refused: list[tuple[str, str, dict]] = []
 
     def invalid_row(row) -> str:
@@ -329,9 +352,9 @@ def _read(name: str, data: bytes) -> tuple[pa.Table, list[tuple[str, str, dict]]
             fields = next(csv.reader([row.text]), [])
         except csv.Error:
             fields = row.text.split(",")
-        record = dict(zip(header, fields, strict=False)) | {"file_name": name}
+        record = dict(zip(landed, fields, strict=False)) | {"file_name": name}
         reason = f"expected {row.expected_columns} fields, got {row.actual_columns}"
-        refused.append((str(record.get("payment_id")), reason, record))
+        refused.append((str(record.get("balance_transaction_id")), reason, record))
         return "skip"
 
     try:
@@ -347,7 +370,9 @@ def _read(name: str, data: bytes) -> tuple[pa.Table, list[tuple[str, str, dict]]
         )
     except pa.ArrowInvalid as exc:
         raise NotLoadable(f"cannot be parsed as CSV: {str(exc).splitlines()[0][:200]}") from None
-    table = table.append_column("file_name", pa.array([name] * table.num_rows, pa.string()))
+    table = table.rename_columns(landed).append_column(
+        "file_name", pa.array([name] * table.num_rows, pa.string())
+    )
     contract = CONTRACTS["settlement"]
     table, duplicates = contract.deduplicate(table)
     good, broken = contract.split(table)
@@ -376,14 +401,14 @@ def _header(line: str) -> list[str]:
     missing = [c for c in REPORT_COLUMNS if c not in header]
     if missing:
         raise NotLoadable(
-            f"no settlement report header: the first line lacks {', '.join(missing)} "
+            f"no itemized payout reconciliation report header: the first line lacks {', '.join(missing)} "
             f"(expected {','.join(REPORT_COLUMNS)}, got {shown!r:.120})"
         )
     seen: dict[str, str] = {}
     for i, column in enumerate(header, start=1):
         if not column.strip():
             raise NotLoadable(f"the header's column {i} has no name (got {shown!r:.120})")
-        as_stored = normalized(column)
+        as_stored = normalized(landed_name(column))
         if as_stored in seen:
             raise NotLoadable(f"the header names one column twice: {seen[as_stored]!r} and {column!r}")
         if as_stored in ("file_name", DELETED) or as_stored.startswith("_dlt"):
@@ -398,7 +423,7 @@ def _with_row_columns(table: pa.Table) -> pa.Table:
     table = table.append_column("_dlt_load_id", pa.array([load_id] * table.num_rows, pa.string()))
     table = table.append_column("_dlt_id", pa.array(random_row_ids(table.num_rows), pa.string()))
     # Not null where dlt's schema says so (keys and row ids), so the two schemas agree.
-    required = {"file_name", "payment_id", "_dlt_load_id", "_dlt_id"}
+    required = {"file_name", "balance_transaction_id", "_dlt_load_id", "_dlt_id"}
     fields = [f.with_nullable(f.name not in required) for f in table.schema]
     return table.cast(pa.schema(fields))
 
@@ -454,7 +479,7 @@ def count(folder: str) -> dict[str, int]:
 
 SYSTEM = System(
     name=NAME,
-    description="The payment processor's daily settlement reports, dropped as CSV files.",
+    description="The payment processor's payout reports (Stripe's itemized payout reconciliation), dropped as CSV files.",
     location="folder",
     default_location=lambda: str(settings.landing_dir(NAME)),
     resources=DESCRIPTIONS,
@@ -462,7 +487,7 @@ SYSTEM = System(
     incremental=False,
     file_pattern=PATTERN,
     files_table=FILES_TABLE,
-    raw_keys={"settlement": "file_name || ':' || payment_id"},
+    raw_keys={"settlement": "file_name || ':' || balance_transaction_id"},
     count=count,
-    trace=TraceKeys(raw=(("payment_id", "settlement", "payment_id"),)),
+    trace=TraceKeys(raw=(("payment_id", "settlement", landed_name(PAYMENT_ID)),)),
 )

@@ -294,7 +294,8 @@ def write_rest_store(world: World, system: str, path: Path) -> None:
 
 
 def write_settlements(lines: pa.Table, folder: Path, clear: bool = False, suffix: str = "") -> list[Path]:
-    """One CSV per settlement date (the processor's daily report); returns the files written.
+    """One CSV per payout date (the processor's itemized payout reconciliation report of the
+    day, lines as `make_settlement` gives them); returns the files written.
 
     `suffix` names a further report for a date that already has one (the processor sends
     a new file rather than rewriting a delivered one).
@@ -303,8 +304,10 @@ def write_settlements(lines: pa.Table, folder: Path, clear: bool = False, suffix
     if clear:
         for old in folder.glob("settlement_*.csv"):
             old.unlink()
-    lines = lines.sort_by([("settlement_date", "ascending"), ("payment_id", "ascending")])
-    dates = lines.column("settlement_date").to_pylist()
+    lines = lines.sort_by(
+        [("automatic_payout_effective_at", "ascending"), ("balance_transaction_id", "ascending")]
+    )
+    dates = [d[:10] for d in lines.column("automatic_payout_effective_at").to_pylist()]
     written, start = [], 0
     for i in range(1, len(dates) + 1):
         if i == len(dates) or dates[i] != dates[start]:

@@ -289,10 +289,13 @@ class Tick:
             "PaymentMethodRef": {"value": str(1 + method), "name": ["card", "sepa_debit", "bank_transfer"][method]},
             "Line": [{"Amount": amount, "LinkedTxn": [{"TxnId": inv, "TxnType": "Invoice"}]}],
             "MetaData": meta}))  # fmt: skip
-        fee = round(cents * 0.029 + 30)
-        self.settlement.append({"payment_id": pay, "invoice_id": inv, "currency": "USD",
-                                "gross_amount": f"{cents / 100:.2f}", "fee_amount": f"{fee / 100:.2f}",
-                                "net_amount": f"{(cents - fee) / 100:.2f}"})  # fmt: skip
+        fee, suffix = round(cents * 0.029 + 30), f"{order_id:010d}"
+        self.settlement.append({"balance_transaction_id": f"txn_{suffix}", "created_utc": stamp[:10] + " " + stamp[11:19],
+                                "currency": "usd", "gross": f"{cents / 100:.2f}", "fee": f"{fee / 100:.2f}",
+                                "net": f"{(cents - fee) / 100:.2f}", "reporting_category": "charge",
+                                "source_id": f"ch_{suffix}", "customer_email": email, "charge_id": f"ch_{suffix}",
+                                "payment_intent_id": f"pi_{suffix}", "invoice_id": inv,
+                                "payment_metadata[payment_id]": pay})  # fmt: skip
 
     def save(self) -> None:
         """Commit the ERP, then write what the tick collected to the CRM, shop and billing stores."""
@@ -339,8 +342,12 @@ def _write_settlement_file(home: Path, info: dict, tick: Tick) -> list[Path]:
     reports the day it settled; a report dated ahead of its day is refused by the hub's contract)."""
     if not tick.settlement:
         return []
-    settlement_date = str(tick.now.date())
-    lines = pa.Table.from_pylist([{"settlement_date": settlement_date, **s} for s in tick.settlement])
+    day = tick.now.date()
+    payout = {
+        "automatic_payout_id": f"po_{day:%Y%m%d}t{tick.number}",
+        "automatic_payout_effective_at": f"{day} 00:00:00",
+    }
+    lines = pa.Table.from_pylist([{**payout, **s} for s in tick.settlement])
     return write_settlements(lines, home / "landing" / "payments", suffix=f"_tick{tick.number}")
 
 

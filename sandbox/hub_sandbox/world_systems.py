@@ -205,14 +205,23 @@ def _billing_records(db: duckdb.DuckDBPyConnection) -> None:
 
 
 def make_settlement(db: duckdb.DuckDBPyConnection) -> dict[str, pa.Table]:
-    """The payment processor's settlement lines: every payment except the unsettled ones, a day after it was taken."""
+    """The payment processor's paid-out charges, as the lines of Stripe's itemized payout reconciliation
+    report (`SETTLEMENT_COLUMNS`): every payment except the unsettled ones, paid out a day after it
+    was taken, one payout a day; the accounting payment id in the PaymentIntent's metadata."""
     settlement = db.sql("""
-        SELECT strftime(p.updated_at + INTERVAL 1 DAY, '%Y-%m-%d') AS settlement_date,
-               p.id AS payment_id, p.invoice AS invoice_id, upper(p.currency) AS currency,
-               printf('%.2f', p.amount / 100) AS gross_amount,
-               printf('%.2f', round(p.amount * 0.029 + 30) / 100) AS fee_amount,
-               printf('%.2f', (p.amount - round(p.amount * 0.029 + 30)) / 100) AS net_amount
+        SELECT 'po_' || strftime(p.updated_at + INTERVAL 1 DAY, '%Y%m%d') AS automatic_payout_id,
+               strftime(p.updated_at + INTERVAL 1 DAY, '%Y-%m-%d 00:00:00') AS automatic_payout_effective_at,
+               'txn_' || substr(p.id, 4) AS balance_transaction_id,
+               strftime(p.updated_at, '%Y-%m-%d %H:%M:%S') AS created_utc,
+               lower(p.currency) AS currency,
+               printf('%.2f', p.amount / 100) AS gross,
+               printf('%.2f', round(p.amount * 0.029 + 30) / 100) AS fee,
+               printf('%.2f', (p.amount - round(p.amount * 0.029 + 30)) / 100) AS net,
+               'charge' AS reporting_category, 'ch_' || substr(p.id, 4) AS source_id,
+               p.customer_email, 'ch_' || substr(p.id, 4) AS charge_id,
+               'pi_' || substr(p.id, 4) AS payment_intent_id, p.invoice AS invoice_id,
+               p.id AS "payment_metadata[payment_id]"
         FROM billing_payments p WHERE p.order_id NOT IN (SELECT k FROM pick_payment_not_settled)
-        ORDER BY 1, 2
+        ORDER BY 2, 3
     """).to_arrow_table()
     return {"settlement": settlement}

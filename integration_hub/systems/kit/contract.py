@@ -175,6 +175,7 @@ def difference(result: str, minuend: str, subtrahend: str) -> Rule:
 
 
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_TIME_OF_DAY = re.compile(r" (?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d")
 # Valid calendar dates from year 1000 on, except 29 February (left to the row check, which knows
 # leap years): what the column test passes without asking Python.
 _PLAIN_DATE = (
@@ -183,17 +184,24 @@ _PLAIN_DATE = (
 )
 
 
-def date_not_after(name: str, latest: Callable[[], dt.date]) -> Rule:
-    """Field `name` is a valid `YYYY-MM-DD` date, no later than `latest()` (asked when checked)."""
+def date_not_after(name: str, latest: Callable[[], dt.date], with_time: bool = False) -> Rule:
+    """Field `name` is a valid `YYYY-MM-DD` date, no later than `latest()` (asked when checked).
+
+    `with_time` also takes a date with a time of day, `YYYY-MM-DD HH:MM:SS` (as Stripe's reports
+    write dates); its date is judged.
+    """
+    shape = "YYYY-MM-DD or YYYY-MM-DD HH:MM:SS" if with_time else "YYYY-MM-DD"
 
     def check(row: Mapping[str, Any]) -> str | None:
         value = row[name]
+        if with_time and _TIME_OF_DAY.fullmatch(value[10:]):
+            value = value[:10]
         try:
             day = dt.date.fromisoformat(value) if _ISO_DATE.fullmatch(value) else None
         except ValueError:
             day = None
         if day is None:
-            return f"field {name!r}: not a valid date (YYYY-MM-DD), got {value!r:.60}"
+            return f"field {name!r}: not a valid date ({shape}), got {row[name]!r:.60}"
         if day > (last := latest()):
             return f"field {name!r}: {value} is in the future (the latest date accepted now is {last})"
         return None
@@ -202,9 +210,11 @@ def date_not_after(name: str, latest: Callable[[], dt.date]) -> Rule:
         if name not in table.column_names or not pa.types.is_string(table[name].type):
             return None
         column = table[name]
-        plain = pc.match_substring_regex(column, _PLAIN_DATE)
+        pattern = _PLAIN_DATE[:-1] + r"(?: (?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d)?$" if with_time else _PLAIN_DATE
+        plain = pc.match_substring_regex(column, pattern)
         # Plain dates compare as text in date order.
-        return pc.and_(plain, pc.less_equal(column, latest().isoformat()))
+        day = pc.utf8_slice_codeunits(column, 0, 10) if with_time else column
+        return pc.and_(plain, pc.less_equal(day, latest().isoformat()))
 
     return Rule(check, column_test)
 
