@@ -184,6 +184,7 @@ def test_every_api_refuses_missing_and_wrong_credentials(sandbox, system, method
             "error" in body
             or str(errors).startswith("[API] Invalid API key")
             or (isinstance(body, list) and body[0]["errorCode"] == "INVALID_SESSION_ID")  # Salesforce's shape
+            or body.get("category") == "INVALID_AUTHENTICATION"  # HubSpot's
             or body["Fault"]["Error"][0]["Message"].startswith("message=AuthenticationFailed")  # Intuit's
         )
         assert not any(secret in answer.text for secret in CREDS.values())
