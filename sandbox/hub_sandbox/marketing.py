@@ -142,7 +142,9 @@ def check_sorts(sorts) -> None:
     """Ascending `lastmodifieddate` (HubSpot's `{propertyName, direction}` or its string form) only."""
     for s in sorts or []:
         name, direction = (
-            (s.get("propertyName"), s.get("direction", "ASCENDING")) if isinstance(s, dict) else (s, "ASCENDING")
+            (s.get("propertyName"), s.get("direction", "ASCENDING"))
+            if isinstance(s, dict)
+            else (s, "ASCENDING")
         )
         if name not in ("lastmodifieddate", "hs_lastmodifieddate") or direction != "ASCENDING":
             raise invalid(f"sorts: this stand-in sorts by lastmodifieddate ASCENDING only, not {s!r}")
@@ -215,7 +217,8 @@ def build_app(home: Path) -> FastAPI:
             rejected="Property values were not valid (fault injection)",
         )
         errors = [
-            hubspot_body(400, o.errors[0]) | {"id": o.item.get("id"), "context": {"id": [str(o.item.get("id"))]}}
+            hubspot_body(400, o.errors[0])
+            | {"id": o.item.get("id"), "context": {"id": [str(o.item.get("id"))]}}
             for o in outcomes
             if o.errors
         ]
