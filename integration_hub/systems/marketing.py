@@ -1,6 +1,7 @@
-"""Marketing (HubSpot-like): contacts the hub writes; it is not read.
+"""Marketing on HubSpot's CRM API v3: contacts the hub writes; it is not read.
 
-`contacts/batch/upsert` by email (≤ 100 a call); rejected inputs come back in `errors`.
+`POST /crm/v3/objects/contacts/batch/upsert` by email (`idProperty: email`, ≤ 100 a call) with a
+private app's bearer token; inputs HubSpot refuses come back in `errors` (a `207`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class MarketingContacts(BearerTokenWriter):
 
 SYSTEM = System(
     name=NAME,
-    description="The marketing tool (HubSpot-like): contacts for campaigns.",
+    description="The marketing tool (HubSpot CRM API v3): contacts for campaigns.",
     sandbox_port=5,
     credentials={"api_key": Credential("HUB_MARKETING_API_KEY", sandbox="hs_sandbox_key")},
     writers={"contacts": MarketingContacts},
