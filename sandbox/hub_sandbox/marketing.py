@@ -240,7 +240,7 @@ def build_app(home: Path) -> FastAPI:
         position = decode_cursor(after, "after") if after else None
         rows, nxt = keyset_page(system, RESOURCE, position, None, None, limit)
         return page_response(
-            "results", rows, {"paging": {"next": {"after": encode_cursor(nxt)}}} if nxt else {}
+            "results", rows, {"paging": {"next": {"after": encode_cursor(nxt)}} if nxt else {}}
         )
 
     @app.post("/crm/v3/objects/contacts/search")
