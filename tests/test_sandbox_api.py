@@ -170,6 +170,7 @@ PROTECTED = [
     ("support", "POST", "/api/v2/tickets/create_many.json", {"Authorization": "Bearer zd_sandbox_token"}),
     ("marketing", "GET", "/crm/v3/objects/contacts", {"Authorization": "Bearer hs_wrong"}),
     ("marketing", "POST", "/crm/v3/objects/contacts/batch/upsert", {"Authorization": "Bearer hs_wrong"}),
+    ("marketing", "POST", "/crm/v3/objects/contacts/search", {"Authorization": "Bearer hs_wrong"}),
 ]
 
 

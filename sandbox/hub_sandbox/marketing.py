@@ -120,7 +120,7 @@ def search_window(body: dict) -> tuple[str | None, str | None, str | None]:
     filters = groups[0].get("filters", []) if groups and isinstance(groups[0], dict) else []
     since = before = email = None
     for f in filters:
-        name, op = f.get("propertyName"), f.get("operator")
+        name, op = (f.get("propertyName"), f.get("operator")) if isinstance(f, dict) else (None, None)
         if op not in OPERATORS or name not in ("lastmodifieddate", "email") or "value" not in f:
             raise invalid(
                 f"filter {f!r}: supported are {', '.join(OPERATORS)} with a value on lastmodifieddate, "
