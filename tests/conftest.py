@@ -39,11 +39,11 @@ os.environ.setdefault("HUB_LANDING_SETTLE_SECONDS", "0")
 # workers on two cores: the daemon drills wait on Dagster's daemon loops, and a third worker
 # fills those waits.
 LONGEST_FIRST = (
-    "test_drills_faults.py", "test_scaleout_celery.py", "test_browser_ui.py", "test_backfill_daemon.py",
+    "test_changes_path.py", "test_drills_faults.py", "test_scaleout_celery.py", "test_browser_ui.py", "test_backfill_daemon.py",
     "test_ui_auth.py", "test_drills_kills.py", "test_drill_refused_rows.py", "test_truth_follows_writes.py",
     "test_reverse_sync_e2e.py", "test_ingestion_faults.py", "test_ingestion_e2e.py", "test_drills_world.py",
     "test_reverse_sync_faults.py", "test_recon_truth.py", "test_sandbox_cli.py", "test_recon_e2e.py",
-    "test_recon_completeness.py", "test_add_a_system.py", "test_canonical_world.py", "test_canonical_e2e.py",
+    "test_sync_latency.py", "test_recon_completeness.py", "test_add_a_system.py", "test_canonical_world.py", "test_canonical_e2e.py",
 )  # fmt: skip
 
 
