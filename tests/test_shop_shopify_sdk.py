@@ -103,7 +103,7 @@ def test_a_throttled_call_answers_as_shopify_does_and_the_hubs_client_honours_re
     assert header(answer, CALL_LIMIT) == "40/40"
     assert json.loads(answer.body) == {"errors": THROTTLED}
 
-    # The hub's count calls both endpoints; every second call is throttled and retried after 1 s.
+    # The hub's count calls both endpoints; every second call is throttled, and the client waits out its Retry-After.
     started = time.monotonic()
     counts = hub_shop.count(shop.url("shop"), secret("HUB_SHOP_API_KEY"))
     assert counts["orders"] == orders
